@@ -1,0 +1,3 @@
+from notus_cli.app import main
+
+main()

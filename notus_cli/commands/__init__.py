@@ -1,0 +1,1 @@
+"""Typer commands: parse flags, call one library function, render the result. No logic here."""

@@ -1,0 +1,74 @@
+"""Every failure Notus reports to a person, with a hint and an exit code.
+
+    NotusError                 exit 1 unless a subclass says otherwise
+    ├── ConfigError            bad notus.toml, environment variable or flag (exit 2)
+    ├── ModelError             model files missing, corrupt or not loadable
+    ├── EngineError            vLLM could not be found, started or reached
+    ├── BuildError             the image build failed
+    ├── RegistryError          push/pull or registry credentials failed
+    ├── RunPodError            RunPod answered with an error
+    │   ├── RunPodAuthError    the API key was rejected
+    │   ├── RunPodRateLimited  HTTP 429 after the retries
+    │   └── RunPodQueryError   a GraphQL or REST call was refused
+    ├── EndpointUnreachable    nothing answers at the endpoint URL (exit 3)
+    └── JobFailed              the endpoint ran the job and it failed (exit 4)
+
+The CLI's entry point is the only place that turns these into text on stderr.
+"""
+
+from __future__ import annotations
+
+
+class NotusError(Exception):
+    """A failure with a message for the user and, where we know one, a hint to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(NotusError):
+    exit_code = 2
+
+
+class ModelError(NotusError):
+    pass
+
+
+class EngineError(NotusError):
+    pass
+
+
+class BuildError(NotusError):
+    pass
+
+
+class RegistryError(NotusError):
+    pass
+
+
+class RunPodError(NotusError):
+    pass
+
+
+class RunPodAuthError(RunPodError):
+    pass
+
+
+class RunPodRateLimited(RunPodError):
+    pass
+
+
+class RunPodQueryError(RunPodError):
+    pass
+
+
+class EndpointUnreachable(NotusError):
+    exit_code = 3
+
+
+class JobFailed(NotusError):
+    exit_code = 4

@@ -1,0 +1,51 @@
+"""Shared fixtures: a hermetic environment for every test, and real servers started once per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from notus_cli.model.tiny import write_tiny_model
+from tests.support.vllm import VllmServer, start_vllm
+
+ISOLATED_PREFIXES = ("NOTUS_", "RUNPOD_", "HF_", "HUGGING_FACE", "OPENAI_")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's config, keys or terminal: own HOME, no colour, fixed width."""
+    keep = {"NOTUS_VLLM_PYTHON"}
+    for name in list(os.environ):
+        if name.startswith(ISOLATED_PREFIXES) and name not in keep:
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Nemotron-H, written once per session."""
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny").path
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """A real vLLM (CPU build) serving the tiny model, shared by the whole session."""
+    server = start_vllm(tiny_model, tmp_path_factory.mktemp("logs") / "vllm.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

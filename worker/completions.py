@@ -1,0 +1,100 @@
+"""The output contract: vLLM's answers reshaped into Notus chat.completion objects.
+
+We copy only the fields the README documents, so a vLLM upgrade that adds or renames fields does
+not change what clients receive. vLLM has called the reasoning text `reasoning_content` and, more
+recently, `reasoning`; both come out as `reasoning_content`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+
+def new_completion_id() -> str:
+    return f"notus-{uuid.uuid4().hex}"
+
+
+def completion(raw: dict[str, Any], *, completion_id: str, model: str) -> dict[str, Any]:
+    """A chat.completion from vLLM's non-streamed response."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": raw.get("created", 0),
+        "model": model,
+        "choices": [
+            {
+                "index": choice.get("index", 0),
+                "message": _message(choice.get("message") or {}),
+                "finish_reason": choice.get("finish_reason"),
+            }
+            for choice in raw.get("choices", [])
+        ],
+        "usage": usage(raw.get("usage")),
+    }
+
+
+def chunk(raw: dict[str, Any], *, completion_id: str, model: str) -> dict[str, Any]:
+    """A chat.completion.chunk from one of vLLM's streamed events."""
+    out: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": raw.get("created", 0),
+        "model": model,
+        "choices": [
+            {
+                "index": choice.get("index", 0),
+                "delta": _delta(choice.get("delta") or {}),
+                "finish_reason": choice.get("finish_reason"),
+            }
+            for choice in raw.get("choices", [])
+        ],
+    }
+    if raw.get("usage"):
+        out["usage"] = usage(raw["usage"])
+    return out
+
+
+def usage(raw: dict[str, Any] | None) -> dict[str, int]:
+    raw = raw or {}
+    prompt, completion_tokens = raw.get("prompt_tokens", 0), raw.get("completion_tokens", 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
+
+
+def _message(raw: dict[str, Any]) -> dict[str, Any]:
+    message = {
+        "role": raw.get("role", "assistant"),
+        "content": raw.get("content"),
+        "reasoning_content": _reasoning(raw),
+    }
+    if raw.get("tool_calls"):
+        message["tool_calls"] = raw["tool_calls"]
+    return message
+
+
+def _delta(raw: dict[str, Any]) -> dict[str, Any]:
+    delta = {key: raw[key] for key in ("role", "content", "tool_calls") if raw.get(key) is not None}
+    reasoning = _reasoning(raw)
+    if reasoning is not None:
+        delta["reasoning_content"] = reasoning
+    return delta
+
+
+def _reasoning(raw: dict[str, Any]) -> str | None:
+    value = raw.get("reasoning_content")
+    return value if value is not None else raw.get("reasoning")
+
+
+def upstream_error(status: int, body: bytes) -> dict[str, Any]:
+    """The job error for a vLLM error response, keeping vLLM's own message and parameter."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        payload = {}
+    detail = payload.get("error", payload) if isinstance(payload, dict) else {}
+    if not isinstance(detail, dict):
+        detail = {"message": str(detail)}
+    message = detail.get("message") or body.decode(errors="replace")[:500] or f"HTTP {status}"
+    kind = "invalid_request" if 400 <= status < 500 else "engine_error"
+    return {"type": kind, "param": detail.get("param"), "message": message, "status": status}

@@ -1,0 +1,153 @@
+"""The vLLM OpenAI server behind the worker: started on loopback, awaited, supervised, stopped.
+
+The worker only takes jobs once vLLM answers /health, and exits the moment vLLM dies: RunPod then
+replaces the worker, which beats a worker that accepts jobs it can never serve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from worker.settings import WorkerSettings
+
+log = logging.getLogger("notus.worker")
+
+
+class EngineFailed(Exception):
+    """vLLM exited, or did not become healthy in time."""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    served_model_name: str
+    max_model_len: int
+    startup_seconds: float
+
+
+def vllm_command(settings: WorkerSettings, port: int) -> list[str]:
+    """The command line that starts vLLM's OpenAI server; it works with the GPU and CPU builds alike."""
+    command = [
+        settings.vllm_python, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", settings.model,
+        "--served-model-name", settings.served_model_name,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--max-num-seqs", str(settings.max_num_seqs),
+        "--tensor-parallel-size", str(settings.tensor_parallel_size),
+        "--gpu-memory-utilization", str(settings.gpu_memory_utilization),
+        "--disable-uvicorn-access-log",
+    ]  # fmt: skip
+    if settings.max_model_len:
+        command += ["--max-model-len", str(settings.max_model_len)]
+    if settings.reasoning_parser:
+        command += ["--reasoning-parser", settings.reasoning_parser]
+    if settings.tool_call_parser:
+        command += ["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser]
+    if settings.trust_remote_code:
+        command.append("--trust-remote-code")
+    return command + settings.extra_vllm_args
+
+
+class Engine:
+    """Owns the vLLM process (or watches an external server given by NOTUS_VLLM_URL)."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        if settings.vllm_url:
+            self.base_url = settings.vllm_url
+        else:
+            self.port = settings.vllm_port or _free_port()
+            self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start vLLM in its own process group, so a terminal's Ctrl-C reaches the worker first."""
+        if self.settings.vllm_url:
+            return
+        command = vllm_command(self.settings, self.port)
+        log.info("starting vLLM: %s", " ".join(command[1:]))
+        self.process = subprocess.Popen(command, start_new_session=True)
+
+    def wait_until_ready(self, timeout: float) -> EngineInfo:
+        """Poll /health until vLLM answers, then read the model's context length.
+
+        Raises EngineFailed if vLLM exits first or `timeout` seconds pass.
+        """
+        started = time.monotonic()
+        with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
+            while True:
+                if self.process is not None and (code := self.process.poll()) is not None:
+                    raise EngineFailed(f"vLLM exited with code {code} before it was ready (its log is above)")
+                if time.monotonic() - started > timeout:
+                    raise EngineFailed(f"vLLM was not healthy after {timeout:.0f} s (NOTUS_STARTUP_TIMEOUT)")
+                try:
+                    if client.get("/health").status_code == 200:
+                        models = client.get("/v1/models").json()["data"]
+                        break
+                except (httpx.HTTPError, KeyError, ValueError):
+                    pass
+                time.sleep(0.5)
+        model = next((m for m in models if m.get("id") == self.settings.served_model_name), models[0])
+        return EngineInfo(
+            served_model_name=model["id"],
+            max_model_len=int(model.get("max_model_len") or self.settings.max_model_len or 4096),
+            startup_seconds=time.monotonic() - started,
+        )
+
+    def supervise(self, on_death: Callable[[str], None]) -> None:
+        """Call `on_death(reason)` from a daemon thread when vLLM exits (or an external one stops answering)."""
+        threading.Thread(target=self._watch, args=(on_death,), name="vllm-supervisor", daemon=True).start()
+
+    def _watch(self, on_death: Callable[[str], None]) -> None:
+        if self.process is not None:
+            code = self.process.wait()
+            if not self._stopping.is_set():
+                on_death(f"vLLM exited with code {code}")
+            return
+        failures = 0
+        with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
+            while not self._stopping.wait(5.0):
+                try:
+                    failures = 0 if client.get("/health").status_code == 200 else failures + 1
+                except httpx.HTTPError:
+                    failures += 1
+                if failures >= 3:
+                    on_death(f"vLLM at {self.base_url} stopped answering /health")
+                    return
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM vLLM's process group, then SIGKILL what is left after `grace` seconds."""
+        self._stopping.set()
+        if self.process is None or self.process.poll() is not None:
+            return
+        log.info("stopping vLLM")
+        _signal_group(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        _signal_group(self.process.pid, signal.SIGKILL)  # engine-core children that outlived the parent
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,198 @@
+"""The RunPod job handler: validate the input, relay it to vLLM on loopback, reshape the answer.
+
+An async generator, so one function serves streamed and non-streamed jobs: with
+`return_aggregate_stream` the SDK also returns everything yielded as the job's output.
+A job that fails yields `{"error": "<JSON text>"}`; the SDK marks it FAILED and passes the text on
+unchanged (it stringifies a dict with Python's repr, which clients could not parse).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from worker import completions
+from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, parse_job_input
+from worker.sse import DONE, SSEDecoder, encode
+
+log = logging.getLogger("notus.worker")
+
+
+def job_error(error: dict[str, Any]) -> dict[str, str]:
+    return {"error": json.dumps(error, ensure_ascii=False)}
+
+
+@dataclass
+class JobStats:
+    """What the worker logs about a job: sizes and timings, never content."""
+
+    job_id: str
+    kind: str = "invalid"
+    stream: bool = False
+    messages: int = 0
+    input_chars: int = 0
+    output_tokens: int = 0
+    first_token_s: float | None = None
+    outcome: str = "ok"
+    started: float = field(default_factory=time.perf_counter)
+
+    def line(self) -> str:
+        elapsed_ms = (time.perf_counter() - self.started) * 1000
+        ttft = f"{self.first_token_s * 1000:.0f}ms" if self.first_token_s is not None else "-"
+        return (
+            f"job {self.job_id} {self.outcome}: {self.kind} stream={str(self.stream).lower()} "
+            f"messages={self.messages} input_chars={self.input_chars} output_tokens={self.output_tokens} "
+            f"ttft={ttft} total={elapsed_ms:.0f}ms"
+        )
+
+
+class ChatHandler:
+    """Holds the loopback HTTP client to vLLM; `handle` is what the runpod SDK calls."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        served_model_name: str,
+        max_model_len: int | None,
+        log_content: bool = False,
+        request_timeout: float = 900.0,
+        max_connections: int = 256,
+    ) -> None:
+        self.base_url = base_url
+        self.model = served_model_name
+        self.max_model_len = max_model_len
+        self.log_content = log_content
+        self._timeout = httpx.Timeout(request_timeout, connect=10.0)
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        # Made on first use, inside the SDK's event loop.
+        if self._http is None:
+            self._http = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout, limits=self._limits)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def handle(self, job: dict[str, Any]) -> AsyncIterator[Any]:
+        stats = JobStats(job_id=str(job.get("id", "?")))
+        try:
+            request = parse_job_input(job.get("input"), model=self.model, max_model_len=self.max_model_len)
+        except InvalidRequest as exc:
+            stats.outcome = f"failed invalid_request param={exc.param}"
+            log.info(stats.line())
+            yield job_error(exc.to_error())
+            return
+        self._describe(request, stats)
+        try:
+            if isinstance(request, OpenAIRequest):
+                stream = self._relay_openai(request, stats)
+            elif request.stream:
+                stream = self._stream_chat(request, stats)
+            else:
+                stream = self._complete_chat(request, stats)
+            async for item in stream:
+                yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            stats.outcome = "cancelled"
+            raise
+        except Exception as exc:  # a broken engine must fail the job, not the worker
+            stats.outcome = f"failed engine_error {type(exc).__name__}"
+            yield job_error(
+                {"type": "engine_error", "param": None, "message": f"vLLM request failed: {type(exc).__name__}"}
+            )
+        finally:
+            log.info(stats.line())
+
+    async def _complete_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
+        response = await self.http.post("/v1/chat/completions", json=request.body)
+        if response.status_code >= 400:
+            yield self._failed(stats, response.status_code, response.content)
+            return
+        raw = response.json()
+        result = completions.completion(raw, completion_id=completions.new_completion_id(), model=self.model)
+        stats.output_tokens = result["usage"]["completion_tokens"]
+        stats.first_token_s = time.perf_counter() - stats.started
+        if self.log_content:
+            log.info("job %s output: %s", stats.job_id, json.dumps(result["choices"], ensure_ascii=False))
+        yield result
+
+    async def _stream_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
+        completion_id = completions.new_completion_id()
+        async with self.http.stream("POST", "/v1/chat/completions", json=request.body) as response:
+            if response.status_code >= 400:
+                yield self._failed(stats, response.status_code, await response.aread())
+                return
+            decoder = SSEDecoder()
+            async for data in response.aiter_bytes():
+                for payload in decoder.feed(data):
+                    if payload == DONE:
+                        return
+                    event = json.loads(payload)
+                    if "error" in event:
+                        yield self._failed(stats, 500, payload.encode())
+                        return
+                    out = completions.chunk(event, completion_id=completion_id, model=self.model)
+                    if stats.first_token_s is None and out["choices"] and out["choices"][0]["delta"].keys() - {"role"}:
+                        stats.first_token_s = time.perf_counter() - stats.started
+                    if "usage" in out:
+                        stats.output_tokens = out["usage"]["completion_tokens"]
+                    if self.log_content:
+                        log.info("job %s chunk: %s", stats.job_id, json.dumps(out["choices"], ensure_ascii=False))
+                    yield out
+
+    async def _relay_openai(self, request: OpenAIRequest, stats: JobStats) -> AsyncIterator[Any]:
+        """RunPod's OpenAI route: vLLM's own answer; streams as whole SSE events, which RunPod relays as text."""
+        if request.body is None:
+            response = await self.http.get(request.route)
+            if response.status_code >= 400:
+                yield self._failed(stats, response.status_code, response.content)
+                return
+            yield response.json()
+            return
+        if not request.stream:
+            response = await self.http.post(request.route, json=request.body)
+            if response.status_code >= 400:
+                yield self._failed(stats, response.status_code, response.content)
+                return
+            result = response.json()
+            stats.output_tokens = (result.get("usage") or {}).get("completion_tokens", 0)
+            yield result
+            return
+        async with self.http.stream("POST", request.route, json=request.body) as response:
+            if response.status_code >= 400:
+                yield self._failed(stats, response.status_code, await response.aread())
+                return
+            decoder = SSEDecoder()
+            async for data in response.aiter_bytes():
+                for payload in decoder.feed(data):
+                    if stats.first_token_s is None:
+                        stats.first_token_s = time.perf_counter() - stats.started
+                    yield encode(payload)
+
+    def _failed(self, stats: JobStats, status: int, body: bytes) -> dict[str, str]:
+        error = completions.upstream_error(status, body)
+        stats.outcome = f"failed {error['type']} status={status}"
+        return job_error(error)
+
+    def _describe(self, request: ChatRequest | OpenAIRequest, stats: JobStats) -> None:
+        body = request.body or {}
+        messages = body.get("messages") or []
+        stats.kind = "openai " + request.route if isinstance(request, OpenAIRequest) else "chat"
+        stats.stream = request.stream
+        stats.messages = len(messages)
+        stats.input_chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else 0 for m in messages)
+        if self.log_content:
+            log.info("job %s input: %s", stats.job_id, json.dumps(messages, ensure_ascii=False))

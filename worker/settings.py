@@ -1,0 +1,93 @@
+"""The worker's settings, read from `NOTUS_*` environment variables once at start.
+
+A bad value stops the worker before vLLM starts, with a message that names the variable and what
+it accepts: a mistyped template on RunPod should fail in a second, not after a 5-minute load.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
+
+
+class SettingsError(Exception):
+    """One or more NOTUS_* variables are invalid; the message lists each with what it accepts."""
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTUS_", extra="ignore", frozen=True)
+
+    model: str = Field(DEFAULT_MODEL, min_length=1, description="a model directory or Hugging Face id")
+    served_model_name: str = Field(DEFAULT_MODEL, min_length=1, description="the name clients see")
+    max_model_len: Annotated[int, Field(ge=16, description="an integer of at least 16")] | None = None
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="a number above 0 and at most 1")
+    max_num_seqs: int = Field(32, ge=1, le=4096, description="an integer from 1 to 4096")
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="an integer from 1 to 64")
+    reasoning_parser: str = Field("nemotron_v3", description="a vLLM reasoning parser name, or empty for none")
+    tool_call_parser: str = Field("qwen3_coder", description="a vLLM tool-call parser name, or empty for none")
+    trust_remote_code: bool = Field(False, description="true or false")
+    concurrency: int | None = Field(None, ge=1, le=4096, description="jobs at once; defaults to max_num_seqs")
+    vllm_args: str = Field("", description="extra vLLM flags, shell-quoted")
+    vllm_python: str = Field(sys.executable, min_length=1, description="the Python that has vLLM installed")
+    vllm_port: int = Field(0, ge=0, le=65535, description="a port from 0 (any free port) to 65535")
+    vllm_url: str | None = Field(None, description="an already running vLLM server; none is started")
+    startup_timeout: float = Field(1800.0, gt=0, description="seconds to wait for vLLM to become healthy")
+    request_timeout: float = Field(900.0, gt=0, description="seconds one request to vLLM may take")
+    log_content: bool = Field(False, description="true to log message text (off by default for privacy)")
+
+    @field_validator("vllm_args")
+    @classmethod
+    def _shell_quoted(cls, value: str) -> str:
+        shlex.split(value)  # raises ValueError on unbalanced quotes
+        return value
+
+    @field_validator("vllm_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else None
+
+    @model_validator(mode="after")
+    def _concurrency_within_engine(self) -> WorkerSettings:
+        if self.concurrency is not None and self.concurrency > self.max_num_seqs:
+            raise ValueError(f"NOTUS_CONCURRENCY ({self.concurrency}) exceeds NOTUS_MAX_NUM_SEQS ({self.max_num_seqs})")
+        return self
+
+    @property
+    def job_concurrency(self) -> int:
+        return self.concurrency or self.max_num_seqs
+
+    @property
+    def extra_vllm_args(self) -> list[str]:
+        return shlex.split(self.vllm_args)
+
+
+def load_worker_settings() -> WorkerSettings:
+    """Read the settings from the environment.
+
+    Raises SettingsError naming every bad variable, its value and what it accepts.
+    """
+    try:
+        return WorkerSettings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    fields = WorkerSettings.model_fields
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = fields.get(name)
+        variable = f"NOTUS_{name.upper()}" if name else "settings"
+        accepts = f"; expected {field.description}" if field and field.description else ""
+        given = f" (got {error['input']!r})" if name and not isinstance(error["input"], dict) else ""
+        lines.append(f"{variable}{given}: {error['msg']}{accepts}")
+    return "invalid worker settings:\n  " + "\n  ".join(lines)
