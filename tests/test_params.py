@@ -42,7 +42,7 @@ def test_top_level_and_nested_parameters_are_equivalent() -> None:
     top = parse({"messages": HELLO, "temperature": 0.2, "max_tokens": 7, "stop": "x"})
     nested = parse({"messages": HELLO, "sampling_params": {"temperature": 0.2, "max_tokens": 7, "stop": "x"}})
     assert top.body == nested.body
-    assert top.body["temperature"] == 0.2 and top.body["max_tokens"] == 7 and top.body["stop"] == "x"
+    assert (top.body["temperature"], top.body["max_tokens"], top.body["stop"]) == (0.2, 7, "x")
 
 
 def test_streaming_asks_vllm_for_usage_in_the_last_chunk() -> None:

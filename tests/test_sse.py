@@ -5,10 +5,7 @@ from __future__ import annotations
 from worker.sse import SSEDecoder, encode
 
 STREAM = (
-    b'data: {"a": 1}\n\n'
-    b'data: {"text": "caf\xc3\xa9 \xe2\x80\x94 done"}\r\n\r\n'
-    b": a comment line\n\n"
-    b"data: [DONE]\n\n"
+    b'data: {"a": 1}\n\ndata: {"text": "caf\xc3\xa9 \xe2\x80\x94 done"}\r\n\r\n: a comment line\n\ndata: [DONE]\n\n'
 )
 EXPECTED = ['{"a": 1}', '{"text": "café — done"}', "[DONE]"]
 

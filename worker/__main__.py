@@ -122,6 +122,7 @@ def _test_input(argv: list[str]) -> dict[str, Any] | None:
 
 def _configure_logging(settings: WorkerSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per loopback request is noise
     # The runpod SDK logs every job input and output at DEBUG, its default level.
     level = os.environ.get("RUNPOD_LOG_LEVEL", os.environ.get("RUNPOD_DEBUG_LEVEL", "DEBUG")).upper()
     if not settings.log_content and level in ("DEBUG", "TRACE"):

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -78,7 +79,8 @@ class Engine:
             return
         command = vllm_command(self.settings, self.port)
         log.info("starting vLLM: %s", " ".join(command[1:]))
-        self.process = subprocess.Popen(command, start_new_session=True)
+        # vLLM logs to stderr: stdout is reserved for results (see --test_input)
+        self.process = subprocess.Popen(command, start_new_session=True, stdout=sys.stderr)
 
     def wait_until_ready(self, timeout: float) -> EngineInfo:
         """Poll /health until vLLM answers, then read the model's context length.
