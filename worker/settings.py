@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +24,7 @@ class WorkerSettings(BaseSettings):
 
     model: str = Field(DEFAULT_MODEL, min_length=1, description="a model directory or Hugging Face id")
     served_model_name: str = Field(DEFAULT_MODEL, min_length=1, description="the name clients see")
-    max_model_len: Annotated[int, Field(ge=16, description="an integer of at least 16")] | None = None
+    max_model_len: int | None = Field(None, ge=16, description="an integer of at least 16 (default: the model's)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="a number above 0 and at most 1")
     max_num_seqs: int = Field(32, ge=1, le=4096, description="an integer from 1 to 4096")
     tensor_parallel_size: int = Field(1, ge=1, le=64, description="an integer from 1 to 64")

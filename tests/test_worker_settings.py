@@ -1,0 +1,77 @@
+"""`python -m worker` refuses bad settings at once, naming the variable, before starting vLLM."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+
+import pytest
+
+from worker.engine import vllm_command
+from worker.settings import WorkerSettings
+
+
+def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker"], capture_output=True, text=True, env={**os.environ, **env}, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"NOTUS_MAX_NUM_SEQS": "many"}, "NOTUS_MAX_NUM_SEQS"),
+        ({"NOTUS_GPU_MEMORY_UTILIZATION": "1.5"}, "NOTUS_GPU_MEMORY_UTILIZATION"),
+        ({"NOTUS_TENSOR_PARALLEL_SIZE": "0"}, "NOTUS_TENSOR_PARALLEL_SIZE"),
+        ({"NOTUS_MAX_MODEL_LEN": "8"}, "NOTUS_MAX_MODEL_LEN"),
+        ({"NOTUS_LOG_CONTENT": "perhaps"}, "NOTUS_LOG_CONTENT"),
+        ({"NOTUS_VLLM_ARGS": "--x 'unbalanced"}, "NOTUS_VLLM_ARGS"),
+        ({"NOTUS_VLLM_URL": "localhost:8000"}, "NOTUS_VLLM_URL"),
+        ({"NOTUS_STARTUP_TIMEOUT": "-1"}, "NOTUS_STARTUP_TIMEOUT"),
+        ({"NOTUS_CONCURRENCY": "64", "NOTUS_MAX_NUM_SEQS": "8"}, "NOTUS_CONCURRENCY"),
+    ],
+)
+def test_bad_setting_exits_2_naming_it(env: dict[str, str], named: str) -> None:
+    result = run_worker(env)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "expected" in result.stderr or "exceeds" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "starting vLLM" not in result.stderr
+
+
+def test_vllm_command_line_carries_every_setting() -> None:
+    settings = WorkerSettings(
+        model="/models/nemotron",
+        served_model_name="nemotron",
+        max_model_len=8192,
+        max_num_seqs=12,
+        tensor_parallel_size=2,
+        gpu_memory_utilization=0.85,
+        vllm_python="/usr/bin/python3",
+        vllm_args="--mamba-ssm-cache-dtype float16 --kv-cache-dtype 'fp8'",
+    )
+    command = vllm_command(settings, 8123)
+    assert command[:3] == ["/usr/bin/python3", "-m", "vllm.entrypoints.openai.api_server"]
+    pairs = dict(itertools.pairwise(command))
+    assert pairs["--model"] == "/models/nemotron"
+    assert pairs["--served-model-name"] == "nemotron"
+    assert pairs["--host"] == "127.0.0.1"
+    assert pairs["--port"] == "8123"
+    assert pairs["--max-model-len"] == "8192"
+    assert pairs["--max-num-seqs"] == "12"
+    assert pairs["--tensor-parallel-size"] == "2"
+    assert pairs["--gpu-memory-utilization"] == "0.85"
+    assert pairs["--reasoning-parser"] == "nemotron_v3"
+    assert pairs["--tool-call-parser"] == "qwen3_coder"
+    assert "--enable-auto-tool-choice" in command
+    assert command[-4:] == ["--mamba-ssm-cache-dtype", "float16", "--kv-cache-dtype", "fp8"]
+    assert settings.job_concurrency == 12
+
+
+def test_parsers_can_be_turned_off() -> None:
+    command = vllm_command(WorkerSettings(reasoning_parser="", tool_call_parser=""), 1)
+    assert "--reasoning-parser" not in command
+    assert "--enable-auto-tool-choice" not in command
