@@ -1,0 +1,1 @@
+"""Deployments on RunPod: plan, apply, remember."""
