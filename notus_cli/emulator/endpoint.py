@@ -28,6 +28,8 @@ from notus_cli.emulator.jobs import BadRequest, Job, JobState, Policy, Signal
 from worker.job_errors import WORKER_LOST, JobError
 
 log = logging.getLogger("notus.emulator")
+STOP_RESEND = 1.0
+STOP_GIVE_UP = 60.0
 
 
 @dataclass(eq=False)
@@ -44,7 +46,7 @@ class WorkerRecord:
     draining: bool = False  # being stopped: its long polls answer at once
     exit_code: int | None = None
     unhealthy: str | None = None  # the reason, when a fitness check failed
-    stops: list[str] = field(default_factory=list)  # job ids the worker must stop
+    stops: dict[str, tuple[float, float]] = field(default_factory=dict)  # job id -> (first, last) sent; 0: not yet
     wake: Signal = field(default_factory=Signal)
 
     @property
@@ -244,14 +246,37 @@ class Endpoint:
         return True
 
     async def stop_signals(self, pod_id: str, hold: float) -> list[str]:
-        """Job ids the worker must stop; waits up to `hold` seconds for one."""
+        """Job ids the worker must stop; waits up to `hold` seconds for one.
+
+        A stop is sent again every STOP_RESEND seconds until the worker's heartbeat no longer lists
+        the job (or STOP_GIVE_UP passes): the SDK ignores a stop that arrives while the job still
+        waits in its own queue, before its task exists.
+        """
         worker = self.seen(pod_id)
         deadline = time.monotonic() + hold
-        while not worker.stops and worker.alive and not worker.draining and not self.closed:
-            if not await worker.wake.wait(deadline - time.monotonic()):
+        while worker.alive and not worker.draining and not self.closed:
+            now = time.monotonic()
+            for job_id, (first, _last) in list(worker.stops.items()):
+                if first and now - first > STOP_GIVE_UP:
+                    del worker.stops[job_id]
+            due = [job_id for job_id, (_first, last) in worker.stops.items() if now - last >= STOP_RESEND]
+            if due:
+                for job_id in due:
+                    first = worker.stops[job_id][0] or now
+                    worker.stops[job_id] = (first, now)
+                return due
+            pending = [last + STOP_RESEND for _first, last in worker.stops.values()]
+            wake_at = min([deadline, *pending])
+            if not await worker.wake.wait(wake_at - now) and time.monotonic() >= deadline:
                 break
-        stops, worker.stops = worker.stops, []
-        return stops
+        return []
+
+    def heartbeat(self, pod_id: str, running: set[str]) -> None:
+        """A ping listing the jobs the worker is running: stops it has carried out are done."""
+        worker = self.seen(pod_id)
+        for job_id, (first, _last) in list(worker.stops.items()):
+            if first and job_id not in running:
+                del worker.stops[job_id]
 
     def drain(self, pod_id: str) -> None:
         """The worker is being stopped: answer its long polls now and give it no more jobs."""
@@ -277,6 +302,7 @@ class Endpoint:
                 )
                 self._finish(job, JobState.FAILED, error=error.to_text())
         worker.in_flight.clear()
+        worker.stops.clear()
         worker.wake.fire()
         self._queued.fire()
         if not worker.draining:
@@ -340,7 +366,7 @@ class Endpoint:
         worker = self.workers.get(job.worker_id or "")
         if worker is not None:
             worker.in_flight.discard(job.id)
-            worker.stops.append(job.id)
+            worker.stops[job.id] = (0.0, 0.0)
             worker.wake.fire()
 
     def _finish(self, job: Job, state: JobState, *, output: Any = None, error: str | None = None) -> None:

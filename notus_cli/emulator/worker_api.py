@@ -77,7 +77,8 @@ async def job_stop(emulator: Emulator, request: Request) -> Response:
 async def ping(emulator: Emulator, request: Request) -> JSONResponse:
     endpoint = emulator.worker_endpoint(request)
     pod_id = request.path_params["pod_id"]
-    endpoint.seen(pod_id)
+    running = request.query_params.get("job_id") or ""
+    endpoint.heartbeat(pod_id, {job_id for job_id in running.split(",") if job_id})
     if request.query_params.get("status") == "unhealthy":
         check = request.query_params.get("check", "")
         endpoint.unhealthy(pod_id, f"{check}: {request.query_params.get('reason', '')}".strip(": "))
