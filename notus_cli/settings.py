@@ -37,7 +37,7 @@ class ServeSettings(BaseModel):
         None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="lowercase letters, digits and '-'; default random"
     )
     api_key: SecretStr | None = Field(None, description="the key clients must send; default random per start")
-    concurrency: int | None = Field(None, ge=1, le=4096, description="jobs per worker; default max_num_seqs")
+    concurrency: int | None = Field(None, ge=1, le=4096, description="jobs per worker; default max_num_seqs / workers")
     max_num_seqs: int = Field(32, ge=1, le=4096, description="vLLM's max_num_seqs, from 1 to 4096")
     max_model_len: int | None = Field(None, ge=16, description="vLLM's context length (--tiny: 4096)")
     vllm_args: str = Field("", description="extra vLLM flags, shell-quoted (--tiny adds --enforce-eager)")

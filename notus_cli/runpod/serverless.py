@@ -322,7 +322,9 @@ class ServerlessClient:
         read_timeout: float | None = None,
     ) -> httpx.Response:
         """Send with retries (see the module docstring); returns a 2xx response or raises a NotusError."""
-        timeout = self._timeout if read_timeout is None else httpx.Timeout(self._timeout, read=read_timeout)
+        timeout = self._timeout
+        if read_timeout is not None:
+            timeout = httpx.Timeout(connect=timeout.connect, read=read_timeout, write=timeout.write, pool=timeout.pool)
         attempts = self.retry_policy.attempts
         for attempt in range(attempts):
             last = attempt + 1 >= attempts

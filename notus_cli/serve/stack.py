@@ -5,6 +5,8 @@
 
 Workers are unmodified `python -m worker` processes pointed at the one vLLM with NOTUS_VLLM_URL
 (so they start no vLLM of their own) and at the emulator with the RUNPOD_WEBHOOK_* variables.
+They share that vLLM, so each takes max_num_seqs / workers jobs at once (unless `concurrency` says
+otherwise): a job is IN_PROGRESS only while vLLM is working on it, as with one worker per GPU.
 Every child runs in its own process group and `stop()` ends them all: workers first (they may
 still report), then vLLM, then the emulator. A worker that dies while serving is replaced, as on
 RunPod; the jobs it was running end FAILED (see notus_cli.emulator.endpoint).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import secrets
 import sys
@@ -54,7 +57,7 @@ class StackConfig:
     vllm_url: str | None = None  # use this vLLM instead of starting one
     max_num_seqs: int = 32
     max_model_len: int | None = None
-    concurrency: int | None = None  # jobs per worker; default max_num_seqs
+    concurrency: int | None = None  # jobs per worker; default: vLLM's max_num_seqs shared among the workers
     vllm_args: str = ""
     rate_limit: float = 1.0
     log_dir: Path = Path(".notus/serve")
@@ -260,7 +263,7 @@ class LocalStack:
             "NOTUS_VLLM_URL": vllm_url,
             "NOTUS_SERVED_MODEL_NAME": served,
             "NOTUS_MAX_NUM_SEQS": str(config.max_num_seqs),
-            "NOTUS_CONCURRENCY": str(config.concurrency or config.max_num_seqs),
+            "NOTUS_CONCURRENCY": str(config.concurrency or math.ceil(config.max_num_seqs / config.workers)),
             **config.worker_env,
         }
         return WorkerCommand(argv=(sys.executable, "-m", "worker"), env=env, log_dir=config.log_dir)
