@@ -251,6 +251,8 @@ class EmulatorServer:
             lifespan="on",
             timeout_graceful_shutdown=3,
             backlog=2048,
+            proxy_headers=False,  # loopback only: no proxy to trust, and a little less work per request
+            server_header=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="notus-emulator", daemon=True)

@@ -14,6 +14,7 @@ worker it did not start went silent for `worker_lease` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -89,7 +90,7 @@ class Endpoint:
         self._queue: deque[Job] = deque()
         self._in_queue = 0
         self._completed = self._failed = self._retried = 0
-        self._queued = Signal()
+        self._takers: deque[tuple[str, asyncio.Future[None]]] = deque()  # job-take polls waiting, oldest first
 
     # ---- public side -------------------------------------------------------------------------
 
@@ -206,21 +207,59 @@ class Endpoint:
         """Up to `limit` queued jobs for a worker; waits up to `hold` seconds for one.
 
         `gone()` says whether the worker hung up meanwhile: a job is never handed to a dead request.
+        Waiting pollers are woken one per queued job, in the order they came (no thundering herd).
         """
         worker = self.seen(pod_id)
         deadline = time.monotonic() + hold
         while worker.alive and not worker.draining and not self.closed:
-            if self._in_queue and not await gone():
+            if self._in_queue:
+                if await gone():
+                    break
                 jobs = self._pop(limit)
                 if jobs:
                     now = time.monotonic()
                     for job in jobs:
                         job.start(pod_id, now)
                         worker.in_flight.add(job.id)
+                    if self._in_queue:
+                        self._wake_one()
                     return jobs
-            if not await self._queued.wait(deadline - time.monotonic()):
-                break
+            if not await self._wait_for_job(pod_id, deadline - time.monotonic()):
+                return []
+        if self._in_queue:
+            self._wake_one()  # pass on the wake-up this poller will not use
         return []
+
+    async def _wait_for_job(self, pod_id: str, seconds: float) -> bool:
+        if seconds <= 0:
+            return False
+        entry = (pod_id, asyncio.get_running_loop().create_future())
+        self._takers.append(entry)
+        try:
+            async with asyncio.timeout(seconds):
+                await entry[1]
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            entry[1].cancel()
+            if entry in self._takers:  # timed out, or the poll was cancelled
+                self._takers.remove(entry)
+
+    def _wake_one(self) -> None:
+        while self._takers:
+            _pod, waiter = self._takers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_takers(self, pod_id: str | None = None) -> None:
+        """Wake the polls of one worker (or of all): it is stopping, or the endpoint is."""
+        for entry in list(self._takers):
+            if pod_id is None or entry[0] == pod_id:
+                self._takers.remove(entry)
+                if not entry[1].done():
+                    entry[1].set_result(None)
 
     def stream_output(self, pod_id: str, job_id: str, body: Any) -> bool:
         job = self._owned(pod_id, job_id)
@@ -284,7 +323,7 @@ class Endpoint:
         if worker is not None:
             worker.draining = True
             worker.wake.fire()
-            self._queued.fire()
+            self._wake_takers(pod_id)
 
     def worker_exited(self, pod_id: str, exit_code: int | None) -> None:
         """The worker's process ended (or, exit_code None, it went silent): fail what it was running."""
@@ -304,7 +343,7 @@ class Endpoint:
         worker.in_flight.clear()
         worker.stops.clear()
         worker.wake.fire()
-        self._queued.fire()
+        self._wake_takers(pod_id)
         if not worker.draining:
             log.warning("worker %s %s", worker.label, how)
 
@@ -331,7 +370,7 @@ class Endpoint:
     def close(self) -> None:
         """The emulator is shutting down: every long poll answers now."""
         self.closed = True
-        self._queued.fire()
+        self._wake_takers()
         for worker in self.workers.values():
             worker.wake.fire()
         for job in self.jobs.values():
@@ -342,7 +381,7 @@ class Endpoint:
     def _enqueue(self, job: Job) -> None:
         self._queue.append(job)
         self._in_queue += 1
-        self._queued.fire()
+        self._wake_one()
 
     def _pop(self, limit: int) -> list[Job]:
         jobs: list[Job] = []

@@ -61,12 +61,14 @@ class Signal:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter, seconds)
+            async with asyncio.timeout(seconds):
+                await waiter
             return True
         except TimeoutError:
             return False
         finally:
-            if waiter in self._waiters:
+            waiter.cancel()
+            if waiter in self._waiters:  # timed out, or the waiting task was cancelled
                 self._waiters.remove(waiter)
 
     def fire(self) -> None:
