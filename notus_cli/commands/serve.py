@@ -9,18 +9,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from notus_cli.errors import EngineError
-from notus_cli.model.tiny import RANDOM_TEXT_NOTICE
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
-from notus_cli.serve.stack import LocalStack, StackConfig, StackInfo, StackSnapshot, connection_file
 from notus_cli.settings import load_settings
+
+if TYPE_CHECKING:  # the stack (uvicorn, starlette, the emulator) loads only when `serve` runs
+    from notus_cli.serve.stack import LocalStack, StackInfo, StackSnapshot
 
 EXAMPLE_INPUT = (
     '{"input": {"messages": [{"role": "system", "content": "You are a wise counselor guided by KJV scripture."}, '
@@ -43,6 +44,8 @@ def serve(
     json_mode: JsonOpt = False,
 ) -> None:
     """Serve the model behind a local RunPod endpoint (vLLM, N workers, the emulator); Ctrl-C stops it all."""
+    from notus_cli.serve.stack import LocalStack, StackConfig
+
     out = Output(json_mode=json_mode)
     config = StackConfig.from_settings(load_settings(), tiny=tiny, model=model, workers=workers, port=port)
     stack = LocalStack(config, on_progress=out.info)
@@ -81,6 +84,9 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> None:
+    from notus_cli.model.tiny import RANDOM_TEXT_NOTICE
+    from notus_cli.serve.stack import connection_file
+
     key = info.api_key.get_secret_value() if generated_key else None
     if out.json_mode:
         out.json(

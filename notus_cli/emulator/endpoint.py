@@ -85,6 +85,7 @@ class Endpoint:
         self.workers: dict[str, WorkerRecord] = {}
         self.limiter = RateLimiter(config.rate_limits)
         self.ignored_reports = 0  # job-stream/job-done posts for jobs the worker no longer owns
+        self.deliveries = 0  # jobs handed to workers, retries included
         self.on_final: Callable[[Job], None] | None = None  # webhooks
         self.closed = False
         self._queue: deque[Job] = deque()
@@ -171,10 +172,10 @@ class Endpoint:
     async def wait_final(self, job: Job, seconds: float) -> bool:
         """Wait up to `seconds` for the job to end; True if it did."""
         deadline = time.monotonic() + seconds
-        while not job.state.final:
+        while not job.state.final and not self.closed:
             if not await job.changed.wait(deadline - time.monotonic()):
-                return job.state.final
-        return True
+                break
+        return job.state.final
 
     async def wait_unread(self, job: Job, hold: float) -> list[Any]:
         """Stream items not returned before; waits up to `hold` seconds for one while the job runs."""
@@ -221,6 +222,7 @@ class Endpoint:
                     for job in jobs:
                         job.start(pod_id, now)
                         worker.in_flight.add(job.id)
+                    self.deliveries += len(jobs)
                     if self._in_queue:
                         self._wake_one()
                     return jobs

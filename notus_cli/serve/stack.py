@@ -221,7 +221,7 @@ class LocalStack:
     def _model(self) -> Path:
         if self.config.model is None:
             self._progress("writing the tiny model (random weights: its answers are random text)")
-            return write_tiny_model(self.config.models_dir / "tiny", force=True).path
+            return write_tiny_model(self.config.models_dir.resolve() / "tiny", force=True).path
         model = self.config.model.expanduser()
         if not (model / "config.json").is_file():
             raise ModelError(
