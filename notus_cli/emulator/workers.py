@@ -7,6 +7,9 @@ emulator learns it at once, and the jobs it was running end FAILED (`worker_lost
 `endpoint.py`). With `restart=True` a dead worker is replaced by a new one, as RunPod does, unless
 workers keep dying (more than `max_restarts` a minute).
 
+Each worker runs under `notus_cli.guard`, which stops it if the process that started it dies
+without calling `stop()` (a crash, SIGKILL): a worker whose queue is gone would spin on retries.
+
 Workers get an empty HOME of their own: the runpod SDK prefers the key in ~/.runpod/config.toml
 over RUNPOD_AI_API_KEY, and a developer's real RunPod key must never be sent to the emulator.
 """
@@ -28,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+
+from notus_cli.guard import guarded
 
 if TYPE_CHECKING:
     from notus_cli.emulator.app import Emulator
@@ -153,7 +158,7 @@ class LocalWorkers:
         self.emulator.call_soon(lambda: self.endpoint.register(pod_id, label=label, local=True))
         try:
             process = subprocess.Popen(
-                list(self.command.argv),
+                guarded(self.command.argv),
                 env=env,
                 cwd=self.command.cwd,
                 stdin=subprocess.DEVNULL,

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from notus_cli.errors import ConfigError, EngineError
+from notus_cli.guard import guarded
 from worker.engine import vllm_command
 from worker.settings import WorkerSettings
 
@@ -96,7 +97,7 @@ class VllmProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                vllm_command(settings, port),
+                guarded(vllm_command(settings, port)),  # stopped even if we die without stop()
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
