@@ -251,6 +251,7 @@ class EmulatorServer:
             lifespan="on",
             timeout_graceful_shutdown=3,
             backlog=2048,
+            timeout_keep_alive=30,  # workers ping every few seconds: keep their connections open
             proxy_headers=False,  # loopback only: no proxy to trust, and a little less work per request
             server_header=False,
         )
