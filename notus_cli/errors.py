@@ -71,4 +71,22 @@ class EndpointUnreachable(NotusError):
 
 
 class JobFailed(NotusError):
+    """`status` is the job's final state; `error_type` and `param` come from the worker's error, when known."""
+
     exit_code = 4
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        job_id: str | None = None,
+        status: str | None = None,
+        error_type: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.job_id = job_id
+        self.status = status
+        self.error_type = error_type
+        self.param = param

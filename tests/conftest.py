@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from notus_cli.model.tiny import write_tiny_model
+from notus_cli.serve.stack import LocalStack, StackConfig
+from tests.support.emulator import Harness
 from tests.support.vllm import VllmServer, start_vllm
 
 ISOLATED_PREFIXES = ("NOTUS_", "RUNPOD_", "HF_", "HUGGING_FACE", "OPENAI_")
@@ -44,6 +46,37 @@ def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     server = start_vllm(tiny_model, tmp_path_factory.mktemp("logs") / "vllm.log")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """An emulator on loopback; tests add endpoints with real SDK worker processes (echo handler by default)."""
+    harness = Harness.start(tmp_path_factory.mktemp("emulator-logs"))
+    yield harness
+    harness.close()
+
+
+@pytest.fixture(scope="session")
+def local_stack(
+    vllm_server: VllmServer, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    """The stack `notus serve --tiny --workers 2` runs: emulator, two `python -m worker` processes.
+
+    It shares the session's vLLM (`vllm_server`) instead of starting a second one; `stack.info` has the
+    URL, endpoint id and key, `stack.emulator` the emulator itself.
+    """
+    config = StackConfig(
+        model=tiny_model,
+        workers=2,
+        port=0,
+        vllm_url=vllm_server.base_url,
+        log_dir=tmp_path_factory.mktemp("stack-logs"),
+        write_connection=False,
+    )
+    stack = LocalStack(config)
+    stack.start()
+    yield stack
+    stack.stop()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ unchanged (it stringifies a dict with Python's repr, which clients could not par
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -42,6 +43,13 @@ class JobStats:
     first_token_s: float | None = None
     outcome: str = "ok"
     started: float = field(default_factory=time.perf_counter)
+    reported: bool = False
+
+    def report(self) -> None:
+        """Log the job's line, once."""
+        if not self.reported:
+            self.reported = True
+            log.info(self.line())
 
     def line(self) -> str:
         elapsed_ms = (time.perf_counter() - self.started) * 1000
@@ -92,7 +100,7 @@ class ChatHandler:
             request = parse_job_input(job.get("input"), model=self.model, max_model_len=self.max_model_len)
         except InvalidRequest as exc:
             stats.outcome = f"failed invalid_request param={exc.param}"
-            log.info(stats.line())
+            stats.report()
             yield job_error(exc.to_error())
             return
         self._describe(request, stats)
@@ -114,7 +122,7 @@ class ChatHandler:
                 {"type": "engine_error", "param": None, "message": f"vLLM request failed: {type(exc).__name__}"}
             )
         finally:
-            log.info(stats.line())
+            stats.report()
 
     async def _complete_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
         response = await self.http.post("/v1/chat/completions", json=request.body)
@@ -131,7 +139,10 @@ class ChatHandler:
 
     async def _stream_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
         completion_id = completions.new_completion_id()
-        async with self.http.stream("POST", "/v1/chat/completions", json=request.body) as response:
+        async with (
+            self.http.stream("POST", "/v1/chat/completions", json=request.body) as response,
+            _abort_when_stopped(response, stats),
+        ):
             if response.status_code >= 400:
                 yield self._failed(stats, response.status_code, await response.aread())
                 return
@@ -171,7 +182,10 @@ class ChatHandler:
             stats.output_tokens = (result.get("usage") or {}).get("completion_tokens", 0)
             yield result
             return
-        async with self.http.stream("POST", request.route, json=request.body) as response:
+        async with (
+            self.http.stream("POST", request.route, json=request.body) as response,
+            _abort_when_stopped(response, stats),
+        ):
             if response.status_code >= 400:
                 yield self._failed(stats, response.status_code, await response.aread())
                 return
@@ -196,3 +210,34 @@ class ChatHandler:
         stats.input_chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else 0 for m in messages)
         if self.log_content:
             log.info("job %s input: %s", stats.job_id, json.dumps(messages, ensure_ascii=False))
+
+
+_closing: set[asyncio.Future[None]] = set()
+
+
+@contextlib.asynccontextmanager
+async def _abort_when_stopped(response: httpx.Response, stats: JobStats) -> AsyncIterator[None]:
+    """Close vLLM's stream the moment the SDK stops the job's task.
+
+    The SDK cancels a job's task wherever it is waiting, usually while it posts a streamed item,
+    with this generator suspended at a `yield`: the CancelledError never reaches the handler, and
+    vLLM would go on generating until the generator is garbage-collected. Closing the response
+    ends the request, and vLLM aborts a request whose client went away.
+    """
+    task = asyncio.current_task()
+
+    def stopped(done: asyncio.Task[Any]) -> None:
+        if done.cancelled() and not response.is_closed:
+            stats.outcome = "cancelled"
+            stats.report()
+            closing = asyncio.ensure_future(response.aclose())
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
+
+    if task is not None:
+        task.add_done_callback(stopped)
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.remove_done_callback(stopped)

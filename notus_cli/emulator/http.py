@@ -1,0 +1,69 @@
+"""Small HTTP helpers shared by the emulator's routes: bodies with size limits, keys, errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from notus_cli.emulator.jobs import BadRequest
+
+
+def error_response(exc: BadRequest) -> JSONResponse:
+    """RunPod's error shape: `{"error": "<message>"}` with the HTTP status."""
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; BadRequest 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit, request)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit, request)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The JSON body (BadRequest 400 if it is not JSON, 413 if it is too large)."""
+    body = await read_body(request, limit)
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key of `Authorization: Bearer <key>` or of a bare `Authorization: <key>` (both are accepted)."""
+    value = request.headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" and rest else value.strip()
+
+
+def query_int(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"?{name}= must be an integer; got {raw[:40]!r}") from None
+
+
+def _too_large(size: int, limit: int, request: Request) -> BadRequest:
+    operation = request.url.path.rsplit("/", 1)[-1]
+    return BadRequest(
+        f"the request body is {size / 1024 / 1024:.1f} MB; /{operation} accepts at most {limit / 1024 / 1024:g} MB",
+        status=413,
+    )

@@ -1,0 +1,107 @@
+"""The public routes under /v2/{endpoint_id}/: what RunPod's clients call.
+
+Shapes follow RunPod's operation reference: /run answers `{"id", "status": "IN_QUEUE"}`, /runsync
+and /status the job (`delayTime`, `executionTime`, `workerId`, `output` or `error`), /stream only
+the items not returned before. Errors are `{"error": "<message>"}` with 400 (bad request),
+401 (no or wrong key), 404 (unknown endpoint or job, or a result past its retention),
+413 (body over 10 MB for /run, 20 MB for /runsync) and 429 (rate limit, or the queue is full).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from notus_cli.emulator.http import query_int, read_json
+from notus_cli.emulator.jobs import BadRequest, Job, JobStateError
+
+if TYPE_CHECKING:
+    from notus_cli.emulator.app import Emulator
+    from notus_cli.emulator.endpoint import Endpoint
+
+RUNSYNC_WAIT_MS = (1000, 300_000)
+
+
+async def run(emulator: Emulator, request: Request) -> JSONResponse:
+    endpoint = emulator.public_endpoint(request, "run")
+    job = endpoint.submit(_job_body(await read_json(request, emulator.config.max_run_bytes)), sync=False)
+    return JSONResponse({"id": job.id, "status": str(job.state)})
+
+
+async def runsync(emulator: Emulator, request: Request) -> JSONResponse:
+    endpoint = emulator.public_endpoint(request, "runsync")
+    wait_ms = query_int(request, "wait")
+    wait_ms = (
+        emulator.config.runsync_wait_ms
+        if wait_ms is None
+        else min(max(wait_ms, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1])
+    )
+    job = endpoint.submit(_job_body(await read_json(request, emulator.config.max_runsync_bytes)), sync=True)
+    await endpoint.wait_final(job, wait_ms / 1000)
+    return JSONResponse(job.view())
+
+
+async def status(emulator: Emulator, request: Request) -> JSONResponse:
+    endpoint = emulator.public_endpoint(request, "status")
+    job = _job(endpoint, request)
+    ttl_ms = query_int(request, "ttl")
+    if ttl_ms is not None:
+        if not 1000 <= ttl_ms <= 7 * 86_400_000:
+            raise BadRequest(f"?ttl= must be milliseconds from 1000 to 604800000; got {ttl_ms}")
+        if job.keep_until is not None:
+            job.keep_until = time.monotonic() + ttl_ms / 1000
+    return JSONResponse(job.view())
+
+
+async def stream(emulator: Emulator, request: Request) -> JSONResponse:
+    endpoint = emulator.public_endpoint(request, "stream")
+    job = _job(endpoint, request)
+    items = await endpoint.wait_unread(job, emulator.config.stream_hold)
+    body: dict[str, Any] = {"status": str(job.state), "stream": [{"output": item} for item in items]}
+    if job.error is not None:
+        body["error"] = job.error
+    return JSONResponse(body)
+
+
+async def cancel(emulator: Emulator, request: Request) -> JSONResponse:
+    endpoint = emulator.public_endpoint(request, "cancel")
+    job = _job(endpoint, request)
+    endpoint.cancel(job)
+    return JSONResponse({"id": job.id, "status": str(job.state)})
+
+
+async def retry(emulator: Emulator, request: Request) -> JSONResponse:
+    endpoint = emulator.public_endpoint(request, "retry")
+    job = _job(endpoint, request)
+    try:
+        endpoint.retry(job)
+    except JobStateError as exc:
+        raise BadRequest(str(exc)) from None
+    return JSONResponse({"id": job.id, "status": str(job.state)})
+
+
+async def purge_queue(emulator: Emulator, request: Request) -> JSONResponse:
+    endpoint = emulator.public_endpoint(request, "purge-queue")
+    return JSONResponse({"removed": endpoint.purge(), "status": "completed"})
+
+
+async def health(emulator: Emulator, request: Request) -> JSONResponse:
+    endpoint = emulator.public_endpoint(request, "health")
+    return JSONResponse(endpoint.health())
+
+
+def _job_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest('the request body must be a JSON object: {"input": {...}}')
+    return body
+
+
+def _job(endpoint: Endpoint, request: Request) -> Job:
+    job_id = request.path_params["job_id"]
+    job = endpoint.get(job_id)
+    if job is None:
+        raise BadRequest(f"job {job_id} not found (unknown, or its result expired)", status=404)
+    return job

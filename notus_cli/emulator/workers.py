@@ -1,0 +1,211 @@
+"""Worker processes attached to an emulated endpoint, started and watched like RunPod does.
+
+Each worker is an unmodified `python -m worker` (or any runpod SDK handler) configured with the
+RUNPOD_WEBHOOK_* variables pointing at the emulator, in its own process group so a terminal's
+Ctrl-C reaches `notus serve` first and nothing outlives `stop()`. When a worker's process exits the
+emulator learns it at once, and the jobs it was running end FAILED (`worker_lost`; see
+`endpoint.py`). With `restart=True` a dead worker is replaced by a new one, as RunPod does, unless
+workers keep dying (more than `max_restarts` a minute).
+
+Each worker runs under `notus_cli.guard`, which stops it if the process that started it dies
+without calling `stop()` (a crash, SIGKILL): a worker whose queue is gone would spin on retries.
+
+Workers get an empty HOME of their own: the runpod SDK prefers the key in ~/.runpod/config.toml
+over RUNPOD_AI_API_KEY, and a developer's real RunPod key must never be sent to the emulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from notus_cli.guard import guarded
+
+if TYPE_CHECKING:
+    from notus_cli.emulator.app import Emulator
+    from notus_cli.emulator.endpoint import Endpoint
+
+RESTART_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerCommand:
+    """How to start one worker; `env` adds to (and wins over) the inherited environment."""
+
+    argv: tuple[str, ...] = (sys.executable, "-m", "worker")
+    env: Mapping[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None  # None: the worker writes to this process's stdout/stderr
+    cwd: Path | None = None
+    ping_interval_ms: int = 5000
+
+
+def worker_env(emulator_url: str, endpoint: Endpoint, pod_id: str, *, ping_interval_ms: int = 5000) -> dict[str, str]:
+    """The variables that make the runpod SDK take jobs from this emulator's endpoint, as on RunPod."""
+    api = f"{emulator_url}/v2/{endpoint.id}"
+    query = "?gpu=cpu"
+    return {
+        "RUNPOD_WEBHOOK_GET_JOB": f"{api}/job-take/$ID{query}",
+        "RUNPOD_WEBHOOK_POST_OUTPUT": f"{api}/job-done/$RUNPOD_POD_ID/$ID{query}",
+        "RUNPOD_WEBHOOK_POST_STREAM": f"{api}/job-stream/$RUNPOD_POD_ID/$ID{query}",
+        "RUNPOD_WEBHOOK_PING": f"{api}/ping/$RUNPOD_POD_ID{query}",
+        "RUNPOD_AI_API_KEY": endpoint.worker_key,
+        "RUNPOD_POD_ID": pod_id,
+        "RUNPOD_ENDPOINT_ID": endpoint.id,
+        "RUNPOD_POD_HOSTNAME": f"{pod_id}-local",
+        "RUNPOD_PING_INTERVAL": str(ping_interval_ms),
+        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+        "RUNPOD_SKIP_GPU_CHECK": "true",
+    }
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    pod_id: str
+    label: str
+    process: subprocess.Popen[bytes]
+    log_path: Path | None
+    started: float
+    exit_code: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class LocalWorkers:
+    """The worker processes of one endpoint. Thread-safe; `stop()` blocks, so call it off the event loop."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        endpoint: Endpoint,
+        command: WorkerCommand | None = None,
+        *,
+        restart: bool = False,
+        max_restarts: int = 3,
+    ) -> None:
+        if emulator.url is None:
+            raise RuntimeError("start the emulator's server before its workers")
+        self.emulator = emulator
+        self.endpoint = endpoint
+        self.command = command or WorkerCommand()
+        self.restart = restart
+        self.max_restarts = max_restarts
+        self.processes: list[WorkerProcess] = []
+        self._numbers = itertools.count(1)
+        self._restarts: list[float] = []
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._watchers: list[threading.Thread] = []
+        self._home = Path(tempfile.mkdtemp(prefix="notus-worker-home-"))
+
+    def start(self, count: int = 1) -> list[WorkerProcess]:
+        """Start `count` workers; returns at once (a worker is ready when the endpoint sees it poll)."""
+        return [self._spawn() for _ in range(count)]
+
+    def alive(self) -> list[WorkerProcess]:
+        with self._lock:
+            return [worker for worker in self.processes if worker.exit_code is None]
+
+    def find(self, pod_id: str) -> WorkerProcess:
+        with self._lock:
+            return next(worker for worker in self.processes if worker.pod_id == pod_id)
+
+    def kill(self, pod_id: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Signal a worker's whole process group (tests use this to kill a worker mid-job)."""
+        _signal_group(self.find(pod_id).pid, sig)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every worker: SIGTERM, then SIGKILL what is left after `grace` seconds. Idempotent."""
+        with self._lock:
+            self._stopping = True
+            running = [worker for worker in self.processes if worker.exit_code is None]
+        for worker in running:
+            _signal_group(worker.pid, signal.SIGTERM)
+            self.emulator.call_soon(self.endpoint.drain, worker.pod_id)
+        deadline = time.monotonic() + grace
+        for worker in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(max(0.0, deadline - time.monotonic()))
+            _signal_group(worker.pid, signal.SIGKILL)
+        for watcher in list(self._watchers):
+            watcher.join(5.0)
+        shutil.rmtree(self._home, ignore_errors=True)
+
+    def _spawn(self) -> WorkerProcess:
+        number = next(self._numbers)
+        pod_id = secrets.token_hex(7)
+        label = f"worker-{number}"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("RUNPOD_")}
+        env.update(self.command.env)
+        assert self.emulator.url is not None
+        env.update(worker_env(self.emulator.url, self.endpoint, pod_id, ping_interval_ms=self.command.ping_interval_ms))
+        env.update(HOME=str(self._home), PYTHONUNBUFFERED="1")
+        log_path, log = self._open_log(label)
+        self.emulator.call_soon(lambda: self.endpoint.register(pod_id, label=label, local=True))
+        try:
+            process = subprocess.Popen(
+                guarded(self.command.argv),
+                env=env,
+                cwd=self.command.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT if log is not None else None,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                log.close()
+        worker = WorkerProcess(pod_id, label, process, log_path, time.monotonic())
+        watcher = threading.Thread(target=self._watch, args=(worker,), name=f"watch-{label}", daemon=True)
+        with self._lock:
+            self.processes.append(worker)
+            self._watchers.append(watcher)
+            stopping = self._stopping
+        if stopping:  # a replacement that raced with stop()
+            _signal_group(process.pid, signal.SIGKILL)
+        watcher.start()
+        return worker
+
+    def _open_log(self, label: str) -> tuple[Path | None, IO[bytes] | None]:
+        if self.command.log_dir is None:
+            return None, None
+        self.command.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.command.log_dir / f"{label}.log"
+        return path, path.open("wb")
+
+    def _watch(self, worker: WorkerProcess) -> None:
+        code = worker.process.wait()
+        _signal_group(worker.pid, signal.SIGKILL)  # the SDK's heartbeat process, if it outlived the worker
+        with self._lock:
+            worker.exit_code = code
+            replace = self.restart and not self._stopping and self._may_restart()
+        self.emulator.call_soon(self.endpoint.worker_exited, worker.pod_id, code)
+        if replace:
+            self._spawn()
+
+    def _may_restart(self) -> bool:
+        now = time.monotonic()
+        self._restarts = [moment for moment in self._restarts if now - moment < RESTART_WINDOW]
+        if len(self._restarts) >= self.max_restarts:
+            return False
+        self._restarts.append(now)
+        return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)

@@ -1,0 +1,370 @@
+"""The local stack behind `notus serve`: one vLLM, N worker processes and the emulator.
+
+    with LocalStack(StackConfig(workers=2)) as stack:      # starts everything, waits until ready
+        info = stack.info                                  # URL, endpoint id, key, OpenAI base URL
+
+Workers are unmodified `python -m worker` processes pointed at the one vLLM with NOTUS_VLLM_URL
+(so they start no vLLM of their own) and at the emulator with the RUNPOD_WEBHOOK_* variables.
+They share that vLLM, so each takes max_num_seqs / workers jobs at once (unless `concurrency` says
+otherwise): a job is IN_PROGRESS only while vLLM is working on it, as with one worker per GPU.
+Every child runs in its own process group and `stop()` ends them all: workers first (they may
+still report), then vLLM, then the emulator. A worker that dies while serving is replaced, as on
+RunPod; the jobs it was running end FAILED (see notus_cli.emulator.endpoint).
+
+Once ready, the connection (URL, endpoint id, key) is written to a file only the user can read
+(`connection_file()`), so other commands and scripts can find a running `notus serve`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, LocalWorkers, WorkerCommand, new_key
+from notus_cli.errors import ConfigError, EngineError, ModelError
+from notus_cli.model.tiny import write_tiny_model
+from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
+from notus_cli.settings import NotusSettings
+from worker.settings import WorkerSettings
+
+TINY_VLLM_ARGS = "--enforce-eager"  # skips torch.compile: start-up on the CPU roughly halves
+TINY_MAX_MODEL_LEN = 4096
+WORKER_READY_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    model: Path | None = None  # None: the tiny model, written under models_dir
+    workers: int = 1
+    host: str = "127.0.0.1"
+    port: int = 8300
+    endpoint_id: str | None = None
+    api_key: SecretStr | None = None  # None: a new random key
+    vllm_python: str | None = None
+    vllm_url: str | None = None  # use this vLLM instead of starting one
+    max_num_seqs: int = 32
+    max_model_len: int | None = None
+    concurrency: int | None = None  # jobs per worker; default: vLLM's max_num_seqs shared among the workers
+    vllm_args: str = ""
+    rate_limit: float = 1.0
+    log_dir: Path = Path(".notus/serve")
+    models_dir: Path = Path(".notus/models")
+    startup_timeout: float = 900.0
+    restart_workers: bool = True
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+    write_connection: bool = True
+
+    @classmethod
+    def from_settings(
+        cls, settings: NotusSettings, *, tiny: bool, model: Path | None, workers: int | None, port: int | None
+    ) -> StackConfig:
+        """Flags (non-None) over settings. Raises ConfigError for contradictory choices."""
+        if tiny and model is not None:
+            raise ConfigError("--tiny and --model exclude each other", hint="pass one of them")
+        if not tiny and model is None:
+            raise ConfigError("say which model to serve", hint="pass --tiny (a small random model) or --model PATH")
+        serve = settings.serve
+        return cls(
+            model=model,
+            workers=workers if workers is not None else serve.workers,
+            host=serve.host,
+            port=port if port is not None else serve.port,
+            endpoint_id=serve.endpoint_id,
+            api_key=serve.api_key,
+            vllm_python=settings.vllm_python,
+            vllm_url=serve.vllm_url,
+            max_num_seqs=serve.max_num_seqs,
+            max_model_len=serve.max_model_len or (TINY_MAX_MODEL_LEN if tiny else None),
+            concurrency=serve.concurrency,
+            vllm_args=" ".join(part for part in (serve.vllm_args, TINY_VLLM_ARGS if tiny else "") if part),
+            rate_limit=serve.rate_limit,
+            log_dir=Path(serve.log_dir),
+            startup_timeout=serve.startup_timeout,
+        )
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    url: str  # the emulator, e.g. http://127.0.0.1:8300
+    endpoint_id: str
+    api_key: SecretStr
+    served_model_name: str
+    model: str
+    vllm_url: str
+    log_dir: Path
+    workers: int
+
+    @property
+    def api_base(self) -> str:
+        """What RUNPOD_ENDPOINT_BASE_URL / ServerlessClient(base_url=...) take."""
+        return f"{self.url}/v2"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"{self.api_base}/{self.endpoint_id}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.endpoint_url}/openai/v1"
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    label: str
+    pod_id: str
+    state: str  # initializing | idle | running | unhealthy | exited | lost
+    running: int
+    done: int
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class StackSnapshot:
+    workers: list[WorkerView]
+    health: dict[str, Any]
+    vllm_alive: bool
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig, *, on_progress: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self._progress = on_progress or (lambda _message: None)
+        key = config.api_key.get_secret_value() if config.api_key else new_key()
+        self.api_key = SecretStr(key)
+        emulator_config = EmulatorConfig().scaled_rate_limits(config.rate_limit)
+        self.emulator = Emulator(emulator_config, api_keys=[key])
+        self.endpoint = self.emulator.create_endpoint(
+            config.endpoint_id, name="notus-local", max_workers=config.workers
+        )
+        self.server: EmulatorServer | None = None
+        self.vllm: VllmProcess | None = None
+        self.workers: LocalWorkers | None = None
+        self._info: StackInfo | None = None
+        self._vllm_python = ""
+
+    @property
+    def info(self) -> StackInfo:
+        if self._info is None:
+            raise RuntimeError("the stack has not started")
+        return self._info
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> StackInfo:
+        """Start everything and wait until every worker polls. Raises ConfigError, ModelError, EngineError."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> StackInfo:
+        config = self.config
+        self._check()
+        try:  # bind first: a port in use should fail in a second, not after vLLM's start-up
+            self.server = EmulatorServer(self.emulator, config.host, config.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {config.host}:{config.port}: {exc.strerror}",
+                hint="pick another --port (0: any free)",
+            ) from None
+        model = self._model()
+        vllm_url, served = self._engine(model)
+        self.server.start()
+        self._progress(f"emulator listening on {self.server.url}")
+        self.workers = LocalWorkers(self.emulator, self.endpoint, self._worker_command(vllm_url, served))
+        self.workers.start(config.workers)
+        self._wait_for_workers()
+        self.workers.restart = config.restart_workers
+        self._info = StackInfo(
+            url=self.server.url,
+            endpoint_id=self.endpoint.id,
+            api_key=self.api_key,
+            served_model_name=served,
+            model=str(model),
+            vllm_url=vllm_url,
+            log_dir=config.log_dir,
+            workers=config.workers,
+        )
+        if config.write_connection:
+            write_connection(self._info)
+        return self._info
+
+    def _check(self) -> None:
+        config = self.config
+        seqs = config.max_num_seqs
+        if config.concurrency is not None and config.concurrency > seqs:
+            raise ConfigError(f"concurrency {config.concurrency} exceeds max_num_seqs {seqs}", hint="lower it")
+        if _missing("runpod"):
+            raise ConfigError("the runpod SDK is not installed here", hint="pip install 'notus[worker]'")
+        if not config.vllm_url:
+            self._vllm_python = resolve_vllm_python(config.vllm_python)
+
+    def _model(self) -> Path:
+        if self.config.model is None:
+            self._progress("writing the tiny model (random weights: its answers are random text)")
+            return write_tiny_model(self.config.models_dir.resolve() / "tiny", force=True).path
+        model = self.config.model.expanduser()
+        if not (model / "config.json").is_file():
+            raise ModelError(
+                f"{model} is not a model directory (no config.json)",
+                hint="pass a directory from `notus model` or a download",
+            )
+        return model.resolve()
+
+    def _engine(self, model: Path) -> tuple[str, str]:
+        """Start vLLM (or use the configured one); returns its URL and served model name."""
+        config = self.config
+        if config.vllm_url:
+            return config.vllm_url.rstrip("/"), _served_name(config.vllm_url)
+        settings = WorkerSettings(
+            model=str(model),
+            vllm_python=self._vllm_python,
+            max_model_len=config.max_model_len,
+            max_num_seqs=config.max_num_seqs,
+            vllm_args=config.vllm_args,
+        )
+        log_path = config.log_dir / "vllm.log"
+        self._progress(f"starting vLLM on {model.name} (log: {log_path})")
+        self.vllm = VllmProcess.start(settings, log_path, env=vllm_env())
+        started = time.monotonic()
+        last = [0.0]
+
+        def tick(waited: float) -> None:
+            if waited - last[0] >= 15:
+                last[0] = waited
+                self._progress(f"waiting for vLLM ({waited:.0f} s)")
+
+        self.vllm.wait_until_ready(config.startup_timeout, tick)
+        self._progress(f"vLLM ready in {time.monotonic() - started:.0f} s")
+        return self.vllm.base_url, settings.served_model_name
+
+    def _worker_command(self, vllm_url: str, served: str) -> WorkerCommand:
+        config = self.config
+        env = {
+            "NOTUS_VLLM_URL": vllm_url,
+            "NOTUS_SERVED_MODEL_NAME": served,
+            "NOTUS_MAX_NUM_SEQS": str(config.max_num_seqs),
+            "NOTUS_CONCURRENCY": str(config.concurrency or math.ceil(config.max_num_seqs / config.workers)),
+            **config.worker_env,
+        }
+        return WorkerCommand(argv=(sys.executable, "-m", "worker"), env=env, log_dir=config.log_dir)
+
+    def _wait_for_workers(self) -> None:
+        assert self.workers is not None
+        self._progress(f"starting {self.config.workers} worker(s) (logs: {self.config.log_dir}/worker-N.log)")
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        while True:
+            snapshot = self.snapshot()
+            dead = [worker for worker in snapshot.workers if worker.exit_code is not None]
+            if dead:
+                log = self.workers.find(dead[0].pod_id).log_path
+                raise EngineError(
+                    f"{dead[0].label} exited with code {dead[0].exit_code} while starting", hint=f"see {log}"
+                )
+            if all(worker.state in ("idle", "running") for worker in snapshot.workers):
+                self._progress("workers ready")
+                return
+            if time.monotonic() > deadline:
+                raise EngineError("the workers did not start polling in time", hint=f"see {self.config.log_dir}")
+            time.sleep(0.2)
+
+    def snapshot(self) -> StackSnapshot:
+        """The workers and queue right now; safe from any thread."""
+
+        def read() -> StackSnapshot:
+            workers = [
+                WorkerView(w.label, w.pod_id, w.state, len(w.in_flight), w.completed, w.exit_code)
+                for w in self.endpoint.workers.values()
+            ]
+            return StackSnapshot(workers, self.endpoint.health(), self.vllm is None or self.vllm.alive())
+
+        return self.emulator.call(read)
+
+    def stop(self) -> None:
+        """Stop workers, then vLLM, then the emulator; idempotent, never raises for a child already gone."""
+        if self.workers is not None:
+            self.workers.stop()
+        if self.vllm is not None:
+            self.vllm.stop()
+        if self.server is not None:
+            self.server.stop()
+        if self._info is not None and self.config.write_connection:
+            remove_connection(self._info)
+
+
+def _missing(module: str) -> bool:
+    return importlib.util.find_spec(module) is None
+
+
+def _served_name(vllm_url: str) -> str:
+    try:
+        models = httpx.get(f"{vllm_url.rstrip('/')}/v1/models", timeout=10).json()["data"]
+        return str(models[0]["id"])
+    except (httpx.HTTPError, KeyError, IndexError, ValueError):
+        raise EngineError(f"no vLLM answers at {vllm_url}", hint="start it, or unset serve.vllm_url") from None
+
+
+# ---- the connection file --------------------------------------------------------------------------
+
+
+def connection_file() -> Path:
+    """Where a running `notus serve` says how to reach it (mode 0600: it holds the key)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "notus" / "serve.json"
+
+
+def write_connection(info: StackInfo) -> Path:
+    path = connection_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "url": info.url,
+        "api_base": info.api_base,
+        "endpoint_id": info.endpoint_id,
+        "api_key": info.api_key.get_secret_value(),
+        "openai_base_url": info.openai_base_url,
+        "served_model_name": info.served_model_name,
+        "pid": os.getpid(),
+    }
+    temporary = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(body, handle, indent=2)
+    os.replace(temporary, path)
+    return path
+
+
+def read_connection() -> dict[str, Any] | None:
+    """The running `notus serve`'s connection, or None if there is none (or it has exited)."""
+    try:
+        body = json.loads(connection_file().read_text())
+        os.kill(int(body["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(body)
+
+
+def remove_connection(info: StackInfo) -> None:
+    path = connection_file()
+    with contextlib.suppress(OSError, ValueError):
+        body = json.loads(path.read_text())
+        if body.get("pid") == os.getpid() and body.get("endpoint_id") == info.endpoint_id:
+            path.unlink()

@@ -1,0 +1,155 @@
+"""The one vLLM a local stack (or a test session) shares: found, started, awaited, stopped.
+
+The command line is the worker's own (`worker.engine.vllm_command`), so what runs locally is what
+runs in the container. vLLM lives in its own virtual environment (its fastapi pin conflicts with
+the runpod SDK's), found through the `vllm_python` setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from notus_cli.errors import ConfigError, EngineError
+from notus_cli.guard import guarded
+from worker.engine import vllm_command
+from worker.settings import WorkerSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_PYTHON = Path(".venv-vllm") / "bin" / "python"
+
+# vLLM's CPU build: KV cache size, loopback only, one process (start-up halves), no telemetry.
+CPU_DEFAULTS: Mapping[str, str] = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_HOST_IP": "127.0.0.1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def resolve_vllm_python(configured: str | None, *, cwd: Path | None = None) -> str:
+    """The interpreter that has vLLM.
+
+    `configured` (the vllm_python setting) if given; else .venv-vllm/bin/python under the current
+    directory or the repository this package runs from; else this Python, if it can import vllm.
+    Raises ConfigError for a configured path that is not there, EngineError when nothing is found.
+    """
+    if configured:
+        path = Path(configured).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ConfigError(
+                f"vllm_python {configured!r} is not an executable file",
+                hint="point vllm_python (notus.toml) or NOTUS_VLLM_PYTHON at the python of a venv with vLLM",
+            )
+        return str(path)
+    for root in (cwd or Path.cwd(), REPO_ROOT):
+        candidate = root / VENV_PYTHON
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    raise EngineError(
+        "vLLM was not found: no .venv-vllm here, and this Python cannot import vllm",
+        hint="run scripts/setup, or set vllm_python in notus.toml (NOTUS_VLLM_PYTHON) to a Python with vLLM",
+    )
+
+
+def vllm_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment for vLLM: `base` (default: ours), the CPU defaults where unset, then `extra`."""
+    env = dict(os.environ if base is None else base)
+    for key, value in CPU_DEFAULTS.items():
+        env.setdefault(key, value)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.update(extra)
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class VllmProcess:
+    """A running `vllm serve` in its own process group, logging to `log_path`."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    @classmethod
+    def start(cls, settings: WorkerSettings, log_path: Path, *, env: Mapping[str, str] | None = None) -> VllmProcess:
+        """Start vLLM on a free loopback port; returns at once (see `wait_until_ready`)."""
+        port = settings.vllm_port or free_port()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                guarded(vllm_command(settings, port)),  # stopped even if we die without stop()
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else vllm_env(),
+                start_new_session=True,
+            )
+        return cls(process=process, base_url=f"http://127.0.0.1:{port}", log_path=log_path)
+
+    def wait_until_ready(self, timeout: float, on_wait: Callable[[float], None] | None = None) -> None:
+        """Poll /health; raises EngineError (with the end of vLLM's log) if it exits or `timeout` passes."""
+        started = time.monotonic()
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = self.process.poll()
+                if code is not None:
+                    raise EngineError(
+                        f"vLLM exited with code {code} while starting:\n{self.log_tail()}",
+                        hint=f"its whole log is {self.log_path}",
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.base_url}/health").status_code == 200:
+                        return
+                waited = time.monotonic() - started
+                if waited > timeout:
+                    self.stop()
+                    raise EngineError(f"vLLM was not ready after {timeout:.0f} s", hint=f"see {self.log_path}")
+                if on_wait is not None:
+                    on_wait(waited)
+                time.sleep(0.5)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM the process group, SIGKILL it after `grace` seconds. Idempotent."""
+        if self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        _signal_group(self.process.pid, signal.SIGKILL)  # helpers that outlived the main process
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)

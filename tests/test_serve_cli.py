@@ -1,0 +1,126 @@
+"""`notus serve` as a user runs it: a real process tree, a real request, Ctrl-C, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.procs import descendants, running
+
+README_EXAMPLE = {
+    "input": {
+        "messages": [
+            {"role": "system", "content": "You are a wise counselor guided by KJV scripture."},
+            {"role": "user", "content": "What does the Bible say about wisdom?"},
+        ],
+        "temperature": 0.7,
+        "max_tokens": 2048,
+        "top_p": 0.9,
+    }
+}
+
+
+def notus(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notus_cli", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ((), {}, "say which model to serve"),
+        (("--tiny", "--model", "."), {}, "--tiny and --model exclude each other"),
+        (("--tiny", "--workers", "0"), {}, "--workers"),
+        (("--tiny", "--port", "70000"), {}, "--port"),
+        (("--tiny",), {"NOTUS_VLLM_PYTHON": "/nonexistent/python"}, "vllm_python '/nonexistent/python'"),
+        (("--tiny",), {"NOTUS_SERVE__WORKERS": "many"}, "NOTUS_SERVE__WORKERS"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_no_traceback(
+    args: tuple[str, ...], env: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    result = notus("serve", *args, cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_fails_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = notus("serve", "--tiny", "--port", str(taken.getsockname()[1]), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "cannot listen on 127.0.0.1" in result.stderr
+    assert "Hint:" in result.stderr
+    assert not (tmp_path / ".notus" / "serve" / "vllm.log").exists(), "vLLM was never started"
+
+
+@pytest.mark.vllm
+def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    errors = (tmp_path / "stderr.txt").open("w")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "notus_cli", "serve", "--tiny", "--port", "0", "--workers", "2", "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        info = _read_json(serve)
+        children = descendants(serve.pid)
+        connection = Path(os.environ["HOME"]) / ".local" / "state" / "notus" / "serve.json"
+        assert stat.S_IMODE(connection.stat().st_mode) == 0o600
+        assert json.loads(connection.read_text())["api_key"] == info["api_key"]
+        headers = {"Authorization": f"Bearer {info['api_key']}"}
+        with httpx.Client(base_url=info["endpoint_url"], headers=headers, timeout=600) as client:
+            answer = client.post("/runsync?wait=300000", json=README_EXAMPLE).json()
+            while answer["status"] in ("IN_QUEUE", "IN_PROGRESS"):  # a slow, busy machine
+                answer = client.get(f"/status/{answer['id']}").json()
+            health = client.get("/health").json()
+    finally:
+        serve.send_signal(signal.SIGINT)
+        code = serve.wait(120)
+        errors.close()
+        if serve.stdout is not None:
+            serve.stdout.close()
+    assert answer["status"] == "COMPLETED"
+    completion = answer["output"][0]
+    assert completion["object"] == "chat.completion"
+    assert completion["model"] == info["served_model_name"]
+    assert completion["usage"]["completion_tokens"] >= 1
+    assert health["workers"]["idle"] == 2
+    assert len(children) >= 3, "vLLM and two workers ran under notus serve"
+    assert code == 0
+    assert not [pid for pid in children if running(pid)], "every child process ended"
+    assert not connection.exists()
+    assert "stopped" in (tmp_path / "stderr.txt").read_text()
+
+
+def _read_json(serve: subprocess.Popen[str]) -> dict[str, Any]:
+    """The connection JSON `notus serve --json` prints once everything is ready."""
+    assert serve.stdout is not None
+    text = ""
+    for line in serve.stdout:
+        text += line
+        if line.rstrip() == "}":
+            result: dict[str, Any] = json.loads(text)
+            return result
+    raise AssertionError(f"notus serve exited with {serve.wait()} before it was ready")

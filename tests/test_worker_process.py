@@ -1,0 +1,123 @@
+"""Real `python -m worker` processes pulling jobs from the emulator: a dying vLLM, and privacy of logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from notus_cli.emulator import WorkerCommand
+from notus_cli.serve.vllm import vllm_env
+from tests.support.emulator import Harness, wait_for
+from tests.support.procs import descendants, running
+from tests.support.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, VllmServer, vllm_python
+
+pytestmark = pytest.mark.vllm
+
+PHRASE = "zebra quokka marmalade 7781"
+LONG = {
+    "messages": [{"role": "user", "content": "Tell me a long story."}],
+    "max_tokens": 3000,
+    "min_tokens": 3000,
+    "ignore_eos": True,
+    "stop": "<|never|>",
+    "stream": True,
+}
+
+
+def worker_command(log_dir: Path, **env: str) -> WorkerCommand:
+    return WorkerCommand(argv=(sys.executable, "-m", "worker"), env={"NOTUS_MAX_NUM_SEQS": "8", **env}, log_dir=log_dir)
+
+
+def vllm_children(pid: int) -> list[int]:
+    found = []
+    for child in descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"vllm.entrypoints.openai.api_server" in command:
+            found.append(child)
+    return found
+
+
+def test_worker_exits_1_when_its_own_vllm_dies(emulator: Harness, tiny_model: Path, tmp_path: Path) -> None:
+    """Started WITHOUT NOTUS_VLLM_URL, the worker runs its own vLLM; killing that vLLM ends the worker
+    (exit 1, so RunPod would replace it) and the job it was running ends FAILED."""
+    env = vllm_env({}) | {
+        "NOTUS_MODEL": str(tiny_model),
+        "NOTUS_VLLM_PYTHON": vllm_python(),
+        "NOTUS_MAX_MODEL_LEN": str(MAX_MODEL_LEN),
+        "NOTUS_VLLM_ARGS": TEST_VLLM_ARGS,
+    }
+    endpoint, pool = emulator.endpoint(workers=0, command=worker_command(tmp_path, **env))
+    worker = pool.start(1)[0]
+    try:
+        emulator.wait_ready(endpoint, 1, timeout=420)
+        [engine] = vllm_children(worker.pid)
+        with emulator.http(endpoint.id) as client:
+            job_id = client.post("/run", json={"input": LONG}).json()["id"]
+            wait_for(lambda: client.get(f"/stream/{job_id}").json()["stream"], timeout=120, interval=0.2)
+            os.killpg(engine, signal.SIGKILL)
+            wait_for(lambda: worker.exit_code is not None, timeout=60, interval=0.2)
+            status = wait_for(lambda: _final(client, job_id), timeout=30)
+    finally:
+        pool.stop()
+    assert worker.exit_code == 1
+    assert status["status"] == "FAILED"
+    assert status["error"]  # engine_error if the worker saw vLLM go first, else worker_lost
+    log = (tmp_path / "worker-1.log").read_text()
+    assert "the worker exits so RunPod can replace it" in log
+    assert not [pid for pid in descendants(worker.pid) if running(pid)]
+
+
+def _final(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
+    body: dict[str, Any] = client.get(f"/status/{job_id}").json()
+    return body if body["status"] not in ("IN_QUEUE", "IN_PROGRESS") else None
+
+
+def test_no_message_text_in_any_log_unless_the_operator_opts_in(
+    emulator: Harness, vllm_server: VllmServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    messages = [{"role": "system", "content": f"Remember {PHRASE}."}, {"role": "user", "content": PHRASE}]
+    texts = {}
+    for opted_in in (False, True):
+        log_dir = tmp_path / ("opted-in" if opted_in else "default")
+        command = worker_command(log_dir, NOTUS_VLLM_URL=vllm_server.base_url, NOTUS_LOG_CONTENT=str(opted_in).lower())
+        endpoint, pool = emulator.endpoint(workers=1, command=command)
+        with emulator.http(endpoint.id) as client:
+            for body in _requests(messages):
+                assert client.post("/runsync", json={"input": body}).json()["status"] in ("COMPLETED", "FAILED")
+            openai = {"model": vllm_server_model(vllm_server), "messages": messages, "max_tokens": 8}
+            assert client.post("/openai/v1/chat/completions", json=openai).status_code == 200
+            with client.stream("POST", "/openai/v1/chat/completions", json={**openai, "stream": True}) as stream:
+                assert "[DONE]" in stream.read().decode()
+        pool.stop()  # flush and close the log
+        texts[opted_in] = (log_dir / "worker-1.log").read_text()
+    assert PHRASE not in texts[False], "the worker logged message text without NOTUS_LOG_CONTENT"
+    assert "job " in texts[False], "the worker did log its jobs' sizes and timings"
+    assert PHRASE in texts[True], "NOTUS_LOG_CONTENT=true logs message text"
+    time.sleep(0.5)
+    assert PHRASE not in vllm_server.log_path.read_text(), "vLLM logged message text"
+    assert PHRASE not in caplog.text, "the emulator logged message text"
+
+
+def _requests(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [
+        {"messages": messages, "max_tokens": 8},
+        {"messages": messages, "max_tokens": 8, "stream": True},
+        {"messages": [*messages, {"role": "wizard", "content": PHRASE}]},  # refused: the error names the role only
+        {"messages": messages, "sampling_params": {"max_tokens": 8, "temperature": 0.1}},
+    ]
+
+
+def vllm_server_model(server: VllmServer) -> str:
+    return str(httpx.get(f"{server.base_url}/v1/models", timeout=10).json()["data"][0]["id"])
