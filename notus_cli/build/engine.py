@@ -30,11 +30,13 @@ DAEMON_HINT = "start Docker, or point DOCKER_HOST at a running daemon (e.g. unix
 def connect(timeout: float = 600.0) -> Any:
     """A docker-py APIClient for DOCKER_HOST (or the default socket); raises BuildError if no daemon answers."""
     kwargs = docker.utils.kwargs_from_env()
-    where = kwargs.get("base_url") or "the default socket"
+    where = kwargs.get("base_url") or "unix:///var/run/docker.sock"
     try:
         return docker.APIClient(version="auto", timeout=timeout, **kwargs)
     except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise BuildError(f"cannot reach the Docker daemon at {where}: {_short(exc)}", hint=DAEMON_HINT) from None
+        text = str(exc)
+        reason = "nothing is listening there" if "FileNotFoundError" in text or "refused" in text else _short(exc)
+        raise BuildError(f"cannot reach the Docker daemon at {where}: {reason}", hint=DAEMON_HINT) from None
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,18 @@ class LayerInfo:
 
 
 class DockerEngine:
-    def __init__(self, api: Any, report: Reporter = ignore) -> None:
-        self.api = api
+    """The daemon operations notus needs. Without an `api`, it connects on first use, so checks
+    that need no daemon (model files, names) fail first and fast."""
+
+    def __init__(self, api: Any = None, report: Reporter = ignore) -> None:
+        self._api = api
         self.report = report
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = connect()
+        return self._api
 
     def inspect(self, reference: str) -> dict[str, Any] | None:
         try:

@@ -55,6 +55,7 @@ class BuildRequest:
     cache_dir: Path
     hf_token: SecretStr | None = None
     hf_endpoint: str | None = None  # None: huggingface_hub's default (HF_ENDPOINT)
+    code_dir: Path | None = None  # the worker package to bake; None: the installed one
 
     @property
     def image(self) -> ImageRef:
@@ -141,7 +142,9 @@ def build_image(request: BuildRequest, engine: DockerEngine, report: Reporter = 
         labels=labels,
     )
     report(Phase("building the code layer"))
-    image_id = engine.build(BuildContext([Entry.text("Dockerfile", app_dockerfile), *_code_entries()]), reference)
+    image_id = engine.build(
+        BuildContext([Entry.text("Dockerfile", app_dockerfile), *_code_entries(request.code_dir)]), reference
+    )
     layers = engine.layers(reference, skip=engine.history_length(base["Id"]))
     return BuiltImage(reference, image_id, base_tag, reused, layers, labels)
 
@@ -153,7 +156,7 @@ def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
     """
     settings = request.settings
     model_id, revision, files = _model_listing(request, report)
-    code = _code_entries()
+    code = _code_entries(request.code_dir)
     requirements = worker_requirements()
     labels = image_labels(
         model_id=model_id,
@@ -260,9 +263,9 @@ def _probe(engine: DockerEngine, image_id: str, python: str, cache_dir: Path) ->
     return target
 
 
-def _code_entries() -> list[Entry]:
+def _code_entries(code_dir: Path | None) -> list[Entry]:
     """The worker package, the code layer's whole content (the worker never imports notus_cli)."""
-    root = Path(worker.__file__).parent
+    root = code_dir or Path(worker.__file__).parent
     return [Entry.file(f"app/worker/{p.relative_to(root).as_posix()}", p) for p in sorted(root.rglob("*.py"))]
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress as RichProgress
 from rich.progress import TaskID
 
-from notus_cli.build.engine import DockerEngine, connect
+from notus_cli.build.engine import DockerEngine
 from notus_cli.build.events import Event, Layer, Log, Phase, Progress, Step
 from notus_cli.build.pipeline import BuildRequest, build_image, default_cache_dir, plan_build, push_image
 from notus_cli.build.reference import parse_reference
@@ -54,7 +54,7 @@ def build(
         _show_plan(out, plan_build(request, _View(out)))
         return
     with _View(out).live() as view:
-        built = build_image(request, DockerEngine(connect(), view), view)
+        built = build_image(request, DockerEngine(report=view), view)
     if json_mode and not push:
         out.json(asdict(built))
         return
@@ -87,9 +87,7 @@ def _push(out: Output, settings: NotusSettings, image: str | None, built: dict[s
     else:
         ref = BuildRequest(settings.build, Path()).image
     with _View(out).live() as view:
-        pushed = push_image(
-            ref, DockerEngine(connect(), view), settings=settings.build, state_dir=state_dir(), report=view
-        )
+        pushed = push_image(ref, DockerEngine(report=view), settings=settings.build, state_dir=state_dir(), report=view)
     if out.json_mode:
         out.json(
             {"build": built, "push": asdict(pushed) | {"reference": pushed.reference}} if built else asdict(pushed)
