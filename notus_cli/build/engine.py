@@ -223,6 +223,7 @@ def _raise_stream_error(item: dict[str, Any], make: Any) -> None:
 
 def _instruction(created_by: str) -> str:
     text = created_by.replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ").strip()
+    text = re.sub(r"(?:file|dir):[0-9a-f]{64} in ", "", text)  # COPY's content hash: noise to a reader
     return re.sub(r"\s+", " ", text)
 
 

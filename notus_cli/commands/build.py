@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +13,7 @@ from rich.progress import Progress as RichProgress
 from rich.progress import TaskID
 
 from notus_cli.build.engine import DockerEngine
-from notus_cli.build.events import Event, Layer, Log, Phase, Progress, Step
+from notus_cli.build.events import Event, Log, Phase, Progress, Step
 from notus_cli.build.pipeline import BuildRequest, build_image, default_cache_dir, plan_build, push_image
 from notus_cli.build.reference import parse_reference
 from notus_cli.build.state import state_dir
@@ -53,7 +55,7 @@ def build(
     if dry_run:
         _show_plan(out, plan_build(request, _View(out)))
         return
-    with _View(out).live() as view:
+    with _view(out) as view:
         built = build_image(request, DockerEngine(report=view), view)
     if json_mode and not push:
         out.json(asdict(built))
@@ -86,7 +88,7 @@ def _push(out: Output, settings: NotusSettings, image: str | None, built: dict[s
         ref = ref if ref.tag or ref.digest else type(ref)(ref.repository, "latest")
     else:
         ref = BuildRequest(settings.build, Path()).image
-    with _View(out).live() as view:
+    with _view(out) as view:
         pushed = push_image(ref, DockerEngine(report=view), settings=settings.build, state_dir=state_dir(), report=view)
     if out.json_mode:
         out.json(
@@ -122,19 +124,22 @@ def _size(size: int) -> str:
     return str(size)
 
 
+@contextmanager
+def _view(out: Output) -> Iterator[_View]:
+    with out.progress(transfer=True) as progress:
+        yield _View(out, progress)
+
+
 class _View:
     """Renders build and push events: phases, steps and log lines as text, byte counts as progress bars."""
 
     FINAL = ("Pushed", "Layer already exists", "Pull complete", "Already exists", "Mounted from")
 
-    def __init__(self, out: Output) -> None:
+    def __init__(self, out: Output, progress: RichProgress | None = None) -> None:
         self.out = out
-        self.progress: RichProgress | None = None
+        self.progress = progress
         self.tasks: dict[str, TaskID] = {}
         self.shown: dict[str, str] = {}
-
-    def live(self) -> Any:
-        return _Live(self)
 
     def __call__(self, event: Event) -> None:
         if self.out.json_mode:
@@ -142,23 +147,19 @@ class _View:
         if isinstance(event, Phase):
             self.out.info(f"[bold]==>[/] {event.text}")
         elif isinstance(event, Step):
-            self.out.err.print(f"Step {event.number}/{event.total}: {event.instruction}", markup=False, highlight=False)
+            self._line(f"Step {event.number}/{event.total}: {_clip(event.instruction)}")
         elif isinstance(event, Log):
-            self.out.err.print(f"  {event.text}", markup=False, highlight=False, style="dim")
+            self._line(f"  {event.text}", style="dim")
         elif isinstance(event, Progress):
             self._bar(event.task, event.task, event.done, event.total)
-        elif isinstance(event, Layer):
-            self._layer(event)
-
-    def _layer(self, event: Layer) -> None:
-        if event.total and self.progress is not None and self.out.interactive:
+        elif event.total and self.out.interactive:  # a layer with a byte count: its own bar
             self._bar(event.layer_id, f"{event.layer_id} {event.status}", event.done or 0, event.total)
-        elif self.shown.get(event.layer_id) != event.status and (
-            event.status.startswith(self.FINAL) or not self.out.interactive
-        ):
+        elif event.status.startswith(self.FINAL) and self.shown.get(event.layer_id) != event.status:
             self.shown[event.layer_id] = event.status
-            if event.status not in ("Pushing", "Downloading", "Extracting", "Waiting", "Preparing"):
-                self.out.err.print(f"  {event.layer_id}: {event.status}", markup=False, highlight=False)
+            self._line(f"  {event.layer_id}: {event.status}")
+
+    def _line(self, text: str, style: str | None = None) -> None:
+        self.out.err.print(text, markup=False, highlight=False, style=style)
 
     def _bar(self, key: str, description: str, done: int, total: int | None) -> None:
         if self.progress is None:
@@ -168,16 +169,6 @@ class _View:
         self.progress.update(self.tasks[key], completed=done, total=total, description=description)
 
 
-class _Live:
-    def __init__(self, view: _View) -> None:
-        self.view = view
-        self.context: Any = None
-
-    def __enter__(self) -> _View:
-        self.context = self.view.out.progress(transfer=True)
-        self.view.progress = self.context.__enter__()
-        return self.view
-
-    def __exit__(self, *exc: object) -> None:
-        self.context.__exit__(*exc)
-        self.view.progress = None
+def _clip(text: str, width: int = 110) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -29,8 +29,9 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
 
 
 @pytest.fixture(scope="session")
-def docker_api(dockerd: Dockerd) -> docker.APIClient:
-    return dockerd.client()
+def docker_api(dockerd: Dockerd) -> Iterator[docker.APIClient]:
+    with dockerd.client() as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +47,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="session")
-def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared by every build of the session, so the worker's wheels are downloaded once."""
-    return tmp_path_factory.mktemp("build-cache")
+def build_cache() -> Path:
+    """notus' build cache (wheels, probes, hashes), kept in the git-ignored .notus/test-cache so the
+    worker's wheels are downloaded once per machine, not once per run (CI starts without it)."""
+    path = ROOT / ".notus" / "test-cache" / "build-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @dataclass
@@ -59,7 +63,10 @@ class CliResult:
 
     @property
     def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
+        """The `Error:` line and what follows it (progress lines before it are left out)."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        starts = [i for i, line in enumerate(lines) if line.startswith("Error: ")]
+        return lines[starts[-1] :] if starts else lines
 
 
 class Cli:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -63,26 +64,36 @@ def start_dockerd(root: Path, *, timeout: float = 120) -> Dockerd:
     if binary is None:
         raise RuntimeError("dockerd is not installed: run scripts/setup --test (it installs docker.io)")
     root.mkdir(parents=True, exist_ok=True)
-    log = (root / "dockerd.log").open("wb")
     command = [
         binary, "--storage-driver=overlay2", "--iptables=false", "--ip6tables=false", "--bridge=none",
         f"--host=unix://{root}/docker.sock", f"--data-root={root}/data", f"--exec-root={root}/exec",
         f"--pidfile={root}/docker.pid", "--log-level=warn",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with (root / "dockerd.log").open("wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     daemon = Dockerd(root=root, process=process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log_tail = (root / "dockerd.log").read_text()[-2000:]
             raise RuntimeError(f"dockerd exited with {process.returncode}: {log_tail}")
-        try:
-            daemon.client().ping()
+        if _listening(root / "docker.sock"):
+            with daemon.client() as client:
+                client.ping()
             return daemon
-        except Exception:  # not listening yet
-            time.sleep(0.2)
+        time.sleep(0.2)
     daemon.stop()
     raise RuntimeError(f"dockerd did not answer within {timeout} s; see {root / 'dockerd.log'}")
+
+
+def _listening(path: Path) -> bool:
+    """Probe the socket ourselves: a failed docker-py connect leaves an unclosed socket behind."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def import_base_image(api: docker.APIClient, work: Path) -> str:
@@ -151,8 +162,8 @@ def start_registry(root: Path, *, username: str = "notus", password: str = "regi
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: notus-test-only\n"
         f"auth:\n  htpasswd:\n    realm: notus-test\n    path: {root}/htpasswd\n"
     )
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    with (root / "registry.log").open("wb") as log:
+        process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
     registry = Registry(process=process, address=f"127.0.0.1:{port}", username=username, password=password)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
