@@ -36,12 +36,12 @@ from notus_cli.build.weights import (
     Weights,
     check_model_files,
     download_weights,
-    is_serving_file,
+    hub_files,
     local_weights,
     serving_files,
 )
 from notus_cli.build.wheels import PythonTarget, fetch_wheels, worker_requirements
-from notus_cli.errors import ModelError, RegistryError
+from notus_cli.errors import RegistryError
 from notus_cli.settings import BuildSettings
 
 BASE_REPOSITORY = "notus-base"
@@ -238,18 +238,10 @@ def _model_listing(request: BuildRequest, report: Reporter) -> tuple[str, str, l
         names = serving_files(settings.model_path)
         check_model_files(settings.model_path, names)
         return settings.model_id, "local", [(n, (settings.model_path / n).stat().st_size) for n in names]
-    from huggingface_hub import HfApi
-
     report(Phase(f"listing {settings.model_id}@{settings.revision} on the Hugging Face Hub"))
     token = request.hf_token.get_secret_value() if request.hf_token else None
-    try:
-        info = HfApi(endpoint=request.hf_endpoint, token=token).model_info(
-            settings.model_id, revision=settings.revision, files_metadata=True
-        )
-    except Exception as exc:  # any Hub failure: the plan cannot list the files
-        raise ModelError(f"cannot list {settings.model_id} on the Hub: {exc}", hint="pass --model-path") from None
-    files = [(s.rfilename, int(s.size or 0)) for s in info.siblings or [] if is_serving_file(s.rfilename)]
-    return settings.model_id, str(info.sha), sorted(files)
+    commit, remote = hub_files(settings.model_id, revision=settings.revision, token=token, endpoint=request.hf_endpoint)
+    return settings.model_id, commit, sorted((name, int(meta.size or 0)) for name, meta in remote.items())
 
 
 def _probe(engine: DockerEngine, image_id: str, python: str, cache_dir: Path) -> PythonTarget:

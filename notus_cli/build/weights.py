@@ -258,25 +258,14 @@ class _HashCache:
 # --- the Hugging Face Hub ---
 
 
-def download_weights(
-    model_id: str,
-    *,
-    revision: str,
-    token: str | None,
-    cache_dir: Path,
-    endpoint: str | None = None,
-    report: Reporter = ignore,
-    max_workers: int = 4,
-) -> Weights:
-    """Fetch the serving files of `model_id` at `revision` into the HF cache (resumable, reused), then check them.
+def hub_files(model_id: str, *, revision: str, token: str | None, endpoint: str | None) -> tuple[str, dict[str, Any]]:
+    """The commit `revision` resolves to, and the serving files there (name -> the Hub's file metadata).
 
-    The token is used here, on this host, and nowhere else. Raises ModelError when the repository
-    or revision does not exist, access is refused, or a file does not match the Hub's sha256.
+    Raises ModelError for an unknown repository or revision, refused access or an unreachable Hub.
     """
-    from huggingface_hub import HfApi, hf_hub_download  # imported late: it reads HF_* variables on import
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    report(Phase(f"resolving {model_id}@{revision} on the Hugging Face Hub"))
     try:
         info = HfApi(endpoint=endpoint, token=token).model_info(model_id, revision=revision, files_metadata=True)
     except RevisionNotFoundError:
@@ -295,8 +284,30 @@ def download_weights(
     remote = {s.rfilename: s for s in info.siblings or [] if is_serving_file(s.rfilename)}
     if not remote:
         raise ModelError(f"{model_id}@{commit[:12]} has no files a server needs (config, safetensors, tokenizer)")
-    sizes = {name: int(s.size or 0) for name, s in remote.items()}
-    fetched = _Fetched(sizes, report)
+    return commit, remote
+
+
+def download_weights(
+    model_id: str,
+    *,
+    revision: str,
+    token: str | None,
+    cache_dir: Path,
+    endpoint: str | None = None,
+    report: Reporter = ignore,
+    max_workers: int = 4,
+) -> Weights:
+    """Fetch the serving files of `model_id` at `revision` into the HF cache (resumable, reused), then check them.
+
+    The token is used here, on this host, and nowhere else. Raises ModelError when the repository
+    or revision does not exist, access is refused, or a file does not match the Hub's sha256.
+    """
+    from huggingface_hub import hf_hub_download  # imported late: it reads HF_* variables on import
+    from huggingface_hub.errors import HfHubHTTPError
+
+    report(Phase(f"resolving {model_id}@{revision} on the Hugging Face Hub"))
+    commit, remote = hub_files(model_id, revision=revision, token=token, endpoint=endpoint)
+    fetched = _Fetched({name: int(meta.size or 0) for name, meta in remote.items()}, report)
     report(Phase(f"downloading {len(remote)} files of {model_id}@{commit[:12]}"))
 
     def fetch(name: str) -> Path:

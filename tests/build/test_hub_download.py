@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from notus_cli.build.pipeline import BuildRequest, plan_build
 from notus_cli.build.weights import Weights, download_weights
 from notus_cli.errors import ModelError
 from notus_cli.model.safetensors_io import write_safetensors
+from notus_cli.settings import BuildSettings
 from tests.support.fake_hub import FakeHub
 
 TOKEN = "hf_loopbackTokenNeverLeavesTheHost"
@@ -87,3 +89,12 @@ def test_unknown_repository_and_revision_are_clear_errors(hub: FakeHub, tmp_path
         fetch(hub, tmp_path, revision="v9")
     with pytest.raises(ModelError, match="was not found on the Hub"):
         fetch(hub, tmp_path, model_id="acme/missing")
+
+
+def test_dry_run_lists_the_hub_files_at_the_resolved_commit_without_downloading(hub: FakeHub, tmp_path: Path) -> None:
+    settings = BuildSettings(model_id="acme/tiny", revision="main")
+    plan = plan_build(BuildRequest(settings, tmp_path / "cache", hf_endpoint=hub.url))
+    assert plan.labels["ai.notus.model.revision"] == hub.commit
+    assert dict(plan.model_files)["model.safetensors"] == (hub.directory / "model.safetensors").stat().st_size
+    assert "original.bin" not in dict(plan.model_files)
+    assert not [r for r in hub.requests if r.method == "GET" and "/resolve/" in r.path]
