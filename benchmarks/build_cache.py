@@ -53,18 +53,32 @@ def write_model(directory: Path, size: int) -> None:
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """Seconds and peak RSS (MiB) of one `notus` run."""
+    """Seconds and peak RSS (MiB) of one `notus` run.
+
+    The peak is the process's own VmHWM, sampled until it exits: wait4()'s ru_maxrss would also
+    count this (much larger) parent, whose memory a child inherits for a moment at fork.
+    """
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "notus_cli", *args], env=env, cwd=cwd,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    assert process.stderr is not None
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"notus {' '.join(args)} failed:\n{stderr.decode()[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen([sys.executable, "-m", "notus_cli", *args], env=env, cwd=cwd,
+                                   stdout=subprocess.DEVNULL, stderr=errors)  # fmt: skip
+        peak_kib = 0
+        while process.poll() is None:
+            peak_kib = max(peak_kib, _high_water_kib(process.pid))
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        if process.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"notus {' '.join(args)} failed:\n{errors.read().decode()[-3000:]}")
+    return elapsed, peak_kib / 1024
+
+
+def _high_water_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # it just exited
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
 
 
 def forget_builds(api: object, cache: Path) -> None:

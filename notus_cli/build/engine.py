@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from notus_cli.errors import BuildError, RegistryError
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _TAIL = 15
+# The legacy builder's own notes between steps; RUN output is what a reader wants to see.
+_BOOKKEEPING = ("---> ", "Removing intermediate container", "Successfully built", "Successfully tagged")
 DAEMON_HINT = "start Docker, or point DOCKER_HOST at a running daemon (e.g. unix:///var/run/docker.sock)"
 
 
@@ -79,9 +82,10 @@ class DockerEngine:
         ref = reference.rsplit("@", 1)[0]
         repository, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
         try:
-            for item in self.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
-                _raise_stream_error(item, lambda m: BuildError(f"base image {reference} could not be pulled: {m}"))
-                self._layer(item)
+            with _drained(self.api.pull(repository, tag=tag or "latest", stream=True, decode=True)) as items:
+                for item in items:
+                    _raise_stream_error(item, lambda m: BuildError(f"base image {reference} could not be pulled: {m}"))
+                    self._layer(item)
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise BuildError(
                 f"base image {reference} is not on this daemon and could not be pulled: {_short(exc)}",
@@ -136,7 +140,8 @@ class DockerEngine:
                 network_mode="none",
                 decode=True,
             )
-            return self._follow_build(stream)
+            with _drained(stream) as items:
+                return self._follow_build(items)
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise BuildError(f"the Docker daemon stopped the build: {_short(exc)}") from None
 
@@ -156,7 +161,9 @@ class DockerEngine:
                 if match := _STEP.match(line):
                     step = Step(int(match[1]), int(match[2]), match[3])
                     self.report(step)
-                elif line.strip():
+                elif line.strip() == "---> Using cache":
+                    self.report(Log("(cached)"))
+                elif line.strip() and not line.lstrip().startswith(_BOOKKEEPING):
                     tail.append(line.rstrip())
                     self.report(Log(line.rstrip()))
             if "status" in item:
@@ -186,12 +193,15 @@ class DockerEngine:
         hint = f"log in with `docker login {ref.registry or 'docker.io'}`, or set NOTUS_BUILD__REGISTRY_USERNAME and NOTUS_BUILD__REGISTRY_PASSWORD"  # noqa: E501
         digest = None
         try:
-            for item in self.api.push(ref.repository, tag=ref.tag, stream=True, decode=True, auth_config=auth):
-                _raise_stream_error(item, lambda m: RegistryError(f"push of {ref} failed: {m}", hint=hint))
-                aux = item.get("aux")
-                if isinstance(aux, dict) and aux.get("Digest"):
-                    digest = str(aux["Digest"])
-                self._layer(item)
+            with _drained(
+                self.api.push(ref.repository, tag=ref.tag, stream=True, decode=True, auth_config=auth)
+            ) as items:
+                for item in items:
+                    _raise_stream_error(item, lambda m: RegistryError(f"push of {ref} failed: {m}", hint=hint))
+                    aux = item.get("aux")
+                    if isinstance(aux, dict) and aux.get("Digest"):
+                        digest = str(aux["Digest"])
+                    self._layer(item)
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise RegistryError(f"push of {ref} failed: {_short(exc)}", hint=hint) from None
         if digest is None:
@@ -201,9 +211,11 @@ class DockerEngine:
     def pull(self, reference: str, auth: dict[str, str] | None = None) -> None:
         repository, _, digest = reference.partition("@")
         try:
-            for item in self.api.pull(repository, tag=digest or None, stream=True, decode=True, auth_config=auth):
-                _raise_stream_error(item, lambda m: RegistryError(f"pull of {reference} failed: {m}"))
-                self._layer(item)
+            items = self.api.pull(repository, tag=digest or None, stream=True, decode=True, auth_config=auth)
+            with _drained(items):
+                for item in items:
+                    _raise_stream_error(item, lambda m: RegistryError(f"pull of {reference} failed: {m}"))
+                    self._layer(item)
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise RegistryError(f"pull of {reference} failed: {_short(exc)}") from None
 
@@ -213,6 +225,18 @@ class DockerEngine:
             return
         detail = item.get("progressDetail") or {}
         self.report(Layer(str(layer_id), str(status), detail.get("current"), detail.get("total")))
+
+
+@contextmanager
+def _drained(stream: Iterator[dict[str, Any]]) -> Iterator[Iterator[dict[str, Any]]]:
+    """The daemon's messages; if we stop early (an error), the rest is read so the connection goes
+    back to the pool instead of leaking (the daemon has finished by then: errors come last)."""
+    try:
+        yield stream
+    finally:
+        with suppress(docker.errors.APIError, requests.RequestException):
+            for _ in stream:
+                pass
 
 
 def _raise_stream_error(item: dict[str, Any], make: Any) -> None:

@@ -15,9 +15,11 @@ import docker
 import pytest
 
 import worker
+from notus_cli.build.context import BuildContext, Entry
 from notus_cli.build.engine import DockerEngine
 from notus_cli.build.events import Event, Progress
 from notus_cli.build.pipeline import BuildRequest, build_image
+from notus_cli.errors import BuildError
 from notus_cli.settings import BuildSettings
 from tests.build.conftest import Cli
 from tests.support.docker import Dockerd
@@ -244,3 +246,14 @@ def test_bad_inputs_give_one_line_errors_and_leave_nothing_tagged(
     assert len(lines) <= 2  # the error, then at most a hint
     assert "Traceback" not in result.stderr
     assert docker_api.images(name="notus-test/bad") == []
+
+
+def test_a_failed_step_names_the_step_and_its_last_lines(docker_api: docker.APIClient, base_image: str) -> None:
+    dockerfile = f"FROM {base_image}\nRUN echo preparing && echo the-last-words && exit 3\n"
+    with pytest.raises(BuildError) as caught:
+        DockerEngine(docker_api).build(BuildContext([Entry.text("Dockerfile", dockerfile)]), "notus-test/failing:1")
+    message = caught.value.message
+    assert message.startswith("step 2/2 (RUN echo preparing && echo the-last-words && exit 3) failed")
+    assert "returned a non-zero code: 3" in message
+    assert message.rstrip().endswith("the-last-words")  # the tail of its output ends the message
+    assert docker_api.images(name="notus-test/failing") == []
