@@ -19,7 +19,7 @@ import requests
 
 from notus_cli.build.context import BuildContext
 from notus_cli.build.events import Layer, Log, Phase, Reporter, Step, ignore
-from notus_cli.build.reference import ImageRef
+from notus_cli.build.reference import ImageRef, parse_reference
 from notus_cli.build.wheels import PROBE_CODE, PythonTarget
 from notus_cli.errors import BuildError, RegistryError
 
@@ -79,10 +79,12 @@ class DockerEngine:
         if found is not None:
             return found
         self.report(Phase(f"pulling {reference}"))
-        ref = reference.rsplit("@", 1)[0]
-        repository, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+        parsed = parse_reference(reference, what="the base image")
         try:
-            with _drained(self.api.pull(repository, tag=tag or "latest", stream=True, decode=True)) as items:
+            stream = self.api.pull(
+                parsed.repository, tag=parsed.digest or parsed.tag or "latest", stream=True, decode=True
+            )
+            with _drained(stream) as items:
                 for item in items:
                     _raise_stream_error(item, lambda m: BuildError(f"base image {reference} could not be pulled: {m}"))
                     self._layer(item)
