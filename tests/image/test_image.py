@@ -21,7 +21,7 @@ from notus_cli.build.events import Event, Progress
 from notus_cli.build.pipeline import BuildRequest, build_image
 from notus_cli.errors import BuildError
 from notus_cli.settings import BuildSettings
-from tests.build.conftest import Cli
+from tests.image.conftest import Cli
 from tests.support.docker import Dockerd
 
 pytestmark = pytest.mark.docker

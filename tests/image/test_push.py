@@ -10,7 +10,7 @@ import pytest
 
 from notus_cli.build.engine import DockerEngine
 from notus_cli.build.state import last_pushed
-from tests.build.conftest import Cli
+from tests.image.conftest import Cli
 from tests.support.docker import Registry
 
 pytestmark = pytest.mark.docker

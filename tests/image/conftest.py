@@ -1,5 +1,7 @@
 """Fixtures for `notus build` / `notus push`: a real dockerd, a local base image, a local registry.
 
+(The folder is not called `build`: pytest skips folders of that name by default.)
+
 All are started once per session (dockerd starts in about a second; the base image costs about a
 minute of debootstrap on a fresh machine, then comes from a cached tar). Nothing here is skipped
 when a tool is missing: CI must run these tests, so a missing package fails loudly instead.
