@@ -60,9 +60,10 @@ class Output:
         self.err.print(f"Next: [bold]{command}[/]")
 
     def error(self, exc: NotusError) -> None:
-        self.err.print(f"[red]Error:[/] {exc.message}", markup=True, highlight=False)
+        # soft_wrap: one error is one line, however narrow the terminal or log viewer
+        self.err.print(f"[red]Error:[/] {exc.message}", markup=True, highlight=False, soft_wrap=True)
         if exc.hint:
-            self.err.print(f"[dim]Hint:[/] {exc.hint}")
+            self.err.print(f"[dim]Hint:[/] {exc.hint}", soft_wrap=True)
 
     @contextmanager
     def progress(self, *, transfer: bool = False) -> Iterator[Progress]:

@@ -17,9 +17,20 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from notus_cli.build.reference import check_part
 from notus_cli.errors import ConfigError
 
 CONFIG_FILE = "notus.toml"
@@ -47,6 +58,35 @@ class ServeSettings(BaseModel):
     startup_timeout: float = Field(900.0, gt=0, description="seconds to wait for vLLM and the workers")
 
 
+# --- build: `notus build` / `notus push` ([build] in notus.toml, NOTUS_BUILD__<KEY> in the environment) ---
+DEFAULT_MODEL_ID = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
+DEFAULT_BASE_IMAGE = "vllm/vllm-openai:v0.32.0"  # the vLLM release our CPU tests run
+
+
+class BuildSettings(BaseModel):
+    """What `notus build` bakes and where `notus push` sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_id: str = Field(DEFAULT_MODEL_ID, min_length=1, description="a Hugging Face model id (org/name)")
+    revision: str = Field("main", min_length=1, description="a branch, tag or commit of the model repository")
+    model_path: Path | None = Field(None, description="a local model directory (no download)")
+    served_model_name: str | None = Field(None, description="the model name clients see (default: the model id)")
+    image: str = Field("notus", description="an image repository name such as 'notus' or 'team/notus'")
+    tag: str = Field("latest", description="an image tag: letters, digits, '_', '.', '-' (at most 128)")
+    registry: str | None = Field(None, description="a registry host[:port][/namespace] such as 'ghcr.io/acme'")
+    base_image: str = Field(DEFAULT_BASE_IMAGE, description="the image with vLLM that the worker is added to")
+    base_python: str = Field("python3", min_length=1, description="the base image's Python, the one with vLLM")
+    registry_username: str | None = Field(None, description="a registry user (else the Docker config is used)")
+    registry_password: SecretStr | None = Field(None, description="the registry password or token")
+    cache_dir: Path | None = Field(None, description="where wheels and file hashes are cached (default ~/.cache/notus)")
+
+    @field_validator("image", "tag", "registry", "base_image")
+    @classmethod
+    def _reference_part(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_part(str(info.field_name), value)
+
+
 class NotusSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NOTUS_", env_nested_delimiter="__", extra="forbid", populate_by_name=True, frozen=True
@@ -60,6 +100,7 @@ class NotusSettings(BaseSettings):
         None, validation_alias=AliasChoices("hf_token", "HF_TOKEN"), description="a Hugging Face access token"
     )
     serve: ServeSettings = Field(ServeSettings(), description="the [serve] section (notus serve)")
+    build: BuildSettings = Field(BuildSettings(), description="the [build] section")
 
     @classmethod
     def settings_customise_sources(
@@ -97,32 +138,39 @@ def _describe(exc: ValidationError, flags: dict[str, Any]) -> str:
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         key = ".".join(loc)
-        top = loc[0] if loc else ""
-        leaf = loc[-1] if loc else ""
-        from_flag = top in flags and (len(loc) == 1 or (isinstance(flags[top], dict) and leaf in flags[top]))
-        if from_flag:
-            origin = f"--{leaf.replace('_', '-')}"
-        elif f"NOTUS_{key.upper().replace('.', '__')}" in os.environ:
-            origin = f"environment variable NOTUS_{key.upper().replace('.', '__')}"
+        top, sub = (loc[0] if loc else ""), (loc[1] if len(loc) > 1 else None)
+        env_name = f"NOTUS_{key.upper().replace('.', '__')}"
+        section_flags = flags.get(top) if isinstance(flags.get(top), dict) else None
+        if section_flags is not None and sub in section_flags:
+            origin = f"--{str(sub).replace('_', '-')}"
+        elif top in flags and section_flags is None:
+            origin = f"--{top.replace('_', '-')}"
+        elif env_name in os.environ:
+            origin = f"environment variable {env_name}"
         else:
             origin = f"{config_path()}: key '{key}'"
-        fields = _fields_at(loc[:-1])
-        field = fields.get(leaf)
-        allowed = f" (expected {field.description})" if field and field.description else ""
-        message = error["msg"]
+        model, field = _field(loc)
         if error["type"] == "extra_forbidden":
-            message, allowed = "unknown setting", f" (known settings: {', '.join(fields)})"
+            problems.append(f"{origin}: unknown setting (known settings: {', '.join(model.model_fields)})")
+            continue
+        # our own validators already say what is allowed
+        allowed = (
+            f" (expected {field.description})" if field and field.description and error["type"] != "value_error" else ""
+        )
+        message = str(error["msg"]).removeprefix("Value error, ")
         problems.append(f"{origin}: {message}{allowed}")
     return "; ".join(problems)
 
 
-def _fields_at(path: list[str]) -> dict[str, Any]:
-    """The fields of the (nested) section at `path`, e.g. ["serve"] -> ServeSettings' fields."""
-    model: Any = NotusSettings
-    for part in path:
+def _field(loc: list[str]) -> tuple[type[BaseModel], FieldInfo | None]:
+    """The model that holds the setting at `loc` and its field (nested sections included)."""
+    model: type[BaseModel] = NotusSettings
+    field: FieldInfo | None = None
+    for depth, part in enumerate(loc):
         field = model.model_fields.get(part)
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return {}
-        model = annotation
-    return dict(model.model_fields)
+        if field is None:
+            return model, None
+        annotation = field.annotation
+        if depth < len(loc) - 1 and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return model, field

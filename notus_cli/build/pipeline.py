@@ -1,0 +1,270 @@
+"""`notus build`, `notus build --dry-run` and `notus push`, each as one library call.
+
+A build is two daemon builds. Part 1 (dependencies + weights) is keyed by a hash of its inputs
+(base image id, wheels, weights manifest, its Dockerfile) and tagged `notus-base:<key>`; when
+that tag exists, part 1 is skipped and the weights are not even sent. Part 2 (settings, labels,
+code) is small and always built on top. So a code change costs seconds, not a 60 GB upload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+import worker
+from notus_cli.build.context import BuildContext, Entry
+from notus_cli.build.dockerfile import (
+    LABEL_MANIFEST,
+    LABEL_MODEL_ID,
+    LABEL_REVISION,
+    image_labels,
+    render_app,
+    render_base,
+)
+from notus_cli.build.engine import DockerEngine, LayerInfo
+from notus_cli.build.events import Phase, Reporter, ignore
+from notus_cli.build.reference import ImageRef, image_ref
+from notus_cli.build.state import PushedImage, record_push
+from notus_cli.build.weights import (
+    Weights,
+    check_model_files,
+    download_weights,
+    hub_files,
+    local_weights,
+    serving_files,
+)
+from notus_cli.build.wheels import PythonTarget, fetch_wheels, worker_requirements
+from notus_cli.errors import RegistryError
+from notus_cli.settings import BuildSettings
+
+BASE_REPOSITORY = "notus-base"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything a build needs, resolved from settings and flags by the command."""
+
+    settings: BuildSettings
+    cache_dir: Path
+    hf_token: SecretStr | None = None
+    hf_endpoint: str | None = None  # None: huggingface_hub's default (HF_ENDPOINT)
+    code_dir: Path | None = None  # the worker package to bake; None: the installed one
+
+    @property
+    def image(self) -> ImageRef:
+        return image_ref(self.settings.image, self.settings.tag, self.settings.registry)
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    reference: str
+    image_id: str
+    base_tag: str
+    base_reused: bool
+    layers: list[LayerInfo]
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PlannedLayer:
+    name: str
+    size: int | None  # None: known only once the base image has been asked for its Python
+    content: str
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    reference: str
+    base_image: str
+    layers: list[PlannedLayer]
+    labels: dict[str, str]
+    dockerfiles: dict[str, str]
+    model_files: list[tuple[str, int]] = field(default_factory=list)
+
+
+def default_cache_dir(settings: BuildSettings) -> Path:
+    """Where wheels, probes and file hashes are kept between builds (they are safe to delete)."""
+    if settings.cache_dir is not None:
+        return settings.cache_dir
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "notus"
+
+
+def build_image(request: BuildRequest, engine: DockerEngine, report: Reporter = ignore) -> BuiltImage:
+    """Build and tag the image; returns its id, layers and labels.
+
+    Raises ModelError (model files), BuildError (daemon, base image, a failed step) before or
+    instead of tagging anything: a failed build leaves no new tag behind.
+    """
+    settings = request.settings
+    reference = str(request.image)
+    if settings.model_path is not None:  # seconds, before the daemon is asked for anything
+        check_model_files(settings.model_path, serving_files(settings.model_path))
+    base = engine.ensure_image(settings.base_image)
+    target = _probe(engine, base["Id"], settings.base_python, request.cache_dir)
+    weights = _weights(request, report)
+    wheels = fetch_wheels(worker_requirements(), target, cache_dir=request.cache_dir, report=report)
+    base_dockerfile = render_base(
+        base_image=settings.base_image,
+        python=target.executable,
+        pip_wheel=wheels.pip_wheel,
+        requirements=wheels.requirements,
+    )
+    key_source = [base["Id"], wheels.digest, weights.manifest_digest, base_dockerfile]
+    base_tag = f"{BASE_REPOSITORY}:{hashlib.sha256(json.dumps(key_source).encode()).hexdigest()[:20]}"
+    reused = engine.inspect(base_tag) is not None
+    if reused:
+        report(Phase(f"dependency and weight layers unchanged: reusing {base_tag}"))
+    else:
+        report(Phase(f"building the dependency and weight layers ({_gib(weights.size)} of weights)"))
+        entries = [Entry.text("Dockerfile", base_dockerfile)]
+        entries += [Entry.file(f"wheels/{p.name}", p) for p in sorted(wheels.directory.glob("*.whl"))]
+        entries += [Entry.file(f"weights/model/{f.name}", f.source) for f in weights.files]
+        entries.append(Entry.text("weights/weights-manifest.json", weights.manifest))
+        engine.build(BuildContext(entries), base_tag)
+    labels = image_labels(
+        model_id=weights.model_id,
+        revision=weights.revision,
+        manifest_digest=weights.manifest_digest,
+        base_image=settings.base_image,
+        base_digest=_repo_digest(base),
+    )
+    app_dockerfile = render_app(
+        base_stage=base_tag,
+        served_model_name=settings.served_model_name or weights.model_id,
+        vllm_python=target.executable,
+        labels=labels,
+    )
+    report(Phase("building the code layer"))
+    image_id = engine.build(
+        BuildContext([Entry.text("Dockerfile", app_dockerfile), *_code_entries(request.code_dir)]), reference
+    )
+    layers = engine.layers(reference, skip=engine.history_length(base["Id"]))
+    return BuiltImage(reference, image_id, base_tag, reused, layers, labels)
+
+
+def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
+    """What a build would do, without the daemon: base, layers with expected sizes, labels, Dockerfiles.
+
+    Local model files are checked (not hashed); a Hub model is listed, not downloaded.
+    """
+    settings = request.settings
+    model_id, revision, files = _model_listing(request, report)
+    code = _code_entries(request.code_dir)
+    requirements = worker_requirements()
+    labels = image_labels(
+        model_id=model_id,
+        revision=revision,
+        manifest_digest="sha256:<computed at build time>",
+        base_image=settings.base_image,
+        base_digest=None,
+    )
+    dockerfiles = {
+        "base.Dockerfile": render_base(
+            base_image=settings.base_image,
+            python=settings.base_python,
+            pip_wheel="pip-<version>-py3-none-any.whl",
+            requirements=requirements,
+        ),
+        "app.Dockerfile": render_app(
+            base_stage=f"{BASE_REPOSITORY}:<key>",
+            served_model_name=settings.served_model_name or model_id,
+            vllm_python=settings.base_python,
+            labels=labels,
+        ),
+    }
+    layers = [
+        PlannedLayer("base image", None, settings.base_image),
+        PlannedLayer("worker venv", None, f"{len(requirements)} requirements: {', '.join(requirements)}"),
+        PlannedLayer("weights", sum(size for _, size in files), f"{len(files)} files in /opt/notus/model + manifest"),
+        PlannedLayer("code", sum(e.size for e in code), f"{len(code)} files of the worker in /opt/notus/app"),
+    ]
+    return BuildPlan(str(request.image), settings.base_image, layers, labels, dockerfiles, files)
+
+
+def push_image(
+    ref: ImageRef, engine: DockerEngine, *, settings: BuildSettings, state_dir: Path, report: Reporter = ignore
+) -> PushedImage:
+    """Push a local image and remember its digest for deploy; raises RegistryError."""
+    image = engine.inspect(str(ref))
+    if image is None:
+        raise RegistryError(f"there is no image {ref} on this Docker daemon", hint="build it first: notus build")
+    auth = None
+    if settings.registry_username and settings.registry_password:
+        auth = {"username": settings.registry_username, "password": settings.registry_password.get_secret_value()}
+        if ref.registry:
+            auth["serveraddress"] = ref.registry
+    report(Phase(f"pushing {ref}"))
+    digest = engine.push(ref, auth)
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    pushed = PushedImage(
+        repository=ref.repository,
+        tag=ref.tag,
+        digest=digest,
+        image_id=str(image["Id"]),
+        pushed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        labels={k: v for k, v in labels.items() if k in (LABEL_MODEL_ID, LABEL_REVISION, LABEL_MANIFEST)},
+    )
+    record_push(state_dir, pushed)
+    return pushed
+
+
+def _weights(request: BuildRequest, report: Reporter) -> Weights:
+    settings = request.settings
+    if settings.model_path is not None:
+        return local_weights(
+            settings.model_path, model_id=settings.model_id, cache_dir=request.cache_dir, report=report
+        )
+    token = request.hf_token.get_secret_value() if request.hf_token else None
+    return download_weights(
+        settings.model_id,
+        revision=settings.revision,
+        token=token,
+        cache_dir=request.cache_dir,
+        endpoint=request.hf_endpoint,
+        report=report,
+    )
+
+
+def _model_listing(request: BuildRequest, report: Reporter) -> tuple[str, str, list[tuple[str, int]]]:
+    settings = request.settings
+    if settings.model_path is not None:
+        names = serving_files(settings.model_path)
+        check_model_files(settings.model_path, names)
+        return settings.model_id, "local", [(n, (settings.model_path / n).stat().st_size) for n in names]
+    report(Phase(f"listing {settings.model_id}@{settings.revision} on the Hugging Face Hub"))
+    token = request.hf_token.get_secret_value() if request.hf_token else None
+    commit, remote = hub_files(settings.model_id, revision=settings.revision, token=token, endpoint=request.hf_endpoint)
+    return settings.model_id, commit, sorted((name, int(meta.size or 0)) for name, meta in remote.items())
+
+
+def _probe(engine: DockerEngine, image_id: str, python: str, cache_dir: Path) -> PythonTarget:
+    """The base image's Python, asked once per image id and remembered."""
+    path = cache_dir / "probes" / f"{hashlib.sha256(f'{image_id} {python}'.encode()).hexdigest()[:20]}.json"
+    if path.exists():
+        return PythonTarget(**json.loads(path.read_text()))
+    target = engine.probe_python(image_id, python)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(target.__dict__))
+    return target
+
+
+def _code_entries(code_dir: Path | None) -> list[Entry]:
+    """The worker package, the code layer's whole content (the worker never imports notus_cli)."""
+    root = code_dir or Path(worker.__file__).parent
+    return [Entry.file(f"app/worker/{p.relative_to(root).as_posix()}", p) for p in sorted(root.rglob("*.py"))]
+
+
+def _repo_digest(image: dict[str, Any]) -> str | None:
+    digests = image.get("RepoDigests") or []
+    return str(digests[0]).rsplit("@", 1)[1] if digests else None
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"

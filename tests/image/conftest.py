@@ -1,0 +1,103 @@
+"""Fixtures for `notus build` / `notus push`: a real dockerd, a local base image, a local registry.
+
+(The folder is not called `build`: pytest skips folders of that name by default.)
+
+All are started once per session (dockerd starts in about a second; the base image costs about a
+minute of debootstrap on a fresh machine, then comes from a cached tar). Nothing here is skipped
+when a tool is missing: CI must run these tests, so a missing package fails loudly instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.support.docker import Dockerd, Registry, import_base_image, start_dockerd, start_registry
+from tests.support.vllm import ROOT
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    daemon = start_dockerd(tmp_path_factory.mktemp("dockerd"))
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_api(dockerd: Dockerd) -> Iterator[docker.APIClient]:
+    with dockerd.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_api: docker.APIClient, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return import_base_image(docker_api, tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    server = start_registry(tmp_path_factory.mktemp("registry"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def build_cache() -> Path:
+    """notus' build cache (wheels, probes, hashes), kept in the git-ignored .notus/test-cache so the
+    worker's wheels are downloaded once per machine, not once per run (CI starts without it)."""
+    path = ROOT / ".notus" / "test-cache" / "build-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        """The `Error:` line and what follows it (progress lines before it are left out)."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        starts = [i for i, line in enumerate(lines) if line.startswith("Error: ")]
+        return lines[starts[-1] :] if starts else lines
+
+
+class Cli:
+    """The real `notus` entry point in a subprocess, run in its own project directory."""
+
+    def __init__(self, project: Path, env: dict[str, str]) -> None:
+        self.project = project
+        self.env = env
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
+        full_env = dict(os.environ) | {"PYTHONPATH": str(ROOT)} | self.env | (env or {})
+        done = subprocess.run(
+            [sys.executable, "-m", "notus_cli", *args],
+            cwd=self.project, env=full_env, capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, build_cache: Path) -> Cli:
+    """`notus` with no daemon: DOCKER_HOST points at a socket nobody listens on."""
+    project = tmp_path / "project"
+    project.mkdir()
+    nobody = f"unix://{tmp_path}/no-daemon.sock"
+    return Cli(project, {"DOCKER_HOST": nobody, "NOTUS_BUILD__CACHE_DIR": str(build_cache)})
+
+
+@pytest.fixture
+def docker_cli(cli: Cli, dockerd: Dockerd, base_image: str) -> Cli:
+    """`notus` against the test dockerd, building on the local base image by default."""
+    cli.env |= {"DOCKER_HOST": dockerd.host, "NOTUS_BUILD__BASE_IMAGE": base_image}
+    return cli
