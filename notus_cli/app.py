@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from notus_cli import __version__
-from notus_cli.commands import model
+from notus_cli.commands import bench, model
 from notus_cli.errors import NotusError
 from notus_cli.output import Output
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(model.app, name="model")
+app.add_typer(bench.app, name="bench")
 
 
 def _show_version(value: bool) -> None:

@@ -17,12 +17,24 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from notus_cli.errors import ConfigError
 
 CONFIG_FILE = "notus.toml"
+
+
+class BenchSettings(BaseModel):
+    """`[bench]` in notus.toml (NOTUS_BENCH__<KEY> in the environment): defaults for `notus bench`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = Field(None, description="an OpenAI-compatible server URL, e.g. http://127.0.0.1:8000")
+    model: str | None = Field(None, description="the model name to ask the server for")
+    tokenizer: str | None = Field(None, description="a model directory holding tokenizer.json")
+    gpu: str | None = Field(None, description="a GPU alias or RunPod pool id, e.g. a100, for cost figures")
+    api_key: SecretStr | None = Field(None, description="the key the server expects as a Bearer token")
 
 
 class NotusSettings(BaseSettings):
@@ -37,6 +49,7 @@ class NotusSettings(BaseSettings):
     hf_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("hf_token", "HF_TOKEN"), description="a Hugging Face access token"
     )
+    bench: BenchSettings = Field(BenchSettings(), description="the [bench] table: base_url, model, tokenizer, gpu")
 
     @classmethod
     def settings_customise_sources(
