@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from notus_cli.bench import plots, report
+from notus_cli.bench import report
 from notus_cli.bench.run import BenchRun
 from notus_cli.errors import ConfigError
 
@@ -35,6 +35,8 @@ def write_report(run: BenchRun, directory: Path) -> list[Path]:
 
     Raises ConfigError when the directory cannot be written.
     """
+    from notus_cli.bench import plots  # matplotlib takes a while to import; only reports need it
+
     try:
         directory.mkdir(parents=True, exist_ok=True)
         written = [_write_json(run, directory / JSON_NAME)]

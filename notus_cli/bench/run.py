@@ -10,8 +10,10 @@ import asyncio
 import os
 import platform
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from pydantic import SecretStr
 from tokenizers import Tokenizer
 
 from notus_cli import __version__
+from notus_cli.bench import DEFAULT_INPUT_LEN, DEFAULT_OUTPUT_LEN
 from notus_cli.bench.cost import LevelCost, level_cost
 from notus_cli.bench.load import LevelResult, LoadLevel, LoadPlan, Progress, make_plan, run_level, sweep_saturation
 from notus_cli.bench.metrics import DEFINITIONS, LevelSummary, RequestRecord, Slos, parse_slos
@@ -29,8 +32,6 @@ from notus_cli.errors import BenchError, ConfigError
 from notus_cli.runpod.gpus import POOLS_BY_ID, GpuPool, resolve_pool
 
 FORMAT = "notus-bench/1"
-DEFAULT_INPUT_LEN = 1024
-DEFAULT_OUTPUT_LEN = 128
 UNBOUNDED_PROMPTS = 1024  # prompts made for a level bounded only by --duration (they are reused in turn)
 
 
@@ -160,20 +161,23 @@ def run_benchmark(options: BenchOptions, *, progress: Progress | None = None) ->
         stop_when_saturated=options.stop_when_saturated,
     )
     tokenizer = load_tokenizer(options.tokenizer) if options.tokenizer else None
-    workload = build_workload(options, plan, tokenizer)
+    if options.dataset is None and tokenizer is None:
+        raise _no_tokenizer()
+    # Random prompts ask for exactly their length (as vLLM's random dataset does); conversations end naturally.
+    ignore_eos = options.dataset is None if options.ignore_eos is None else options.ignore_eos
     target = OpenAIChatTarget(
         options.base_url,
         model=options.model,
         api_key=options.api_key,
         sampling={} if options.temperature is None else {"temperature": options.temperature},
-        ignore_eos=workload.ignore_eos,
+        ignore_eos=ignore_eos,
         tokenizer=tokenizer,
         timeout=options.timeout,
         max_connections=_connections(plan),
     )
     settings = {
         "target": {"kind": target.kind, "base_url": target.base_url, "api_key": options.api_key is not None},
-        "workload": workload.describe(),
+        "workload": {},  # filled in once the server has answered and the prompts are made
         "load": plan.to_dict(),
         "tokenizer": str(options.tokenizer) if options.tokenizer else None,
         "sampling": {"temperature": options.temperature, "max_tokens": "per prompt"},
@@ -189,6 +193,7 @@ def run_benchmark(options: BenchOptions, *, progress: Progress | None = None) ->
         gpu=gpu,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    workload = partial(build_workload, options, plan, tokenizer, ignore_eos)
     asyncio.run(run_sweep(target, workload, plan, run, progress or Progress()))
     return run
 
@@ -199,12 +204,11 @@ def _connections(plan: LoadPlan) -> int:
     return 0 if None in caps else max(cap or 0 for cap in caps)
 
 
-def build_workload(options: BenchOptions, plan: LoadPlan, tokenizer: Tokenizer | None) -> Workload:
+def build_workload(options: BenchOptions, plan: LoadPlan, tokenizer: Tokenizer | None, ignore_eos: bool) -> Workload:
     """As many prompts as the largest level sends (they are reused in turn when a level runs long)."""
     counts = [plan.requests_for(level) for level in plan.levels]
     count = max(UNBOUNDED_PROMPTS if n is None else n for n in counts)
     if options.dataset is not None:
-        ignore_eos = False if options.ignore_eos is None else options.ignore_eos
         return sharegpt_workload(
             options.dataset,
             count=count,
@@ -214,10 +218,7 @@ def build_workload(options: BenchOptions, plan: LoadPlan, tokenizer: Tokenizer |
             ignore_eos=ignore_eos,
         )
     if tokenizer is None:
-        raise ConfigError(
-            "random prompts need the model's tokenizer, to make prompts of --input-len tokens",
-            hint="pass --tokenizer MODEL_DIR (the directory with tokenizer.json), or --dataset FILE.json",
-        )
+        raise _no_tokenizer()
     return random_workload(
         tokenizer,
         count=count,
@@ -225,14 +226,28 @@ def build_workload(options: BenchOptions, plan: LoadPlan, tokenizer: Tokenizer |
         output_len=options.output_len or DEFAULT_OUTPUT_LEN,
         range_ratio=options.range_ratio,
         seed=options.seed,
-        ignore_eos=True if options.ignore_eos is None else options.ignore_eos,
+        ignore_eos=ignore_eos,
     )
 
 
-async def run_sweep(target: Target, workload: Workload, plan: LoadPlan, run: BenchRun, progress: Progress) -> None:
-    """Warm up, then run each level in turn; stop after one that shows the server saturated."""
+def _no_tokenizer() -> ConfigError:
+    return ConfigError(
+        "random prompts need the model's tokenizer, to make prompts of --input-len tokens",
+        hint="pass --tokenizer MODEL_DIR (the directory with tokenizer.json), or --dataset FILE.json",
+    )
+
+
+async def run_sweep(
+    target: Target, make_workload: Callable[[], Workload], plan: LoadPlan, run: BenchRun, progress: Progress
+) -> None:
+    """Check the server answers, make the prompts, warm up, then run each level in turn.
+
+    The sweep stops after a level that shows the server saturated (if the plan says so).
+    """
     async with target:
         run.server = await target.prepare()
+        workload = make_workload()
+        run.settings["workload"] = workload.describe()
         if plan.warmup:
             progress.warmup(plan.warmup)
             first = plan.levels[0]

@@ -7,14 +7,10 @@ from typing import Annotated
 
 import typer
 
-from notus_cli.bench import files, report
-from notus_cli.bench.compare import compare as compare_runs
-from notus_cli.bench.live import LiveView
-from notus_cli.bench.run import DEFAULT_INPUT_LEN, BenchOptions, raise_if_unusable, run_benchmark
+from notus_cli.bench import DEFAULT_INPUT_LEN
 from notus_cli.errors import ConfigError
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
-from notus_cli.settings import load_settings
 
 app = typer.Typer(
     help="Measure TTFT, TPOT, ITL, throughput, goodput and cost against a server; compare runs.",
@@ -45,24 +41,24 @@ def bench(
         str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (vllm serve).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Model name to ask for [default: the first the server lists].")
+        str | None, typer.Option(help="Model name to ask for (default: the first the server lists).")
     ] = None,
     tokenizer: Annotated[
         Path | None,
         typer.Option(help="Model directory with tokenizer.json: sizes random prompts, counts tokens without usage."),
     ] = None,
     dataset: Annotated[
-        Path | None, typer.Option(help="ShareGPT-style JSON file of conversations [default: random prompts].")
+        Path | None, typer.Option(help="ShareGPT-style JSON file of conversations (default: random prompts).")
     ] = None,
     input_len: Annotated[int, typer.Option(help="Random prompts: input tokens each.")] = DEFAULT_INPUT_LEN,
     output_len: Annotated[
         int | None,
-        typer.Option(help="Output tokens to ask for [default: 128; with --dataset, the file's reply length]."),
+        typer.Option(help="Output tokens to ask for (default: 128; with --dataset, the file's reply length)."),
     ] = None,
     range_ratio: Annotated[float, typer.Option(help="Random prompts: lengths vary uniformly by ± this share.")] = 0.0,
     concurrency: Annotated[
         str | None,
-        typer.Option(help="Requests in flight; a comma list sweeps [default: 1,4,16,64]. With --rate: the cap."),
+        typer.Option(help="Requests in flight; a comma list sweeps (default: 1,4,16,64). With --rate: the cap."),
     ] = None,
     rate: Annotated[
         str | None, typer.Option(help="Requests per second arriving (open loop); a comma list sweeps.")
@@ -71,7 +67,7 @@ def bench(
         float, typer.Option(help="With --rate: 1 is Poisson, below 1 burstier, above 1 more even (gamma).")
     ] = 1.0,
     num_prompts: Annotated[
-        int | None, typer.Option(help="Requests per level [default: max(32, 4 × concurrency) or 30 s of --rate].")
+        int | None, typer.Option(help="Requests per level (default: max(32, 4 × concurrency) or 30 s of --rate).")
     ] = None,
     duration: Annotated[
         float | None, typer.Option(help="Seconds per level to keep sending (with --num-prompts: whichever ends first).")
@@ -83,11 +79,11 @@ def bench(
     attainment: Annotated[
         float, typer.Option(help="Share of requests that must meet the SLOs for a level to count as meeting them.")
     ] = 0.9,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature [default: the server's].")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: the server's).")] = None,
     ignore_eos: Annotated[
         bool | None,
         typer.Option(
-            "--ignore-eos/--no-ignore-eos", help="Generate exactly the asked length [default: on for random prompts]."
+            "--ignore-eos/--no-ignore-eos", help="Generate exactly the asked length (default: on for random prompts)."
         ),
     ] = None,
     stop_when_saturated: Annotated[
@@ -105,6 +101,11 @@ def bench(
     """Benchmark a server: TTFT, TPOT, ITL, E2EL, throughput, goodput and cost, by vLLM's definitions."""
     if ctx.invoked_subcommand is not None:
         return
+    from notus_cli.bench import files, report  # imported here: they pull in aiohttp, numpy, matplotlib
+    from notus_cli.bench.live import LiveView
+    from notus_cli.bench.run import BenchOptions, raise_if_unusable, run_benchmark
+    from notus_cli.settings import load_settings
+
     out_ = Output(json_mode=json_mode)
     settings = load_settings().bench
     url = base_url or settings.base_url
@@ -164,6 +165,9 @@ def compare(
     json_mode: JsonOpt = False,
 ) -> None:
     """Show two or more runs side by side, level by level, with each run's cost on its own GPU."""
+    from notus_cli.bench import files
+    from notus_cli.bench.compare import compare as compare_runs
+
     out = Output(json_mode=json_mode)
     comparison = compare_runs([(_name(path), files.load_run(path)) for path in results])
     if json_mode:
@@ -180,4 +184,4 @@ def compare(
 
 
 def _name(path: Path) -> str:
-    return path.name if path.is_dir() else (path.parent.name if path.name == files.JSON_NAME else path.stem)
+    return path.name if path.is_dir() else (path.parent.name if path.name == "bench.json" else path.stem)

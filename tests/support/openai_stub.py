@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,13 +202,16 @@ async def serve(config: StubConfig, port: int) -> None:
 
 
 @contextlib.contextmanager
-def running_stub(config: StubConfig = StubConfig(), *, python: str = sys.executable) -> Iterator[str]:
-    """Start the stub in its own process; yield its base URL; stop it."""
+def running_stub(
+    config: StubConfig = StubConfig(), *, python: str = sys.executable, cpus: Sequence[int] | None = None
+) -> Iterator[str]:
+    """Start the stub in its own process (pinned to `cpus` if given); yield its base URL; stop it."""
     command = [python, "-m", "tests.support.openai_stub", "--port", "0", "--tokens", str(config.tokens)]
     command += ["--ttft", str(config.ttft), "--itl", str(config.itl), "--fail-every", str(config.fail_every)]
     command += ["--fail-mode", config.fail_mode] + ([] if config.usage else ["--no-usage"])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT, env=env)
+    pin = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT, env=env, preexec_fn=pin)
     try:
         assert process.stdout is not None
         port = int(process.stdout.readline())
@@ -222,6 +225,8 @@ def running_stub(config: StubConfig = StubConfig(), *, python: str = sys.executa
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def main() -> None:

@@ -1,0 +1,91 @@
+"""Is the load generator the bottleneck? `notus bench` and `vllm bench serve` against a fast stub.
+
+The stub (tests/support/openai_stub.py) answers instantly, so whatever request rate a tool
+sustains against it is that tool's own ceiling. The stub gets one CPU and each tool in turn the
+other, so both generators have the same core; runs alternate and repeat, and medians are shown.
+Goal: notus sustains at least the rate vLLM's tool sustains.
+
+    .venv/bin/python benchmarks/loadgen_ceiling.py [--requests 2000] [--concurrency 1,16,64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from common import median, notus_bench, print_table, spread, vllm_bench
+
+from notus_cli.model.tiny import write_tiny_model
+from tests.support.openai_stub import MODEL, StubConfig, running_stub
+
+INPUT_LEN, OUTPUT_LEN = 32, 16
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per run")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    cpus = sorted(os.sched_getaffinity(0))
+    stub_cpus, client_cpus = (cpus[:1], cpus[1:2]) if len(cpus) >= 2 else (None, None)
+    print(f"stub on CPU {stub_cpus}, each load generator on CPU {client_cpus}; {args.requests} requests per run, "
+          f"{INPUT_LEN} input / {OUTPUT_LEN} output tokens, {args.repeats} repeats (median, min–max)\n")  # fmt: skip
+    rates: dict[tuple[str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model = write_tiny_model(Path(tmp) / "tiny").path  # only its tokenizer is used
+        log = Path(tmp) / "vllm-bench.log"
+        with running_stub(StubConfig(tokens=OUTPUT_LEN), cpus=stub_cpus) as base_url:
+            for repeat in range(args.repeats):
+                for concurrency in levels:
+                    common = ["--num-prompts", str(args.requests)]
+                    vllm = vllm_bench(
+                        [
+                            "--backend", "openai-chat", "--base-url", base_url, "--endpoint", "/v1/chat/completions",
+                            "--model", MODEL, "--tokenizer", str(model), "--dataset-name", "random",
+                            "--random-input-len", str(INPUT_LEN), "--random-output-len", str(OUTPUT_LEN),
+                            "--max-concurrency", str(concurrency), "--seed", str(repeat), *common,
+                        ],
+                        cpus=client_cpus,
+                        log=log,
+                    )  # fmt: skip
+                    notus = notus_bench(
+                        [
+                            "--base-url", base_url, "--model", MODEL, "--tokenizer", str(model),
+                            "--input-len", str(INPUT_LEN), "--output-len", str(OUTPUT_LEN),
+                            "--concurrency", str(concurrency), "--warmup", "0", "--seed", str(repeat), *common,
+                        ],
+                        cpus=client_cpus,
+                    )  # fmt: skip
+                    level = notus["levels"][0]["summary"]
+                    assert vllm["completed"] == args.requests, vllm.get("errors", "vllm bench had failures")
+                    assert level["completed"] == args.requests, level["failures"]
+                    rates.setdefault(("vllm", concurrency), []).append(vllm["request_throughput"])
+                    rates.setdefault(("notus", concurrency), []).append(level["request_throughput"])
+                    print(f"  repeat {repeat + 1} concurrency {concurrency}: vllm {vllm['request_throughput']:.0f}, "
+                          f"notus {level['request_throughput']:.0f} req/s", flush=True)  # fmt: skip
+    rows, ok = [], True
+    for concurrency in levels:
+        v, n = median(rates["vllm", concurrency]), median(rates["notus", concurrency])
+        ok &= n >= v
+        rows.append(
+            [
+                f"concurrency {concurrency}",
+                spread(rates["vllm", concurrency]),
+                spread(rates["notus", concurrency]),
+                f"{n / v:.2f}×",
+                "yes" if n >= v else "NO",
+            ]
+        )
+    print("\nSustained request rate against the stub (requests/s)")
+    print_table(["load", "vllm bench serve", "notus bench", "notus/vllm", "notus ≥ vllm"], rows)
+    print(f"\nverdict: notus bench {'is not' if ok else 'IS'} the bottleneck before vllm bench serve would be")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
