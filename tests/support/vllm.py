@@ -81,8 +81,8 @@ def start_vllm(model_dir: Path, log_path: Path, *, max_num_seqs: int = 32, timeo
         vllm_args=TEST_VLLM_ARGS,
     )
     command = vllm_command(settings, port)
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=cpu_env())
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=cpu_env())
     server = VllmServer(process=process, base_url=f"http://127.0.0.1:{port}", log_path=log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
