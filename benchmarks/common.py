@@ -58,9 +58,9 @@ def notus_bench(args: list[str], *, cpus: Sequence[int] | None = None, out: Path
     """Run `notus bench ARGS --json`; return its summary JSON."""
     command = [NOTUS, "bench", *args, "--json"] + (["--out", str(out)] if out else [])
     env = {key: value for key, value in os.environ.items() if not key.startswith("NOTUS_")}
-    done = subprocess.run(
-        command, check=True, capture_output=True, text=True, env=env, preexec_fn=pinned(cpus), cwd=ROOT
-    )
+    done = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=pinned(cpus), cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"notus bench exited with {done.returncode}:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -73,7 +73,11 @@ def spread(values: Sequence[float]) -> str:
     """`median (min–max)` of repeated measurements."""
     if not values:
         return "—"
-    return f"{median(values):.3g} ({min(values):.3g}–{max(values):.3g})"
+
+    def show(value: float) -> str:
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+    return f"{show(median(values))} ({show(min(values))}–{show(max(values))})"
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -1,7 +1,9 @@
 """Is the load generator the bottleneck? `notus bench` and `vllm bench serve` against a fast stub.
 
-The stub (tests/support/openai_stub.py) answers instantly, so whatever request rate a tool
-sustains against it is that tool's own ceiling. The stub gets one CPU and each tool in turn the
+The stub (tests/support/openai_stub.py) answers instantly, writing each streamed answer in one
+go, so whatever request rate a tool sustains against it is that tool's own ceiling (with
+--separate-writes it writes event by event, like a real server, and then it tends to be the
+limit for both tools). The stub gets one CPU and each tool in turn the
 other, so both generators have the same core; runs alternate and repeat, and medians are shown.
 Goal: notus sustains at least the rate vLLM's tool sustains.
 
@@ -29,6 +31,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per run")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--separate-writes",
+        action="store_true",
+        help="the stub writes each event on its own, like a real server (it then tends to be the bottleneck)",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     cpus = sorted(os.sched_getaffinity(0))
@@ -39,7 +46,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = write_tiny_model(Path(tmp) / "tiny").path  # only its tokenizer is used
         log = Path(tmp) / "vllm-bench.log"
-        with running_stub(StubConfig(tokens=OUTPUT_LEN), cpus=stub_cpus) as base_url:
+        config = StubConfig(tokens=OUTPUT_LEN, separate_writes=args.separate_writes)
+        with running_stub(config, cpus=stub_cpus) as base_url:
             for repeat in range(args.repeats):
                 for concurrency in levels:
                     common = ["--num-prompts", str(args.requests)]

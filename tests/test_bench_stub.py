@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from rich.console import Console
 
 from notus_cli.bench.live import LiveView
 from notus_cli.bench.run import BenchOptions, run_benchmark
+from notus_cli.bench.targets import api_key_for
 from notus_cli.bench.workload import count_tokens, load_tokenizer
 from tests.support.openai_stub import StubConfig, running_stub
 
@@ -48,10 +50,15 @@ def options(base_url: str, tokenizer: Path | None, **overrides: object) -> Bench
     return BenchOptions(**values)  # type: ignore[arg-type]
 
 
-def notus(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("NOTUS_")}
+def notus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("NOTUS_", "RUNPOD_"))}
     return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+        [sys.executable, "-m", "notus_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        cwd=ROOT,
+        timeout=300,
     )
 
 
@@ -239,3 +246,27 @@ def test_a_server_that_fails_everything_is_reported_as_such(tiny_model: Path) ->
     assert "http_500 3" in measured.stdout  # the report still shows the failures by cause
     assert warmed.returncode == 1
     assert "every warm-up request failed (http_500: stub: planned failure)" in warmed.stderr
+
+
+def test_api_key_is_sent_and_never_shown(tiny_model: Path, tmp_path: Path) -> None:
+    secret = "sk-stub-0123456789"
+    args = ["bench", "--tokenizer", str(tiny_model), "--input-len", "8", "--output-len", "4", "--concurrency", "1"]
+    args += ["--num-prompts", "2", "--out", str(tmp_path / "out")]
+    with running_stub(StubConfig(api_key=secret)) as base_url:
+        refused = notus(*args, "--base-url", base_url)
+        accepted = notus(*args, "--base-url", base_url, env={"NOTUS_BENCH__API_KEY": secret})
+    assert refused.returncode == 1
+    assert "refused the API key (HTTP 401)" in refused.stderr
+    assert "NOTUS_BENCH__API_KEY" in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+    written = "".join(path.read_text(errors="replace") for path in (tmp_path / "out").iterdir())
+    assert '"api_key": true' in written
+    assert secret not in accepted.stdout + accepted.stderr + written
+
+
+def test_the_runpod_key_only_goes_to_runpod() -> None:
+    runpod, own = SecretStr("rp-key"), SecretStr("own-key")
+    assert api_key_for("https://api.runpod.ai/v2/abc/openai/v1", None, runpod) is runpod
+    assert api_key_for("http://127.0.0.1:8000", None, runpod) is None
+    assert api_key_for("https://api.runpod.ai.evil.example/v1", None, runpod) is None
+    assert api_key_for("http://127.0.0.1:8000", own, runpod) is own

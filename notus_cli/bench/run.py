@@ -7,6 +7,7 @@ report holds (and `notus bench compare` reads back).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import platform
 from collections import Counter
@@ -248,17 +249,29 @@ async def run_sweep(
         run.server = await target.prepare()
         workload = make_workload()
         run.settings["workload"] = workload.describe()
-        if plan.warmup:
-            progress.warmup(plan.warmup)
-            first = plan.levels[0]
-            await warm_up(target, workload, plan.warmup, first.concurrency or plan.warmup)
-        for i, level in enumerate(plan.levels):
-            result = await run_level(target, workload.prompts, level, plan, slos=run.slos, progress=progress)
-            run.levels.append(result)
-            result.saturated = sweep_saturation(run.levels)
-            if result.saturated and plan.stop_when_saturated and i + 1 < len(plan.levels):
-                run.stopped = f"stopped after {level.label}: {result.saturated}"
-                break
+        # As vllm bench serve does: what lives for the whole run is set aside from the garbage
+        # collector, so its pauses stay short while requests are being timed.
+        gc.collect()
+        gc.freeze()
+        try:
+            await _sweep(target, workload, plan, run, progress)
+        finally:
+            gc.unfreeze()
+
+
+async def _sweep(target: Target, workload: Workload, plan: LoadPlan, run: BenchRun, progress: Progress) -> None:
+    """Warm up, then run each level in turn; stop after one that shows the server saturated."""
+    if plan.warmup:
+        progress.warmup(plan.warmup)
+        first = plan.levels[0]
+        await warm_up(target, workload, plan.warmup, first.concurrency or plan.warmup)
+    for i, level in enumerate(plan.levels):
+        result = await run_level(target, workload.prompts, level, plan, slos=run.slos, progress=progress)
+        run.levels.append(result)
+        result.saturated = sweep_saturation(run.levels)
+        if result.saturated and plan.stop_when_saturated and i + 1 < len(plan.levels):
+            run.stopped = f"stopped after {level.label}: {result.saturated}"
+            break
 
 
 async def warm_up(target: Target, workload: Workload, count: int, concurrency: int) -> None:

@@ -15,6 +15,7 @@ import json
 import time
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import SecretStr
@@ -52,6 +53,18 @@ def openai_base(url: str) -> str:
     if not base.startswith(("http://", "https://")):
         raise ConfigError(f"--base-url must start with http:// or https://; got '{url}'")
     return base if base.endswith("/v1") else base + "/v1"
+
+
+def api_key_for(base_url: str, bench_key: SecretStr | None, runpod_key: SecretStr | None) -> SecretStr | None:
+    """The key to send: `[bench] api_key` if set, else the RunPod key, but only to RunPod's own API.
+
+    RunPod's OpenAI route (https://api.runpod.ai/v2/ID/openai/v1) takes the account key; no other
+    server is ever sent it.
+    """
+    if bench_key is not None:
+        return bench_key
+    host = urlsplit(base_url.strip()).hostname or ""
+    return runpod_key if host == "api.runpod.ai" or host.endswith(".runpod.ai") else None
 
 
 class OpenAIChatTarget:
@@ -132,7 +145,7 @@ class OpenAIChatTarget:
         if status in (401, 403):
             raise BenchError(
                 f"{url} refused the API key (HTTP {status})",
-                hint="set NOTUS_BENCH__API_KEY (or bench.api_key in notus.toml) to a key the server accepts",
+                hint="set NOTUS_BENCH__API_KEY (or api_key under [bench] in notus.toml) to a key the server accepts",
             )
         models: list[str] = []
         if status < 400:

@@ -104,10 +104,12 @@ def bench(
     from notus_cli.bench import files, report  # imported here: they pull in aiohttp, numpy, matplotlib
     from notus_cli.bench.live import LiveView
     from notus_cli.bench.run import BenchOptions, raise_if_unusable, run_benchmark
+    from notus_cli.bench.targets import api_key_for
     from notus_cli.settings import load_settings
 
     out_ = Output(json_mode=json_mode)
-    settings = load_settings().bench
+    all_settings = load_settings()
+    settings = all_settings.bench
     url = base_url or settings.base_url
     if not url:
         raise ConfigError(
@@ -117,7 +119,7 @@ def bench(
     options = BenchOptions(
         base_url=url,
         model=model or settings.model,
-        api_key=settings.api_key,
+        api_key=api_key_for(url, settings.api_key, all_settings.runpod_api_key),
         tokenizer=tokenizer_dir,
         dataset=dataset,
         input_len=input_len,

@@ -40,6 +40,8 @@ class StubConfig:
     usage: bool = True  # honour stream_options.include_usage
     fail_every: int = 0
     fail_mode: str = "status"
+    api_key: str | None = None  # when set, every request needs `Authorization: Bearer <key>` (else 401)
+    separate_writes: bool = False  # without delays, write each event on its own (else one write per answer)
 
 
 class _Connection(asyncio.Protocol):
@@ -77,11 +79,14 @@ class _Connection(asyncio.Protocol):
         self.buffer = self.buffer[head_end + 4 + length :]
         method, path, _ = request_line.split(" ", 2)
         self.busy = True
-        asyncio.get_running_loop().create_task(self._answer(method, path, body))
+        authorized = self.server.authorized(headers.get("authorization"), path)
+        asyncio.get_running_loop().create_task(self._answer(method, path, body, authorized))
 
-    async def _answer(self, method: str, path: str, body: bytes) -> None:
+    async def _answer(self, method: str, path: str, body: bytes, authorized: bool) -> None:
         try:
-            if method == "GET" and path in ("/health", "/v1/models"):
+            if not authorized:
+                self._send_whole(401, b'{"error": {"message": "stub: missing or wrong API key"}}')
+            elif method == "GET" and path in ("/health", "/v1/models"):
                 payload = {"object": "list", "data": [{"id": MODEL, "object": "model"}]} if path != "/health" else {}
                 self._send_whole(200, json.dumps(payload).encode())
             elif method == "POST" and path == "/v1/chat/completions":
@@ -98,7 +103,7 @@ class _Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def _send_whole(self, status: int, body: bytes) -> None:
-        reason = {200: "OK", 404: "Not Found", 500: "Internal Server Error"}.get(status, "Error")
+        reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}.get(status, "Error")
         head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
         self.write(head.encode() + body)
 
@@ -111,6 +116,9 @@ class _Stub:
     def __init__(self, config: StubConfig) -> None:
         self.config = config
         self.count = 0
+
+    def authorized(self, header: str | None, path: str) -> bool:
+        return self.config.api_key is None or path == "/health" or header == f"Bearer {self.config.api_key}"
 
     async def chat(self, conn: _Connection, request: dict[str, object]) -> None:
         config = self.config
@@ -136,10 +144,17 @@ class _Stub:
             }
             conn._send_whole(200, json.dumps(answer).encode())
             return
-        conn.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-            + _event(_chunk({"role": "assistant", "content": ""}))
-        )
+        tail = _event(_chunk({}, finish="length" if tokens == limit else "stop"))
+        if usage:
+            counts = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens}
+            counts["total_tokens"] = prompt_tokens + tokens
+            tail += _event(json.dumps({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "choices": [],
+                                       "model": MODEL, "usage": counts}))  # fmt: skip
+        tail += _event("[DONE]") + b"0\r\n\r\n"
+        if not (config.ttft or config.itl or failing or config.separate_writes):  # one write per answer: fastest
+            conn.write(STREAM_HEAD + TOKEN_EVENT * tokens + tail)
+            return
+        conn.write(STREAM_HEAD)
         if config.ttft:
             await asyncio.sleep(config.ttft)
         for i in range(tokens):
@@ -152,25 +167,8 @@ class _Stub:
                 conn.write(_event(json.dumps({"error": {"message": "stub: planned failure", "code": 500}})))
                 conn.write(_event("[DONE]") + b"0\r\n\r\n")
                 return
-            conn.write(_event(_chunk({"content": "tok "})))
-        tail = _event(_chunk({}, finish="length" if tokens == limit else "stop"))
-        if usage:
-            tail += _event(
-                json.dumps(
-                    {
-                        "id": "chatcmpl-stub",
-                        "object": "chat.completion.chunk",
-                        "model": MODEL,
-                        "choices": [],
-                        "usage": {
-                            "prompt_tokens": prompt_tokens,
-                            "completion_tokens": tokens,
-                            "total_tokens": prompt_tokens + tokens,
-                        },
-                    }
-                )
-            )
-        conn.write(tail + _event("[DONE]") + b"0\r\n\r\n")
+            conn.write(TOKEN_EVENT)
+        conn.write(tail)
 
 
 def _chunk(delta: dict[str, str], finish: str | None = None) -> str:
@@ -187,6 +185,12 @@ def _chunk(delta: dict[str, str], finish: str | None = None) -> str:
 def _event(payload: str) -> bytes:
     data = f"data: {payload}\n\n".encode()
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n" + _event(
+    _chunk({"role": "assistant", "content": ""})
+)
+TOKEN_EVENT = _event(_chunk({"content": "tok "}))
 
 
 async def serve(config: StubConfig, port: int) -> None:
@@ -209,6 +213,8 @@ def running_stub(
     command = [python, "-m", "tests.support.openai_stub", "--port", "0", "--tokens", str(config.tokens)]
     command += ["--ttft", str(config.ttft), "--itl", str(config.itl), "--fail-every", str(config.fail_every)]
     command += ["--fail-mode", config.fail_mode] + ([] if config.usage else ["--no-usage"])
+    command += ["--api-key", config.api_key] if config.api_key else []
+    command += ["--separate-writes"] if config.separate_writes else []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     pin = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
     process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT, env=env, preexec_fn=pin)
@@ -238,6 +244,8 @@ def main() -> None:
     parser.add_argument("--no-usage", action="store_true")
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--fail-mode", choices=FAIL_MODES, default="status")
+    parser.add_argument("--api-key")
+    parser.add_argument("--separate-writes", action="store_true")
     args = parser.parse_args()
     config = StubConfig(
         tokens=args.tokens,
@@ -246,6 +254,8 @@ def main() -> None:
         usage=not args.no_usage,
         fail_every=args.fail_every,
         fail_mode=args.fail_mode,
+        api_key=args.api_key,
+        separate_writes=args.separate_writes,
     )
     try:
         import uvloop  # optional: a faster loop keeps the stub further from being the bottleneck
