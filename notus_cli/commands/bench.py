@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from notus_cli.bench import DEFAULT_INPUT_LEN
 from notus_cli.errors import ConfigError
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
+
+if TYPE_CHECKING:
+    from notus_cli.bench.run import BenchRun
 
 app = typer.Typer(
     help="Measure TTFT, TPOT, ITL, throughput, goodput and cost against a server; compare runs.",
@@ -101,7 +104,7 @@ def bench(
     """Benchmark a server: TTFT, TPOT, ITL, E2EL, throughput, goodput and cost, by vLLM's definitions."""
     if ctx.invoked_subcommand is not None:
         return
-    from notus_cli.bench import files, report  # imported here: they pull in aiohttp, numpy, matplotlib
+    from notus_cli.bench import files  # imported here: the bench modules pull in aiohttp, numpy, matplotlib
     from notus_cli.bench.live import LiveView
     from notus_cli.bench.run import BenchOptions, raise_if_unusable, run_benchmark
     from notus_cli.bench.targets import api_key_for
@@ -144,18 +147,7 @@ def bench(
     with out_.live(view):
         run = run_benchmark(options, progress=view)
     written = files.write_report(run, out) if out else []
-    if json_mode:
-        out_.json({**report.summary_json(run), "files": [str(path) for path in written]})
-    else:
-        out_.result(report.summary_table(run))
-        for line in report.verdicts(run):
-            out_.text(line)
-        out_.text("\nDefinitions (those of vllm bench serve):")
-        for term, text in report.definitions():
-            out_.text(f"  {term}: {text}")
-        if written:
-            out_.info(f"Wrote {len(written)} files to {out}: report.html, bench.json, requests.csv, plots")
-            out_.next_step(f"notus bench compare {out}/bench.json OTHER/bench.json")
+    _show(out_, run, written, out)
     raise_if_unusable(run)
 
 
@@ -183,6 +175,23 @@ def compare(
         shown.add_row(row[0] if row[0] != previous else "", *row[1:])
         previous = row[0]
     out.result(shown)
+
+
+def _show(out: Output, run: BenchRun, written: list[Path], directory: Path | None) -> None:
+    from notus_cli.bench import report
+
+    if out.json_mode:
+        out.json({**report.summary_json(run), "files": [str(path) for path in written]})
+        return
+    out.result(report.summary_table(run))
+    for line in report.verdicts(run):
+        out.text(line)
+    out.text("\nDefinitions (those of vllm bench serve):")
+    for term, text in report.definitions():
+        out.text(f"  {term}: {text}")
+    if written:
+        out.info(f"Wrote {len(written)} files to {directory}: report.html, bench.json, requests.csv, plots")
+        out.next_step(f"notus bench compare {directory}/bench.json OTHER/bench.json")
 
 
 def _name(path: Path) -> str:
