@@ -47,6 +47,9 @@ class LiveView(Progress):
         self.tpots.clear()
         self.note = ""
 
+    def request_sent(self, in_flight: int) -> None:
+        self.in_flight = in_flight
+
     def request_done(self, record: RequestRecord, in_flight: int) -> None:
         self.in_flight = in_flight
         if record.ok:

@@ -206,6 +206,9 @@ class Progress:
     def level_started(self, level: LoadLevel, planned: int | None, duration: float | None) -> None:
         """A level begins; `planned` requests (None: until `duration` seconds are up)."""
 
+    def request_sent(self, in_flight: int) -> None:
+        """A request is due (sent, or waiting for a concurrency slot); `in_flight` are now waiting."""
+
     def request_done(self, record: RequestRecord, in_flight: int) -> None:
         """One request finished or failed; `in_flight` are still waiting."""
 
@@ -216,6 +219,7 @@ class Progress:
 @dataclass
 class _LevelState:
     started: float
+    progress: Progress
     records: list[RequestRecord] = field(default_factory=list)
     finished: int = 0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -230,6 +234,7 @@ class _LevelState:
     def new_record(self, index: int) -> RequestRecord:
         record = RequestRecord(index=index, sent_at=time.perf_counter())
         self.records.append(record)  # kept even if the level is cut short, so it is counted
+        self.progress.request_sent(self.in_flight)
         return record
 
 
@@ -251,7 +256,7 @@ async def run_level(
     progress = progress or Progress()
     planned = plan.requests_for(level)
     progress.level_started(level, planned, plan.duration)
-    state = _LevelState(started=time.perf_counter())
+    state = _LevelState(started=time.perf_counter(), progress=progress)
     deadline = state.started + plan.duration if plan.duration else None
 
     def may_send(index: int) -> bool:
