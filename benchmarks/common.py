@@ -22,15 +22,43 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.vllm import cpu_env, vllm_python  # noqa: E402
 
-VLLM_BENCH = (
-    "import sys\n"
-    "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
-    "from vllm.benchmarks.serve import add_cli_args, main\n"
-    "parser = FlexibleArgumentParser()\n"
-    "add_cli_args(parser)\n"
-    "main(parser.parse_args(sys.argv[1:]))\n"
-)
-NOTUS = str(ROOT / ".venv" / "bin" / "notus")
+# Both tools run unmodified, except that the function timing the requests is wrapped to also
+# record the CPU time the process spent in it: CPU per request is the generator's own cost, which
+# a busy machine blurs far less than a request rate does.
+VLLM_BENCH = """
+import sys, time
+import vllm.benchmarks.serve as serve
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+measured = serve.benchmark
+async def timed(*args, **kwargs):
+    started = time.process_time()
+    result = await measured(*args, **kwargs)
+    result["client_cpu_seconds"] = time.process_time() - started
+    return result
+serve.benchmark = timed
+parser = FlexibleArgumentParser()
+serve.add_cli_args(parser)
+serve.main(parser.parse_args(sys.argv[1:]))
+"""
+NOTUS_BENCH = """
+import json, os, sys, time
+import notus_cli.bench.run as run
+from notus_cli.app import main
+measured, seconds = run.run_level, []
+async def timed(*args, **kwargs):
+    started = time.process_time()
+    result = await measured(*args, **kwargs)
+    seconds.append(time.process_time() - started)
+    return result
+run.run_level = timed
+sys.argv = ["notus", *sys.argv[1:]]
+try:
+    main()
+finally:
+    with open(os.environ["BENCH_CPU_REPORT"], "w") as report:
+        json.dump(seconds, report)
+"""
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 
 def pinned(cpus: Sequence[int] | None) -> Any:
@@ -55,13 +83,18 @@ def vllm_bench(args: list[str], *, cpus: Sequence[int] | None = None, log: Path 
 
 
 def notus_bench(args: list[str], *, cpus: Sequence[int] | None = None, out: Path | None = None) -> dict[str, Any]:
-    """Run `notus bench ARGS --json`; return its summary JSON."""
-    command = [NOTUS, "bench", *args, "--json"] + (["--out", str(out)] if out else [])
-    env = {key: value for key, value in os.environ.items() if not key.startswith("NOTUS_")}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=pinned(cpus), cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"notus bench exited with {done.returncode}:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    """Run `notus bench ARGS --json`; return its summary JSON, with each level's client CPU seconds."""
+    command = [PYTHON, "-c", NOTUS_BENCH, "bench", *args, "--json"] + (["--out", str(out)] if out else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "cpu.json"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("NOTUS_")}
+        env["BENCH_CPU_REPORT"] = str(report)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=pinned(cpus), cwd=ROOT)
+        if done.returncode != 0:
+            raise RuntimeError(f"notus bench exited with {done.returncode}:\n{done.stderr}")
+        result: dict[str, Any] = json.loads(done.stdout)
+        for level, seconds in zip(result["levels"], json.loads(report.read_text()), strict=True):
+            level["client_cpu_seconds"] = seconds
     return result
 
 
