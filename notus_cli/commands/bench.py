@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Measure TTFT, TPOT, ITL, throughput, goodput and cost against a server; compare runs.",
     invoke_without_command=True,
+    epilog="Example: notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --concurrency 1,4,16 "
+    "--goodput ttft:500,tpot:50 --gpu a100 --out runs/a100",
 )
 
 GPU_HELP = (
