@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from notus_cli import __version__
-from notus_cli.commands import build, model, serve
+from notus_cli.commands import bench, build, model, serve
 from notus_cli.errors import NotusError
 from notus_cli.output import Output
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(model.app, name="model")
 app.command("serve")(serve.serve)
 app.add_typer(build.app)  # `notus build`, `notus push`
+app.add_typer(bench.app, name="bench")
 
 
 def _show_version(value: bool) -> None:

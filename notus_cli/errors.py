@@ -10,6 +10,7 @@
     │   ├── RunPodAuthError    the API key was rejected
     │   ├── RunPodRateLimited  HTTP 429 after the retries
     │   └── RunPodQueryError   a GraphQL or REST call was refused
+    ├── BenchError             a benchmark could not run or produced no usable result
     ├── EndpointUnreachable    nothing answers at the endpoint URL (exit 3)
     └── JobFailed              the endpoint ran the job and it failed (exit 4)
 
@@ -63,6 +64,10 @@ class RunPodRateLimited(RunPodError):
 
 
 class RunPodQueryError(RunPodError):
+    pass
+
+
+class BenchError(NotusError):
     pass
 
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -75,6 +76,15 @@ class Output:
         columns.append(TimeElapsedColumn())
         with Progress(*columns, console=self.err, disable=not self.interactive, transient=False) as progress:
             yield progress
+
+    @contextmanager
+    def live(self, renderable: RenderableType) -> Iterator[None]:
+        """Keep `renderable` redrawn on stderr while the block runs; nothing when nobody is watching."""
+        if not self.interactive:
+            yield
+            return
+        with Live(renderable, console=self.err, refresh_per_second=4, transient=True):
+            yield
 
 
 def table(*columns: str, title: str | None = None) -> Table:

@@ -87,6 +87,18 @@ class BuildSettings(BaseModel):
         return None if value is None else check_part(str(info.field_name), value)
 
 
+class BenchSettings(BaseModel):
+    """`[bench]` in notus.toml (NOTUS_BENCH__<KEY> in the environment): defaults for `notus bench`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = Field(None, description="an OpenAI-compatible server URL, e.g. http://127.0.0.1:8000")
+    model: str | None = Field(None, description="the model name to ask the server for")
+    tokenizer: str | None = Field(None, description="a model directory holding tokenizer.json")
+    gpu: str | None = Field(None, description="a GPU alias or RunPod pool id, e.g. a100, for cost figures")
+    api_key: SecretStr | None = Field(None, description="the key the server expects as a Bearer token")
+
+
 class NotusSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NOTUS_", env_nested_delimiter="__", extra="forbid", populate_by_name=True, frozen=True
@@ -101,6 +113,7 @@ class NotusSettings(BaseSettings):
     )
     serve: ServeSettings = Field(ServeSettings(), description="the [serve] section (notus serve)")
     build: BuildSettings = Field(BuildSettings(), description="the [build] section")
+    bench: BenchSettings = Field(BenchSettings(), description="the [bench] table: base_url, model, tokenizer, gpu")
 
     @classmethod
     def settings_customise_sources(

@@ -82,3 +82,16 @@ def local_stack(
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """A directory kept after the run for what a person may want to look at (screenshots, reports).
+
+    `artifacts/<test id>/` in the repository (ignored by git); CI can keep the whole folder.
+    """
+    root = Path(__file__).resolve().parents[1] / "artifacts"
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.nodeid)
+    directory = root / name
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory

@@ -30,6 +30,8 @@ class SSEDecoder:
 
 
 def _data(event: bytes) -> str | None:
+    if event.startswith(b"data: ") and b"\n" not in event:  # the usual one-line event, without the general path
+        return event[6:].decode()
     lines = [line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines).decode() if lines else None
 

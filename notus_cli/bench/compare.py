@@ -1,0 +1,100 @@
+"""`notus bench compare A.json B.json ...`: runs side by side, level by level.
+
+Levels are matched by their load (the same concurrency or rate); each run's cost uses its own
+GPU, so runs made on different GPUs compare in dollars as well as in tokens per second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from notus_cli.bench.cost import LevelCost, level_cost
+from notus_cli.bench.load import LevelResult
+from notus_cli.bench.report import ms, number, usd
+from notus_cli.bench.run import BenchRun
+from notus_cli.errors import ConfigError
+
+Value = Callable[[LevelResult, LevelCost | None], float | None]
+
+
+def _stat(name: str, field: str) -> Value:
+    def value(result: LevelResult, _cost: LevelCost | None) -> float | None:
+        stats = getattr(result.summary, name)
+        return None if stats is None else float(getattr(stats, field))
+
+    return value
+
+
+# (name, value, how to show it)
+METRICS: tuple[tuple[str, Value, Callable[[float | None], str]], ...] = (
+    ("Request throughput (req/s)", lambda r, c: r.summary.request_throughput, number),
+    ("Output throughput (tok/s)", lambda r, c: r.summary.output_throughput, lambda v: number(v, 1)),
+    ("TTFT median (ms)", _stat("ttft", "median"), ms),
+    ("TTFT p99 (ms)", _stat("ttft", "p99"), ms),
+    ("TPOT median (ms)", _stat("tpot", "median"), ms),
+    ("TPOT p99 (ms)", _stat("tpot", "p99"), ms),
+    ("ITL median (ms)", _stat("itl", "median"), ms),
+    ("E2EL median (ms)", _stat("e2el", "median"), ms),
+    ("Failed requests", lambda r, c: float(r.summary.failed), lambda v: number(v, 0)),
+    ("SLO attainment (%)", lambda r, c: _percent(r.summary.slo_attainment), lambda v: number(v, 0)),
+    ("$ per 1M output tokens", lambda r, c: c.usd_per_million_output_tokens if c else None, usd),
+    ("$ per 1,000 requests", lambda r, c: c.usd_per_thousand_requests if c else None, usd),
+)
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else share * 100
+
+
+@dataclass(frozen=True)
+class Comparison:
+    names: list[str]
+    header: list[str]
+    rows: list[list[str]]
+    data: dict[str, Any]
+
+
+def compare(runs: Sequence[tuple[str, BenchRun]]) -> Comparison:
+    """A row per (level, metric), a column per run, and the change from the first run when there are two.
+
+    Raises ConfigError with fewer than two runs.
+    """
+    if len(runs) < 2:
+        raise ConfigError("compare needs at least two results", hint="notus bench compare A/bench.json B/bench.json")
+    names = [name for name, _ in runs]
+    labels: list[str] = []
+    for _, run in runs:
+        labels += [r.level.label for r in run.levels if r.level.label not in labels]
+    header = ["Load", "Metric", *(f"{name} ({run.gpu.id})" if run.gpu else name for name, run in runs)]
+    if len(runs) == 2:
+        header.append("Change")
+    rows: list[list[str]] = []
+    data: dict[str, Any] = {"runs": names, "levels": {}}
+    for label in labels:
+        found = [_level(run, label) for _, run in runs]
+        data["levels"][label] = {}
+        for metric, value, show in METRICS:
+            values = [None if level is None else value(*level) for level in found]
+            if all(v is None for v in values):
+                continue
+            data["levels"][label][metric] = values
+            row = [label, metric, *(show(v) for v in values)]
+            if len(runs) == 2:
+                row.append(_change(values[0], values[1]))
+            rows.append(row)
+    return Comparison(names=names, header=header, rows=rows, data=data)
+
+
+def _level(run: BenchRun, label: str) -> tuple[LevelResult, LevelCost | None] | None:
+    for result in run.levels:
+        if result.level.label == label:
+            return result, level_cost(run.gpu, result.summary) if run.gpu else None
+    return None
+
+
+def _change(before: float | None, after: float | None) -> str:
+    if before is None or after is None or before == 0:
+        return "—"
+    return f"{(after - before) / abs(before):+.1%}"

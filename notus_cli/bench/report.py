@@ -1,0 +1,159 @@
+"""The report's words and numbers, shared by the terminal table, the HTML page and the CSV files.
+
+Rows are plain strings here; `notus_cli.output` and `bench.files` decide how they look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.table import Table
+
+from notus_cli.bench.cost import LevelCost
+from notus_cli.bench.load import LevelResult
+from notus_cli.bench.metrics import DEFINITIONS, Stats
+from notus_cli.bench.run import BenchRun
+from notus_cli.output import table
+
+LATENCIES = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
+
+Cell = Callable[[LevelResult, LevelCost | None], str]
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 10:
+        return f"{value:.2f}"
+    return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def usd(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def _spread(stats: Stats | None) -> str:
+    return "—" if stats is None else f"{ms(stats.mean)} ± {ms(stats.std)}"
+
+
+def _quantiles(stats: Stats | None) -> str:
+    return "—" if stats is None else f"{ms(stats.median)} · {ms(stats.p99)}"
+
+
+def _one(statistic: str) -> Callable[[Stats | None], str]:
+    return lambda stats: "—" if stats is None else ms(getattr(stats, statistic))
+
+
+def _failures(result: LevelResult, _cost: LevelCost | None) -> str:
+    causes = result.summary.failures
+    return ", ".join(f"{cause} {count}" for cause, count in causes.items()) if causes else "—"
+
+
+def row_specs(run: BenchRun) -> list[tuple[str, Cell]]:
+    """(row name, cell function) for every row this run has data for, in report order."""
+    rows: list[tuple[str, Cell]] = [
+        ("Requests ok / failed", lambda r, c: f"{r.summary.completed} / {r.summary.failed}"),
+        ("Failures by cause", _failures),
+        ("Duration (s)", lambda r, c: number(r.summary.duration)),
+        ("Request throughput (req/s)", lambda r, c: number(r.summary.request_throughput)),
+        ("Output throughput (tok/s)", lambda r, c: number(r.summary.output_throughput, 1)),
+        ("Total token throughput (tok/s)", lambda r, c: number(r.summary.total_token_throughput, 1)),
+        ("Input / output tokens", lambda r, c: f"{r.summary.input_tokens:,} / {r.summary.output_tokens:,}"),
+    ]
+    for title, name in LATENCIES:
+        rows.append((f"{title} mean ± std (ms)", _latency(name, _spread)))
+        for statistic in ("median", "p90", "p99"):
+            rows.append((f"{title} {statistic} (ms)", _latency(name, _one(statistic))))
+    for phase in sorted({name for result in run.levels for name in result.summary.phases}):
+        rows.append((f"{phase.capitalize()} median · p99 (ms)", _phase(phase)))
+    if run.slos:
+        rows.append(("Goodput (req/s)", lambda r, c: number(r.summary.goodput)))
+        rows.append(("SLO attainment", _attainment))
+    if run.gpu:
+        rows.append(("$ per 1M output tokens", lambda r, c: usd(c.usd_per_million_output_tokens if c else None)))
+        rows.append(("$ per 1,000 requests", lambda r, c: usd(c.usd_per_thousand_requests if c else None)))
+    rows.append(("Output tokens counted by", _sources))
+    return rows
+
+
+def _latency(name: str, show: Callable[[Stats | None], str]) -> Cell:
+    return lambda result, _cost: show(getattr(result.summary, name))
+
+
+def _phase(name: str) -> Cell:
+    return lambda result, _cost: _quantiles(result.summary.phases.get(name))
+
+
+def _attainment(result: LevelResult, _cost: LevelCost | None) -> str:
+    s = result.summary
+    if s.slo_attainment is None:
+        return "—"
+    return f"{s.slo_attainment:.0%} ({s.good}/{s.requests})"
+
+
+def _sources(result: LevelResult, _cost: LevelCost | None) -> str:
+    return ", ".join(f"{source} {count}" for source, count in result.summary.token_sources.items()) or "—"
+
+
+def summary_rows(run: BenchRun) -> tuple[list[str], list[list[str]]]:
+    """The report's main table as strings: a header row, then one row per metric, a column per level."""
+    costs = run.costs()
+    header = ["Metric", *(result.level.label for result in run.levels)]
+    rows = [
+        [name, *(cell(result, cost) for result, cost in zip(run.levels, costs, strict=True))]
+        for name, cell in row_specs(run)
+    ]
+    return header, rows
+
+
+def summary_table(run: BenchRun) -> Table:
+    header, rows = summary_rows(run)
+    result = table(
+        *header, title=f"notus bench: {run.server.get('model', '?')} at {run.settings['target']['base_url']}"
+    )
+    result.columns[0].no_wrap = True
+    for column in result.columns[1:]:
+        column.justify = "right"
+    for row in rows:
+        result.add_row(*row)
+    return result
+
+
+def verdicts(run: BenchRun) -> list[str]:
+    """Sentences under the table: the SLO verdict, why the sweep stopped, what cost assumes."""
+    lines = []
+    if run.slos:
+        limits = ", ".join(f"{name.upper()} ≤ {limit:g} ms" for name, limit in run.slos.to_dict().items())
+        best = run.highest_load_meeting_slos()
+        meeting = f"{best.level.label}" if best else "none of the levels"
+        lines.append(f"Highest load meeting the SLOs ({limits}, for ≥{run.attainment:.0%} of requests): {meeting}")
+    for result in run.levels:
+        if result.saturated:
+            lines.append(f"{result.level.label}: {result.saturated}")
+    if run.stopped:
+        lines.append(f"Sweep {run.stopped}")
+    if run.gpu:
+        lines.append(
+            f"Cost: pool {run.gpu.id} at ${run.gpu.usd_per_second:g}/s (${run.gpu.usd_per_hour:.2f}/h), "
+            "one worker billed for each level's whole duration"
+        )
+    return lines
+
+
+def definitions() -> list[tuple[str, str]]:
+    return list(DEFINITIONS.items())
+
+
+def summary_json(run: BenchRun) -> dict[str, Any]:
+    """The run without its per-request records, for `--json`."""
+    data = run.to_dict()
+    for level in data["levels"]:
+        level.pop("records")
+    return data

@@ -1,0 +1,255 @@
+"""Where benchmark requests go. A target sends one prompt and fills in one RequestRecord.
+
+The load generator, the metrics and the reports only know the `Target` protocol, so another
+kind of server plugs in by implementing it: a RunPod endpoint (jobs through /run and /stream)
+would also fill `record.phases` with each job's queue delay and execution time.
+
+The OpenAI-compatible target streams with aiohttp rather than httpx: as a load generator it must
+stay far cheaper per request than the server it measures, and httpx's connection pool and
+streaming cost several times more CPU per request (see benchmarks/loadgen_ceiling.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import SecretStr
+from tokenizers import Tokenizer
+
+from notus_cli.bench.metrics import RequestRecord
+from notus_cli.bench.workload import Prompt, count_tokens
+from notus_cli.errors import BenchError, ConfigError, EndpointUnreachable
+from worker.sse import DONE, SSEDecoder
+
+
+class Target(Protocol):
+    """A server under test. `send` never raises for a failed request: it records why it failed."""
+
+    kind: str
+
+    async def __aenter__(self) -> Target: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def prepare(self) -> dict[str, Any]:
+        """Check the server answers; return what the report should say about it (never secrets)."""
+        ...
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        """Send one prompt; fill `record` (`sent_at` on time.perf_counter's clock)."""
+        ...
+
+
+def openai_base(url: str) -> str:
+    """`http://host:8000` or `http://host:8000/v1` both mean the API under `/v1`."""
+    base = url.strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError(f"--base-url must start with http:// or https://; got '{url}'")
+    return base if base.endswith("/v1") else base + "/v1"
+
+
+def api_key_for(base_url: str, bench_key: SecretStr | None, runpod_key: SecretStr | None) -> SecretStr | None:
+    """The key to send: `[bench] api_key` if set, else the RunPod key, but only to RunPod's own API.
+
+    RunPod's OpenAI route (https://api.runpod.ai/v2/ID/openai/v1) takes the account key; no other
+    server is ever sent it.
+    """
+    if bench_key is not None:
+        return bench_key
+    host = urlsplit(base_url.strip()).hostname or ""
+    return runpod_key if host == "api.runpod.ai" or host.endswith(".runpod.ai") else None
+
+
+class OpenAIChatTarget:
+    """Streaming chat completions from any OpenAI-compatible server (vllm serve, RunPod's OpenAI route)."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: SecretStr | None = None,
+        sampling: dict[str, Any] | None = None,
+        ignore_eos: bool = False,
+        tokenizer: Tokenizer | None = None,
+        timeout: float = 600.0,
+        max_connections: int = 0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = openai_base(base_url)
+        self.model = model
+        self.sampling = dict(sampling or {})
+        self.ignore_eos = ignore_eos
+        self.tokenizer = tokenizer
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self._api_key = api_key
+        self._session = session
+        self._owns_session = session is None
+        self._url = f"{self.base_url}/chat/completions"
+
+    async def __aenter__(self) -> OpenAIChatTarget:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=self.max_connections, keepalive_timeout=60
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=30),
+                headers=self._headers(),
+            )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _headers(self) -> dict[str, str]:
+        if self._api_key is None:
+            return {}
+        return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("use the target as an async context manager")
+        return self._session
+
+    async def prepare(self) -> dict[str, Any]:
+        """Ask /models, so a wrong URL or key fails at once; pick the first model if none was named.
+
+        Raises EndpointUnreachable when nothing answers, BenchError when the server refuses.
+        """
+        url = f"{self.base_url}/models"
+        try:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise EndpointUnreachable(
+                f"nothing answers at {self.base_url} ({type(exc).__name__})",
+                hint="check --base-url and that the server is running (e.g. vllm serve MODEL --port 8000)",
+            ) from None
+        if status in (401, 403):
+            raise BenchError(
+                f"{url} refused the API key (HTTP {status})",
+                hint="set NOTUS_BENCH__API_KEY (or api_key under [bench] in notus.toml) to a key the server accepts",
+            )
+        models: list[str] = []
+        if status < 400:
+            try:
+                models = [str(item["id"]) for item in json.loads(body)["data"]]
+            except (ValueError, KeyError, TypeError):
+                models = []
+        if self.model is None:
+            if not models:
+                raise BenchError(
+                    f"{url} lists no model (HTTP {status})", hint="name the model to ask for with --model NAME"
+                )
+            self.model = models[0]
+        return {"kind": self.kind, "base_url": self.base_url, "model": self.model, "models": models}
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": prompt.messages,
+            "max_tokens": prompt.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self.sampling,
+        }
+        if self.ignore_eos:
+            body["ignore_eos"] = True
+        record.max_tokens = prompt.max_tokens
+        record.prompt_tokens = prompt.input_tokens
+        record.sent_at = time.perf_counter()
+        try:
+            async with self.session.post(self._url, json=body) as response:
+                if response.status >= 400:
+                    record.fail(f"http_{response.status}", _error_message(await response.read()))
+                    return
+                await self._read_stream(response, prompt, record)
+        except TimeoutError:
+            record.fail("timeout", f"no complete answer within {self.timeout:g} s")
+        except aiohttp.ClientConnectorError as exc:
+            record.fail("connect", str(exc))
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            record.fail("disconnected", f"the server closed the stream early ({type(exc).__name__})")
+        except aiohttp.ClientError as exc:
+            record.fail("http_client", f"{type(exc).__name__}: {exc}")
+        except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+            record.fail("bad_response", f"a streamed event is not JSON: {exc}")
+
+    async def _read_stream(self, response: aiohttp.ClientResponse, prompt: Prompt, record: RequestRecord) -> None:
+        started = record.sent_at
+        first: float | None = None
+        last = previous = started
+        chunks = 0
+        texts: list[str] = []
+        usage: dict[str, Any] | None = None
+        decoder = SSEDecoder()
+        async for data in response.content.iter_any():
+            now = time.perf_counter()
+            for payload in decoder.feed(data):
+                if payload == DONE:
+                    continue
+                event = json.loads(payload)
+                if "error" in event:
+                    record.fail("stream_error", _error_message(payload.encode()))
+                    return
+                if event.get("usage"):
+                    usage = event["usage"]
+                choices = event.get("choices")
+                if not choices:
+                    continue
+                last = now
+                delta = choices[0].get("delta") or {}
+                text = (delta.get("content") or "") + (delta.get("reasoning_content") or delta.get("reasoning") or "")
+                if not text and not delta.get("tool_calls"):
+                    continue
+                if first is None:
+                    first = now
+                else:
+                    record.itl.append(now - previous)
+                previous = now
+                chunks += 1
+                if self.tokenizer is not None:
+                    texts.append(text)
+        if first is None:
+            record.fail("no_content", "the stream ended without a chunk of content")
+            return
+        record.ok = True
+        record.ttft = first - started
+        record.e2el = last - started
+        if usage and isinstance(usage.get("completion_tokens"), int):
+            record.output_tokens, record.token_source = usage["completion_tokens"], "usage"
+            if isinstance(usage.get("prompt_tokens"), int):
+                record.prompt_tokens = usage["prompt_tokens"]
+        elif self.tokenizer is not None:
+            record.output_tokens, record.token_source = count_tokens(self.tokenizer, "".join(texts)), "tokenizer"
+        else:
+            record.output_tokens, record.token_source = chunks, "chunks"
+
+
+def _error_message(body: bytes) -> str:
+    """The server's own error message when it sent one (OpenAI shape), else the start of the body."""
+    try:
+        payload = json.loads(body)
+        detail = payload.get("error", payload) if isinstance(payload, dict) else payload
+        if isinstance(detail, dict) and detail.get("message"):
+            return str(detail["message"])
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return body[:300].decode(errors="replace") or "(empty body)"

@@ -1,0 +1,200 @@
+"""`notus bench ...`: measure latency, throughput and cost; compare runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from notus_cli.bench import DEFAULT_INPUT_LEN
+from notus_cli.errors import ConfigError
+from notus_cli.options import JsonOpt
+from notus_cli.output import Output, table
+
+if TYPE_CHECKING:
+    from notus_cli.bench.run import BenchRun
+
+app = typer.Typer(
+    help="Measure TTFT, TPOT, ITL, throughput, goodput and cost against a server; compare runs.",
+    invoke_without_command=True,
+    epilog="Example: notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --concurrency 1,4,16 "
+    "--goodput ttft:500,tpot:50 --gpu a100 --out runs/a100",
+)
+
+GPU_HELP = (
+    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests."
+)
+
+
+def _numbers(option: str, text: str | None, kind: type[int] | type[float]) -> list[float] | list[int]:
+    if not text:
+        return []
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        example = "1,4,16,64" if kind is int else "0.5,1,2"
+        raise ConfigError(
+            f"{option}: '{text}' is not a comma-separated list of numbers", hint=f"e.g. {option} {example}"
+        ) from None
+
+
+@app.callback()
+def bench(
+    ctx: typer.Context,
+    base_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (vllm serve).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name to ask for (default: the first the server lists).")
+    ] = None,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(help="Model directory with tokenizer.json: sizes random prompts, counts tokens without usage."),
+    ] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="ShareGPT-style JSON file of conversations (default: random prompts).")
+    ] = None,
+    input_len: Annotated[int, typer.Option(help="Random prompts: input tokens each.")] = DEFAULT_INPUT_LEN,
+    output_len: Annotated[
+        int | None,
+        typer.Option(help="Output tokens to ask for (default: 128; with --dataset, the file's reply length)."),
+    ] = None,
+    range_ratio: Annotated[float, typer.Option(help="Random prompts: lengths vary uniformly by ± this share.")] = 0.0,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(help="Requests in flight; a comma list sweeps (default: 1,4,16,64). With --rate: the cap."),
+    ] = None,
+    rate: Annotated[
+        str | None, typer.Option(help="Requests per second arriving (open loop); a comma list sweeps.")
+    ] = None,
+    burstiness: Annotated[
+        float, typer.Option(help="With --rate: 1 is Poisson, below 1 burstier, above 1 more even (gamma).")
+    ] = 1.0,
+    num_prompts: Annotated[
+        int | None, typer.Option(help="Requests per level (default: max(32, 4 × concurrency) or 30 s of --rate).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds per level to keep sending (with --num-prompts: whichever ends first).")
+    ] = None,
+    warmup: Annotated[int, typer.Option(help="Unmeasured requests before the first level.")] = 2,
+    goodput: Annotated[
+        list[str] | None, typer.Option(help="SLOs in ms for goodput, e.g. 'ttft:500,tpot:50,e2el:20000' (repeatable).")
+    ] = None,
+    attainment: Annotated[
+        float, typer.Option(help="Share of requests that must meet the SLOs for a level to count as meeting them.")
+    ] = 0.9,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: the server's).")] = None,
+    ignore_eos: Annotated[
+        bool | None,
+        typer.Option(
+            "--ignore-eos/--no-ignore-eos", help="Generate exactly the asked length (default: on for random prompts)."
+        ),
+    ] = None,
+    stop_when_saturated: Annotated[
+        bool,
+        typer.Option("--stop-when-saturated/--full-sweep", help="Stop the sweep once more load only adds queueing."),
+    ] = True,
+    gpu: Annotated[str | None, typer.Option(help=GPU_HELP)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for prompts and arrival times.")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds one request may take before it counts as failed.")] = 600.0,
+    out: Annotated[
+        Path | None, typer.Option(help="Write bench.json (every request), CSV, PNG plots and report.html here.")
+    ] = None,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Benchmark a server: TTFT, TPOT, ITL, E2EL, throughput, goodput and cost, by vLLM's definitions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from notus_cli.bench import files  # imported here: the bench modules pull in aiohttp, numpy, matplotlib
+    from notus_cli.bench.live import LiveView
+    from notus_cli.bench.run import BenchOptions, raise_if_unusable, run_benchmark
+    from notus_cli.bench.targets import api_key_for
+    from notus_cli.settings import load_settings
+
+    out_ = Output(json_mode=json_mode)
+    all_settings = load_settings()
+    settings = all_settings.bench
+    url = base_url or settings.base_url
+    if not url:
+        raise ConfigError(
+            "no server to benchmark", hint="pass --base-url URL of an OpenAI-compatible server (e.g. vllm serve)"
+        )
+    tokenizer_dir = tokenizer or (Path(settings.tokenizer) if settings.tokenizer else None)
+    options = BenchOptions(
+        base_url=url,
+        model=model or settings.model,
+        api_key=api_key_for(url, settings.api_key, all_settings.runpod_api_key),
+        tokenizer=tokenizer_dir,
+        dataset=dataset,
+        input_len=input_len,
+        output_len=output_len,
+        range_ratio=range_ratio,
+        num_prompts=num_prompts,
+        duration=duration,
+        warmup=warmup,
+        concurrency=[int(c) for c in _numbers("--concurrency", concurrency, int)],
+        rates=[float(r) for r in _numbers("--rate", rate, float)],
+        burstiness=burstiness,
+        goodput=goodput or [],
+        attainment=attainment,
+        temperature=temperature,
+        ignore_eos=ignore_eos,
+        stop_when_saturated=stop_when_saturated,
+        gpu=gpu or settings.gpu,
+        seed=seed,
+        timeout=timeout,
+    )
+    view = LiveView(log=None if out_.interactive or json_mode else out_.info)
+    with out_.live(view):
+        run = run_benchmark(options, progress=view)
+    written = files.write_report(run, out) if out else []
+    _show(out_, run, written, out)
+    raise_if_unusable(run)
+
+
+@app.command("compare")
+def compare(
+    results: Annotated[
+        list[Path], typer.Argument(help="Two or more bench.json files (or the --out directories holding them).")
+    ],
+    json_mode: JsonOpt = False,
+) -> None:
+    """Show two or more runs side by side, level by level, with each run's cost on its own GPU."""
+    from notus_cli.bench import files
+    from notus_cli.bench.compare import compare as compare_runs
+
+    out = Output(json_mode=json_mode)
+    comparison = compare_runs([(_name(path), files.load_run(path)) for path in results])
+    if json_mode:
+        out.json(comparison.data)
+        return
+    shown = table(*comparison.header, title="notus bench compare")
+    for column in shown.columns[2:]:
+        column.justify = "right"
+    previous = None
+    for row in comparison.rows:
+        shown.add_row(row[0] if row[0] != previous else "", *row[1:])
+        previous = row[0]
+    out.result(shown)
+
+
+def _show(out: Output, run: BenchRun, written: list[Path], directory: Path | None) -> None:
+    from notus_cli.bench import report
+
+    if out.json_mode:
+        out.json({**report.summary_json(run), "files": [str(path) for path in written]})
+        return
+    out.result(report.summary_table(run))
+    for line in report.verdicts(run):
+        out.text(line)
+    out.text("\nDefinitions (those of vllm bench serve):")
+    for term, text in report.definitions():
+        out.text(f"  {term}: {text}")
+    if written:
+        out.info(f"Wrote {len(written)} files to {directory}: report.html, bench.json, requests.csv, plots")
+        out.next_step(f"notus bench compare {directory}/bench.json OTHER/bench.json")
+
+
+def _name(path: Path) -> str:
+    return path.name if path.is_dir() else (path.parent.name if path.name == "bench.json" else path.stem)

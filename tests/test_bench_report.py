@@ -1,0 +1,54 @@
+"""The HTML report is one self-contained file that a real browser (headless Chromium) renders with its plots.
+
+The run behind it is real (the loopback stub of test_bench_stub.py); the screenshot is kept in
+the test's artefacts directory for a person to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from pathlib import Path
+
+from notus_cli.bench.files import write_report
+from notus_cli.bench.run import BenchOptions, run_benchmark
+from tests.support.chromium import view_page
+from tests.support.openai_stub import StubConfig, running_stub
+
+IMAGES = """Array.from(document.images).map(image => ({
+    alt: image.alt, complete: image.complete, width: image.naturalWidth, height: image.naturalHeight,
+    shownWidth: image.getBoundingClientRect().width,
+}))"""
+
+
+def test_html_report_opens_in_chromium_and_shows_the_plots(tiny_model: Path, tmp_path: Path, artifacts: Path) -> None:
+    with running_stub(StubConfig(ttft=0.02, itl=0.004, fail_every=5)) as base_url:
+        options = BenchOptions(
+            base_url=base_url, tokenizer=tiny_model, input_len=16, output_len=8, concurrency=[1, 4], num_prompts=10,
+            warmup=0, goodput=["ttft:100"], gpu="a100",
+        )  # fmt: skip
+        run = run_benchmark(options)
+    written = write_report(run, tmp_path / "report")
+    html = tmp_path / "report" / "report.html"
+    assert html in written
+    text = html.read_text()
+    sources = re.findall(r'(?:src|href)="([^"]*)"', text)
+    assert len(sources) == 3
+    assert all(source.startswith("data:image/png;base64,") for source in sources)  # nothing to fetch
+    assert "<dt>TTFT</dt>" in text  # the definitions are printed
+
+    view = asyncio.run(view_page(html.as_uri(), IMAGES, tmp_path / "chromium-profile"))
+    (artifacts / "report.png").write_bytes(view.screenshot)
+    shutil.copy(html, artifacts / "report.html")
+
+    images = view.value
+    assert [image["alt"] for image in images] == [
+        "Latency against throughput across the sweep", "TTFT distribution per level", "ITL distribution per level",
+    ]  # fmt: skip
+    for image in images:
+        assert image["complete"]
+        assert (image["width"], image["height"]) == (900, 400)  # decoded: 9 × 4 inches at 100 dpi
+        assert image["shownWidth"] > 300
+    assert view.screenshot.startswith(b"\x89PNG")
+    assert len(view.screenshot) > 50_000
