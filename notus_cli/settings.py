@@ -51,7 +51,9 @@ class ServeSettings(BaseModel):
     concurrency: int | None = Field(None, ge=1, le=4096, description="jobs per worker; default max_num_seqs / workers")
     max_num_seqs: int = Field(32, ge=1, le=4096, description="vLLM's max_num_seqs, from 1 to 4096")
     max_model_len: int | None = Field(None, ge=16, description="vLLM's context length (--tiny: 4096)")
-    vllm_args: str = Field("", description="extra vLLM flags, shell-quoted (--tiny adds --enforce-eager)")
+    vllm_args: str = Field(
+        "", description="extra vLLM flags, shell-quoted (--tiny adds --enforce-eager --no-enable-prefix-caching)"
+    )
     vllm_url: str | None = Field(None, description="an already running vLLM to use instead of starting one")
     rate_limit: float = Field(1.0, ge=0, description="a multiple of RunPod's rate limits; 0 turns them off")
     log_dir: str = Field(".notus/serve", description="where vLLM's and the workers' logs go")

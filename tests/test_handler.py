@@ -117,6 +117,18 @@ async def test_stop_sequence_ends_the_answer_before_it(handler: ChatHandler) -> 
     assert len(answer) < len(text)
 
 
+async def test_a_long_conversation_reusing_its_prefix(handler: ChatHandler) -> None:
+    """Turn after turn resends a growing prefix: vLLM 0.32's CPU build crashed on this with prefix caching."""
+    messages = [{"role": "user", "content": "wisdom and understanding " * 100}]
+    for turn in range(3):
+        (completion,) = await run(handler, {"messages": messages, "max_tokens": 8, "chat_template_kwargs": NO_THINKING})
+        assert completion["usage"]["prompt_tokens"] > 300
+        messages += [
+            {"role": "assistant", "content": completion["choices"][0]["message"]["content"] or ""},
+            {"role": "user", "content": f"tell me more, part {turn}"},
+        ]
+
+
 async def test_sixteen_concurrent_jobs_complete_with_distinct_ids(handler: ChatHandler) -> None:
     jobs = [run(handler, {"messages": HELLO, "max_tokens": 16}, job_id=f"job-{i}") for i in range(16)]
     results = await asyncio.gather(*jobs)

@@ -40,7 +40,10 @@ from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
 from notus_cli.settings import NotusSettings
 from worker.settings import WorkerSettings
 
-TINY_VLLM_ARGS = "--enforce-eager"  # skips torch.compile: start-up on the CPU roughly halves
+# --enforce-eager skips torch.compile (start-up on the CPU roughly halves). vLLM 0.32's CPU build
+# crashes (IndexError in mamba_mixer2) when a prompt longer than one Mamba chunk hits the prefix
+# cache, which every multi-turn chat does, so the tiny stack runs without prefix caching.
+TINY_VLLM_ARGS = "--enforce-eager --no-enable-prefix-caching"
 TINY_MAX_MODEL_LEN = 4096
 WORKER_READY_TIMEOUT = 180.0
 

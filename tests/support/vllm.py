@@ -10,14 +10,15 @@ import sys
 from pathlib import Path
 
 from notus_cli.errors import NotusError
+from notus_cli.serve.stack import TINY_VLLM_ARGS
 from notus_cli.serve.vllm import VllmProcess, free_port, resolve_vllm_python, vllm_env
 from worker.settings import DEFAULT_MODEL, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVED_NAME = DEFAULT_MODEL
 MAX_MODEL_LEN = 4096
-# Eager mode skips torch.compile: start-up drops from ~50 s to ~30 s on these 2-core machines.
-TEST_VLLM_ARGS = "--enforce-eager"
+# The same flags as `notus serve --tiny` (see TINY_VLLM_ARGS for why).
+TEST_VLLM_ARGS = TINY_VLLM_ARGS
 
 VllmServer = VllmProcess
 __all__ = ["MAX_MODEL_LEN", "SERVED_NAME", "VllmServer", "cpu_env", "free_port", "start_vllm", "vllm_python"]
