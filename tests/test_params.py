@@ -132,9 +132,8 @@ def test_malformed_input_names_the_parameter(job_input: Any, param: str) -> None
         parse(job_input)
     assert caught.value.param == param
     error = caught.value.to_error()
-    assert error["type"] == "invalid_request"
-    assert error["param"] == param
-    assert error["message"]
+    assert (error.type, error.param) == ("invalid_request", param)
+    assert error.message
 
 
 def test_error_messages_say_what_is_allowed_and_never_echo_text() -> None:

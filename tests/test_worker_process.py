@@ -16,7 +16,7 @@ import pytest
 from notus_cli.emulator import WorkerCommand
 from notus_cli.serve.vllm import vllm_env
 from tests.support.emulator import Harness, wait_for
-from tests.support.procs import descendants, running
+from tests.support.procs import children, descendants, running
 from tests.support.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, VllmServer, vllm_python
 
 pytestmark = pytest.mark.vllm
@@ -48,16 +48,20 @@ def vllm_children(pid: int) -> list[int]:
     return found
 
 
-def test_worker_exits_1_when_its_own_vllm_dies(emulator: Harness, tiny_model: Path, tmp_path: Path) -> None:
-    """Started WITHOUT NOTUS_VLLM_URL, the worker runs its own vLLM; killing that vLLM ends the worker
-    (exit 1, so RunPod would replace it) and the job it was running ends FAILED."""
-    env = vllm_env({}) | {
+def own_vllm_env(tiny_model: Path) -> dict[str, str]:
+    """A worker started without NOTUS_VLLM_URL runs its own vLLM, as in the container."""
+    return vllm_env({}) | {
         "NOTUS_MODEL": str(tiny_model),
         "NOTUS_VLLM_PYTHON": vllm_python(),
         "NOTUS_MAX_MODEL_LEN": str(MAX_MODEL_LEN),
         "NOTUS_VLLM_ARGS": TEST_VLLM_ARGS,
     }
-    endpoint, pool = emulator.endpoint(workers=0, command=worker_command(tmp_path, **env))
+
+
+def test_worker_exits_1_when_its_own_vllm_dies(emulator: Harness, tiny_model: Path, tmp_path: Path) -> None:
+    """Killing the worker's own vLLM ends the worker (exit 1, so RunPod would replace it) and the job
+    it was running ends FAILED."""
+    endpoint, pool = emulator.endpoint(workers=0, command=worker_command(tmp_path, **own_vllm_env(tiny_model)))
     worker = pool.start(1)[0]
     try:
         emulator.wait_ready(endpoint, 1, timeout=420)
@@ -76,6 +80,30 @@ def test_worker_exits_1_when_its_own_vllm_dies(emulator: Harness, tiny_model: Pa
     log = (tmp_path / "worker-1.log").read_text()
     assert "the worker exits so RunPod can replace it" in log
     assert not [pid for pid in descendants(worker.pid) if running(pid)]
+
+
+def test_sigterm_stops_the_worker_and_its_vllm(emulator: Harness, tiny_model: Path, tmp_path: Path) -> None:
+    """RunPod stops a worker with SIGTERM: the worker finishes the job it is running, then stops its
+    vLLM and exits 0, leaving no process behind."""
+    endpoint, pool = emulator.endpoint(workers=0, command=worker_command(tmp_path, **own_vllm_env(tiny_model)))
+    worker = pool.start(1)[0]
+    try:
+        emulator.wait_ready(endpoint, 1, timeout=420)
+        assert vllm_children(worker.pid)
+        with emulator.http(endpoint.id) as client:
+            job_id = client.post("/run", json={"input": {**LONG, "max_tokens": 200, "min_tokens": 200}}).json()["id"]
+            wait_for(lambda: client.get(f"/stream/{job_id}").json()["stream"], timeout=120, interval=0.2)
+            everything = [worker.pid, *descendants(worker.pid)]
+            [worker_process] = children(worker.pid)  # below notus's guard, as PID 1 is in a container
+            os.kill(worker_process, signal.SIGTERM)
+            wait_for(lambda: worker.exit_code is not None, timeout=120, interval=0.2)
+            status = wait_for(lambda: _final(client, job_id), timeout=30)
+            survivors = [pid for pid in everything if running(pid)]
+    finally:
+        pool.stop()
+    assert worker.exit_code == 0, "a worker told to stop by SIGTERM stops cleanly"
+    assert not survivors, "vLLM outlived its worker"
+    assert status["status"] == "COMPLETED", status
 
 
 def _final(client: httpx.Client, job_id: str) -> dict[str, Any] | None:

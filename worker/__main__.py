@@ -35,8 +35,12 @@ def main(argv: list[str]) -> int:
         return 2
     _configure_logging(settings)
     engine = Engine(settings)
+    owner = os.getpid()
 
     def stop_during_startup(signum: int, _frame: FrameType | None) -> None:
+        # The SDK forks its heartbeat process with this handler inherited; vLLM is not its to stop.
+        if os.getpid() != owner:
+            os._exit(128 + signum)
         engine.stop()
         sys.exit(128 + signum)
 

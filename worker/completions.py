@@ -11,6 +11,8 @@ import json
 import uuid
 from typing import Any
 
+from worker.job_errors import JobError
+
 
 def new_completion_id() -> str:
     return f"notus-{uuid.uuid4().hex}"
@@ -86,7 +88,7 @@ def _reasoning(raw: dict[str, Any]) -> str | None:
     return value if value is not None else raw.get("reasoning")
 
 
-def upstream_error(status: int, body: bytes) -> dict[str, Any]:
+def upstream_error(status: int, body: bytes) -> JobError:
     """The job error for a vLLM error response, keeping vLLM's own message and parameter."""
     try:
         payload = json.loads(body)
@@ -97,4 +99,5 @@ def upstream_error(status: int, body: bytes) -> dict[str, Any]:
         detail = {"message": str(detail)}
     message = detail.get("message") or body.decode(errors="replace")[:500] or f"HTTP {status}"
     kind = "invalid_request" if 400 <= status < 500 else "engine_error"
-    return {"type": kind, "param": detail.get("param"), "message": message, "status": status}
+    param = detail.get("param")
+    return JobError(type=kind, param=str(param) if param is not None else None, message=str(message), status=status)

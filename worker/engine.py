@@ -131,10 +131,12 @@ class Engine:
 
     def stop(self, grace: float = 30.0) -> None:
         """SIGTERM vLLM's process group, then SIGKILL what is left after `grace` seconds."""
+        first = not self._stopping.is_set()
         self._stopping.set()
         if self.process is None or self.process.poll() is not None:
             return
-        log.info("stopping vLLM")
+        if first:
+            log.info("stopping vLLM")
         _signal_group(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(grace)

@@ -20,14 +20,16 @@ from typing import Any
 import httpx
 
 from worker import completions
+from worker.job_errors import JobError
 from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, parse_job_input
 from worker.sse import DONE, SSEDecoder, encode
 
 log = logging.getLogger("notus.worker")
 
 
-def job_error(error: dict[str, Any]) -> dict[str, str]:
-    return {"error": json.dumps(error, ensure_ascii=False)}
+def job_error(error: JobError) -> dict[str, str]:
+    """What a handler yields to fail its job: RunPod carries `error` as text, so the JSON is a string."""
+    return {"error": error.to_text()}
 
 
 @dataclass
@@ -118,9 +120,7 @@ class ChatHandler:
             raise
         except Exception as exc:  # a broken engine must fail the job, not the worker
             stats.outcome = f"failed engine_error {type(exc).__name__}"
-            yield job_error(
-                {"type": "engine_error", "param": None, "message": f"vLLM request failed: {type(exc).__name__}"}
-            )
+            yield job_error(JobError(type="engine_error", message=f"vLLM request failed: {type(exc).__name__}"))
         finally:
             stats.report()
 
@@ -198,7 +198,7 @@ class ChatHandler:
 
     def _failed(self, stats: JobStats, status: int, body: bytes) -> dict[str, str]:
         error = completions.upstream_error(status, body)
-        stats.outcome = f"failed {error['type']} status={status}"
+        stats.outcome = f"failed {error.type} status={status}"
         return job_error(error)
 
     def _describe(self, request: ChatRequest | OpenAIRequest, stats: JobStats) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from worker.job_errors import JobError
+
 ROLES = ("system", "developer", "user", "assistant", "tool")
 OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models")
 MAX_STOP_SEQUENCES = 16
@@ -24,8 +26,8 @@ class InvalidRequest(Exception):
         self.param = param
         self.message = message
 
-    def to_error(self) -> dict[str, Any]:
-        return {"type": "invalid_request", "param": self.param, "message": self.message}
+    def to_error(self) -> JobError:
+        return JobError(type="invalid_request", param=self.param, message=self.message)
 
 
 def _number(value: Any) -> bool:

@@ -19,15 +19,25 @@ def running(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
+def children(pid: int) -> set[int]:
+    """The processes whose parent is `pid`."""
+    return {child for child, parent in _parents().items() if parent == pid}
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid`, whatever session or process group it moved to."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
-            parents[int(entry.name)] = int(fields[1])
+    parents = _parents()
     found: set[int] = set()
     frontier = {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def _parents() -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    return parents
