@@ -137,13 +137,20 @@ class Engine:
             return
         if first:
             log.info("stopping vLLM")
-        _signal_group(self.process.pid, signal.SIGTERM)
+        stop_process_group(self.process, grace)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the group `process` leads, SIGKILL it after `grace` seconds, then SIGKILL what outlived
+    the leader (vLLM's engine-core processes do when the API server dies first)."""
+    if process.poll() is None:
+        _signal_group(process.pid, signal.SIGTERM)
         try:
-            self.process.wait(grace)
+            process.wait(grace)
         except subprocess.TimeoutExpired:
-            _signal_group(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        _signal_group(self.process.pid, signal.SIGKILL)  # engine-core children that outlived the parent
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+    _signal_group(process.pid, signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,30 +139,25 @@ class ChatHandler:
 
     async def _stream_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
         completion_id = completions.new_completion_id()
-        async with (
-            self.http.stream("POST", "/v1/chat/completions", json=request.body) as response,
-            _abort_when_stopped(response, stats),
-        ):
-            if response.status_code >= 400:
-                yield self._failed(stats, response.status_code, await response.aread())
-                return
-            decoder = SSEDecoder()
-            async for data in response.aiter_bytes():
-                for payload in decoder.feed(data):
-                    if payload == DONE:
-                        return
-                    event = json.loads(payload)
-                    if "error" in event:
-                        yield self._failed(stats, 500, payload.encode())
-                        return
-                    out = completions.chunk(event, completion_id=completion_id, model=self.model)
-                    if stats.first_token_s is None and out["choices"] and out["choices"][0]["delta"].keys() - {"role"}:
-                        stats.first_token_s = time.perf_counter() - stats.started
-                    if "usage" in out:
-                        stats.output_tokens = out["usage"]["completion_tokens"]
-                    if self.log_content:
-                        log.info("job %s chunk: %s", stats.job_id, json.dumps(out["choices"], ensure_ascii=False))
-                    yield out
+        async with contextlib.aclosing(self._sse_payloads("/v1/chat/completions", request.body, stats)) as payloads:
+            async for payload in payloads:
+                if isinstance(payload, dict):  # the job failed
+                    yield payload
+                    return
+                if payload == DONE:
+                    return
+                event = json.loads(payload)
+                if "error" in event:
+                    yield self._failed(stats, 500, payload.encode())
+                    return
+                out = completions.chunk(event, completion_id=completion_id, model=self.model)
+                if stats.first_token_s is None and out["choices"] and out["choices"][0]["delta"].keys() - {"role"}:
+                    stats.first_token_s = time.perf_counter() - stats.started
+                if "usage" in out:
+                    stats.output_tokens = out["usage"]["completion_tokens"]
+                if self.log_content:
+                    log.info("job %s chunk: %s", stats.job_id, json.dumps(out["choices"], ensure_ascii=False))
+                yield out
 
     async def _relay_openai(self, request: OpenAIRequest, stats: JobStats) -> AsyncIterator[Any]:
         """RunPod's OpenAI route: vLLM's own answer; streams as whole SSE events, which RunPod relays as text."""
@@ -182,8 +177,21 @@ class ChatHandler:
             stats.output_tokens = (result.get("usage") or {}).get("completion_tokens", 0)
             yield result
             return
+        async with contextlib.aclosing(self._sse_payloads(request.route, request.body, stats)) as payloads:
+            async for payload in payloads:
+                if isinstance(payload, dict):  # the job failed
+                    yield payload
+                    return
+                if stats.first_token_s is None:
+                    stats.first_token_s = time.perf_counter() - stats.started
+                yield encode(payload)
+
+    async def _sse_payloads(
+        self, route: str, body: dict[str, Any], stats: JobStats
+    ) -> AsyncGenerator[str | dict[str, str]]:
+        """The data payloads of one streamed vLLM request, or a single job error if vLLM refused it."""
         async with (
-            self.http.stream("POST", request.route, json=request.body) as response,
+            self.http.stream("POST", route, json=body) as response,
             _abort_when_stopped(response, stats),
         ):
             if response.status_code >= 400:
@@ -192,9 +200,7 @@ class ChatHandler:
             decoder = SSEDecoder()
             async for data in response.aiter_bytes():
                 for payload in decoder.feed(data):
-                    if stats.first_token_s is None:
-                        stats.first_token_s = time.perf_counter() - stats.started
-                    yield encode(payload)
+                    yield payload
 
     def _failed(self, stats: JobStats, status: int, body: bytes) -> dict[str, str]:
         error = completions.upstream_error(status, body)

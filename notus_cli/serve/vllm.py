@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import httpx
 
 from notus_cli.errors import ConfigError, EngineError
 from notus_cli.guard import guarded
-from worker.engine import vllm_command
+from worker.engine import stop_process_group, vllm_command
 from worker.settings import WorkerSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -133,14 +132,7 @@ class VllmProcess:
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM the process group, SIGKILL it after `grace` seconds. Idempotent."""
-        if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        _signal_group(self.process.pid, signal.SIGKILL)  # helpers that outlived the main process
+        stop_process_group(self.process, grace)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -148,8 +140,3 @@ class VllmProcess:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
