@@ -20,7 +20,7 @@ class _Wire(BaseModel):
 
     def wire(self) -> dict[str, object]:
         """The GraphQL input object: camelCase keys, unset optional fields left out."""
-        return self.model_dump(by_alias=True, exclude_none=True)
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class EnvVar(_Wire):
