@@ -121,7 +121,8 @@ def test_scale_from_zero_counts_the_cold_start_then_back_to_zero(harness: Harnes
     assert body["status"] == "COMPLETED", body
     assert body["output"] == [{"env": "cold"}]  # the template's env reached the worker
     job = harness.emulator.endpoints[endpoint.id].get(body["id"])
-    assert job is not None and job.worker_started is not None
+    assert job is not None
+    assert job.worker_started is not None
     assert job.worker_started >= submitted  # its worker was started for it ...
     assert body["delayTime"] >= (job.worker_started - submitted) * 1000  # ... and the wait counts as delay
     wait_for(lambda: live_workers(harness, endpoint.id) == 0, timeout=20)  # idle 1 s: scaled to zero

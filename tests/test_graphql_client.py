@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -56,7 +55,8 @@ def test_values_travel_as_variables_and_arrive_intact(client: RunPodGraphQL, sen
     assert saved.env_dict() == {"X": AWKWARD}
     assert next(t for t in client.templates() if t.id == saved.id).env_dict() == {"X": AWKWARD}
     query = str(sent[0]["query"])
-    assert "vars-intact" not in query and "hi" not in query  # the query text holds no values
+    assert "vars-intact" not in query
+    assert "hi" not in query
     assert sent[0]["variables"]["input"]["env"] == [{"key": "X", "value": AWKWARD}]
     assert client.mutations == 1
 
@@ -70,9 +70,9 @@ def test_graphql_errors_become_their_message(client: RunPodGraphQL) -> None:
 
 def test_a_rejected_key_says_so_without_showing_it(harness: Harness) -> None:
     wrong = "rpa_WRONGKEY0123456789"
-    with RunPodGraphQL(SecretStr(wrong), url=f"{harness.url}/graphql?api_key={wrong}", retry=FAST) as runpod:
-        with pytest.raises(RunPodAuthError, match="RunPod rejected the API key") as caught:
-            runpod.endpoints()
+    runpod = RunPodGraphQL(SecretStr(wrong), url=f"{harness.url}/graphql?api_key={wrong}", retry=FAST)
+    with runpod, pytest.raises(RunPodAuthError, match="RunPod rejected the API key") as caught:
+        runpod.endpoints()
     assert wrong not in str(caught.value.message) + str(caught.value.hint)
 
 
@@ -112,8 +112,10 @@ def test_typed_results(client: RunPodGraphQL) -> None:
     endpoint = client.save_endpoint(
         EndpointInput(name="typed", template_id=template.id, gpu_ids="AMPERE_80,ADA_80_PRO", workers_max=0)
     )
-    assert endpoint.id and endpoint.gpu_ids == "AMPERE_80,ADA_80_PRO"
-    assert endpoint.workers_standby == 0 and endpoint.flash_boot_type == "FLASHBOOT"
+    assert endpoint.id
+    assert endpoint.gpu_ids == "AMPERE_80,ADA_80_PRO"
+    assert endpoint.workers_standby == 0
+    assert endpoint.flash_boot_type == "FLASHBOOT"
     pools = {pool.id: pool for pool in client.gpu_pools()}
     assert "H200" in pools["HOPPER_141"].gpu_type_ids
     assert any(gpu.memory_in_gb == 141 for gpu in client.gpu_types())
@@ -126,7 +128,7 @@ def test_mask_hides_keys_in_urls_and_text() -> None:
     assert mask(text, "rpa_OTHER") == "GET https://api.runpod.io/graphql?api_key=***&x=1 failed for ***"
 
 
-def test_unreachable_api(tmp_path: Path) -> None:
-    with RunPodGraphQL(SecretStr("rpa_K"), url="http://127.0.0.1:9/graphql", retry=FAST) as runpod:
-        with pytest.raises(EndpointUnreachable, match="did not answer"):
-            runpod.endpoints()
+def test_unreachable_api() -> None:
+    runpod = RunPodGraphQL(SecretStr("rpa_K"), url="http://127.0.0.1:9/graphql", retry=FAST)
+    with runpod, pytest.raises(EndpointUnreachable, match="did not answer"):
+        runpod.endpoints()
