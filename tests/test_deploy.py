@@ -61,7 +61,7 @@ def deployed(harness: Harness, name: str) -> list[str]:
 
 def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
     control = harness.emulator.control
-    run = Session(project, notus_env(harness))
+    run = Session(project, notus_env(harness.url, harness.key))
     env_flags = ["--env", f"NOTUS_TEST_VALUE={AWKWARD}", "--idle-timeout", "2"]
 
     before = len(control.mutations)
@@ -133,7 +133,7 @@ def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
 
 
 def test_a_gpu_that_cannot_hold_the_model_is_refused(harness: Harness, project: Path) -> None:
-    run = Session(project, notus_env(harness))
+    run = Session(project, notus_env(harness.url, harness.key))
     result = run("deploy", "small", "--gpu", "a40", "--yes", code=2)
     assert "needs FP8 weights" in result.stderr
     assert "a100 (AMPERE_80)" in result.stderr
@@ -143,7 +143,7 @@ def test_a_gpu_that_cannot_hold_the_model_is_refused(harness: Harness, project: 
 
 
 def test_bad_flags_name_the_flag(harness: Harness, project: Path) -> None:
-    run = Session(project, notus_env(harness))
+    run = Session(project, notus_env(harness.url, harness.key))
     assert "--region" in run("deploy", "--region", "mars", "--dry-run", code=2).stderr
     assert "--env" in run("deploy", "--env", "no-equals", "--dry-run", code=2).stderr
     assert "--scaler" in run("deploy", "--scaler", "magic", "--dry-run", code=2).stderr
@@ -152,14 +152,14 @@ def test_bad_flags_name_the_flag(harness: Harness, project: Path) -> None:
 
 def test_a_rejected_key_is_reported_and_never_shown(harness: Harness, project: Path) -> None:
     wrong = "rpa_THISKEYISWRONG0000"
-    run = Session(project, notus_env(harness, wrong))
+    run = Session(project, notus_env(harness.url, wrong))
     for args in (("deploy", "--dry-run"), ("status", "x"), ("endpoints",), ("down", "x", "--yes")):
         assert "RunPod rejected the API key" in run(*args, code=1).stderr
     assert all(wrong not in text for text in run.printed)
 
 
 def test_login_stores_the_key_0600_and_commands_use_it(harness: Harness, project: Path) -> None:
-    env = notus_env(harness)
+    env = notus_env(harness.url, harness.key)
     env.pop("RUNPOD_API_KEY")
     env["HOME"] = str(project / "home")
     env["XDG_CONFIG_HOME"] = str(project / "home" / ".config")
@@ -174,7 +174,7 @@ def test_login_stores_the_key_0600_and_commands_use_it(harness: Harness, project
 
 
 def test_runpodctl_config_is_read(harness: Harness, project: Path) -> None:
-    env = notus_env(harness)
+    env = notus_env(harness.url, harness.key)
     env.pop("RUNPOD_API_KEY")
     env["HOME"] = str(project / "home")
     (project / "home" / ".runpod").mkdir(parents=True)
@@ -183,7 +183,8 @@ def test_runpodctl_config_is_read(harness: Harness, project: Path) -> None:
 
 
 def test_gpus_lists_fit_and_price(project: Path, harness: Harness) -> None:
-    rows = json.loads(Session(project, notus_env(harness))("gpus", "--json", "--max-model-len", "8192").stdout)
+    run = Session(project, notus_env(harness.url, harness.key))
+    rows = json.loads(run("gpus", "--json", "--max-model-len", "8192").stdout)
     by_pool = {row["pool"]: row for row in rows}
     assert by_pool["AMPERE_48"]["verdict"] == "needs FP8"
     assert by_pool["AMPERE_80"]["verdict"] == "fits"
@@ -193,5 +194,5 @@ def test_gpus_lists_fit_and_price(project: Path, harness: Harness) -> None:
 
 
 def test_status_of_an_unknown_endpoint(harness: Harness, project: Path) -> None:
-    result = Session(project, notus_env(harness))("status", "ghost", code=2)
+    result = Session(project, notus_env(harness.url, harness.key))("status", "ghost", code=2)
     assert "no endpoint named 'ghost'" in result.stderr

@@ -232,10 +232,13 @@ def _plan_json(plan: DeployPlan, *, dry_run: bool) -> dict[str, Any]:
 def _show_status(out: Output, report: EndpointStatus) -> None:
     e = report.endpoint
     if out.json_mode:
-        health = asdict(report.health) if report.health else None
         out.json(
-            {"endpoint": e.model_dump(), "template": report.template and report.template.model_dump()}
-            | {"health": health, "health_error": report.health_error}
+            {
+                "endpoint": e.model_dump(),
+                "template": report.template.model_dump() if report.template else None,
+                "health": asdict(report.health) if report.health else None,
+                "health_error": report.health_error,
+            }
         )
         return
     rows = table("", "", title=f"{e.name} ({e.id})")

@@ -16,16 +16,28 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from notus_cli.emulator.app import Emulator
     from notus_cli.emulator.endpoint import Endpoint
-    from notus_cli.emulator.workers import LocalWorkers
+    from notus_cli.emulator.workers import LocalWorkers, WorkerCommand
 
 # (endpoint, the template's env) -> a pool that starts that endpoint's worker processes (not started yet)
 WorkerFactory = Callable[["Endpoint", Mapping[str, str]], "LocalWorkers"]
+
+
+def command_factory(emulator: Emulator, command: WorkerCommand) -> WorkerFactory:
+    """Workers run `command` with the template's env underneath its own (the command's wins, so a worker
+    always reaches the local vLLM); each endpoint logs to its own folder under the command's log_dir."""
+    from notus_cli.emulator.workers import LocalWorkers
+
+    def factory(endpoint: Endpoint, env: Mapping[str, str]) -> LocalWorkers:
+        log_dir = command.log_dir / endpoint.id if command.log_dir is not None else None
+        return LocalWorkers(emulator, endpoint, replace(command, env={**env, **command.env}, log_dir=log_dir))
+
+    return factory
 
 
 @dataclass(frozen=True)

@@ -10,32 +10,27 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
-from notus_cli.emulator import EmulatorConfig, Endpoint, LocalWorkers
+from notus_cli.emulator import EmulatorConfig
+from notus_cli.emulator.scaler import command_factory
 from tests.support.emulator import ROOT, Harness, echo_command
 
 
 def control_harness(log_dir: Path) -> Harness:
     """A Harness whose saveEndpoint endpoints run echo workers with their template's env."""
     harness = Harness.start(log_dir, EmulatorConfig(sweep_interval=0.1))
-
-    def factory(endpoint: Endpoint, env: Mapping[str, str]) -> LocalWorkers:
-        command = echo_command(log_dir / endpoint.id, concurrency=4)
-        return LocalWorkers(harness.emulator, endpoint, replace(command, env={**env, **command.env}))
-
-    harness.emulator.worker_factory = factory
+    harness.emulator.worker_factory = command_factory(harness.emulator, echo_command(log_dir, concurrency=4))
     return harness
 
 
-def notus_env(harness: Harness, key: str | None = None) -> dict[str, str]:
-    """The environment that points `notus` at the emulator's control and data planes."""
+def notus_env(url: str, key: str) -> dict[str, str]:
+    """The environment that points `notus` (this checkout's) at an emulator's control and data planes."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("NOTUS_", "RUNPOD_"))}
     env.update(
-        NOTUS_RUNPOD_GRAPHQL_URL=f"{harness.url}/graphql",
-        NOTUS_RUNPOD_API_URL=f"{harness.url}/v2",
-        RUNPOD_API_KEY=key or harness.key,
+        NOTUS_RUNPOD_GRAPHQL_URL=f"{url}/graphql",
+        NOTUS_RUNPOD_API_URL=f"{url}/v2",
+        RUNPOD_API_KEY=key,
         PYTHONPATH=str(ROOT),
     )
     return env
