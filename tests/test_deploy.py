@@ -132,6 +132,21 @@ def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
         assert harness.key not in text
 
 
+def test_a_retried_save_whose_first_answer_was_lost(harness: Harness, project: Path) -> None:
+    """RunPod made the template but the answer was lost (502): the retry is refused as a duplicate name,
+    and deploy carries on with the template that was made."""
+    control = harness.emulator.control
+    control.inject(502, lost="saveTemplate")
+    run = Session(project, notus_env(harness.url, harness.key))
+    before = len(control.mutations)
+    result = json.loads(run("deploy", "lost", "--yes", "--json", "--workers-max", "1").stdout)
+    assert control.mutations[before:] == ["saveTemplate", "saveEndpoint"]
+    assert [change["action"] for change in result["changes"]] == ["create template", "create endpoint"]
+    assert result["deployment"]["template_id"] in control.templates
+    assert result["deployment"]["gpu"] == "AMPERE_80"
+    run("down", "lost", "--yes")
+
+
 def test_a_gpu_that_cannot_hold_the_model_is_refused(harness: Harness, project: Path) -> None:
     run = Session(project, notus_env(harness.url, harness.key))
     result = run("deploy", "small", "--gpu", "a40", "--yes", code=2)

@@ -11,14 +11,20 @@ from pydantic import SecretStr
 from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
 from notus_cli.deploy.credentials import find_api_key, store_api_key
 from notus_cli.deploy.plan import DEFAULT_MAX_MODEL_LEN, DeployPlan, fit_pools, plan_deploy
-from notus_cli.deploy.request import DeployFlags, api_base_url, control_plane, deploy_request
+from notus_cli.deploy.request import (
+    DEFAULT_NAME,
+    DeployFlags,
+    api_base_url,
+    control_plane,
+    deploy_request,
+    verify_api_key,
+)
 from notus_cli.deploy.status import EndpointStatus, endpoint_status, list_endpoints
 from notus_cli.model.fit import Verdict
 from notus_cli.model.shape import NEMOTRON_3_NANO
 from notus_cli.options import JsonOpt, YesOpt
 from notus_cli.output import Output, table
 from notus_cli.runpod.gpus import ALIASES, POOLS
-from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.settings import load_settings
 
 app = typer.Typer()
@@ -69,18 +75,21 @@ def deploy(
     request = deploy_request(settings, flags)
     with control_plane(settings) as control:
         plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates())
-        _show_plan(out, plan, dry_run=dry_run)
-        if dry_run or not plan.changes:
-            if not plan.changes and not dry_run:
-                apply_deploy(plan, control, api_base_url=api_base_url(settings))  # refresh the local record
+        if not json_mode:
+            _show_plan(out, plan, dry_run=dry_run)
+        if dry_run:
+            if json_mode:
+                out.json(_plan_json(plan, dry_run=True))
             return
-        if not yes:
+        if plan.changes and not yes:
             typer.confirm("Apply these changes to RunPod?", abort=True, err=True)
-        result = apply_deploy(plan, control, api_base_url=api_base_url(settings))
+        result = apply_deploy(plan, control, api_base_url=api_base_url(settings))  # no changes: no mutation
     if json_mode:
-        out.json({"deployment": asdict(result.deployment), "done": result.mutations})
+        out.json(_plan_json(plan, dry_run=False) | {"deployment": asdict(result.deployment), "done": result.done})
         return
-    for line in result.mutations:
+    if not plan.changes:
+        return
+    for line in result.done:
         out.info(line)
     out.text(result.deployment.endpoint_id)
     out.next_step(f"notus status {request.name}")
@@ -92,8 +101,8 @@ def status(name: NameArg = None, json_mode: JsonOpt = False) -> None:
     out = Output(json_mode=json_mode)
     settings = load_settings()
     key = find_api_key(settings).value
-    with RunPodGraphQL(key, url=settings.runpod_graphql_url) as control:
-        report = endpoint_status(control, name or "notus", api_key=key, api_base_url=settings.runpod_api_url)
+    with control_plane(settings, key) as control:
+        report = endpoint_status(control, name or DEFAULT_NAME, api_key=key, api_base_url=settings.runpod_api_url)
     _show_status(out, report)
 
 
@@ -182,8 +191,7 @@ def login(
     out = Output()
     key = SecretStr(typer.prompt("RunPod API key", hide_input=True, err=True).strip())
     if verify:
-        with RunPodGraphQL(key, url=load_settings().runpod_graphql_url) as control:
-            control.endpoints()
+        verify_api_key(load_settings(), key)
     path = store_api_key(key)
     out.info(f"key stored in {path} (readable by you only)")
     out.next_step("notus deploy --dry-run")
@@ -191,9 +199,6 @@ def login(
 
 def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
     low, high = plan.usd_per_hour
-    if out.json_mode:
-        out.json(_plan_json(plan, dry_run=dry_run))
-        return
     fits = table("pool", "VRAM", "fits", "sequences", "reason", title=f"Fit at {plan.max_model_len} tokens")
     for pool, fit in plan.fits:
         fits.add_row(pool.id, f"{pool.vram_gb} GB", str(fit.verdict), str(fit.max_sequences), fit.reason)

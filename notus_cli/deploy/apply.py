@@ -14,8 +14,8 @@ from pathlib import Path
 
 from notus_cli.deploy.plan import DeployPlan, template_prefix
 from notus_cli.deploy.state import Deployment, forget_deployment, load_deployments, save_deployment
-from notus_cli.errors import ConfigError
-from notus_cli.runpod.control import ControlPlane, EndpointInfo, Template
+from notus_cli.errors import ConfigError, RunPodQueryError
+from notus_cli.runpod.control import ControlPlane, EndpointInfo, Template, TemplateInput
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class TearDown:
 @dataclass
 class DeployResult:
     deployment: Deployment
-    mutations: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)  # what changed on RunPod, for people
 
 
 def apply_deploy(
@@ -46,7 +46,7 @@ def apply_deploy(
     actions = {change.action for change in plan.changes}
     template_id = plan.existing_template.id if plan.existing_template else None
     if "create template" in actions or template_id is None:
-        template_id = control.save_template(plan.template).id
+        template_id = _save_template(control, plan.template)
         done.append(f"created template {plan.template.name}")
     endpoint = plan.endpoint
     if plan.existing is None:
@@ -65,13 +65,28 @@ def apply_deploy(
         endpoint_id=endpoint_id,
         template_id=template_id,
         image=plan.request.image,
-        gpu=endpoint.gpu_ids,
+        gpu=plan.request.pools[0].id,  # the preferred pool: what cost figures use
         model_revision=plan.request.model_revision,
         api_base_url=api_base_url,
-        extra={"max_model_len": str(plan.max_model_len), "max_num_seqs": str(plan.max_num_seqs)},
+        extra={
+            "gpu_ids": endpoint.gpu_ids,
+            "max_model_len": str(plan.max_model_len),
+            "max_num_seqs": str(plan.max_num_seqs),
+        },
     )
     save_deployment(deployment, state)
     return DeployResult(deployment, done)
+
+
+def _save_template(control: ControlPlane, template: TemplateInput) -> str:
+    """Create the template; if a retried request already did (RunPod then refuses the name), use that one."""
+    try:
+        return control.save_template(template).id
+    except RunPodQueryError:
+        twin = next((t for t in control.templates() if t.name == template.name), None)
+        if twin is None or (twin.image_name, twin.env) != (template.image_name, template.env):
+            raise
+        return twin.id
 
 
 def find_endpoint(control: ControlPlane, name: str, state: Path | None = None) -> EndpointInfo | None:

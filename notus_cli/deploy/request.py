@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
+from pydantic import SecretStr
+
 from notus_cli.build.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
 from notus_cli.build.state import last_pushed, state_dir
 from notus_cli.deploy.credentials import find_api_key
@@ -75,9 +77,15 @@ def deploy_request(settings: NotusSettings, flags: DeployFlags) -> DeployRequest
     )
 
 
-def control_plane(settings: NotusSettings) -> RunPodGraphQL:
+def control_plane(settings: NotusSettings, key: SecretStr | None = None) -> RunPodGraphQL:
     """The GraphQL client for the configured URL and key. Raises RunPodAuthError when no key is found."""
-    return RunPodGraphQL(find_api_key(settings).value, url=settings.runpod_graphql_url)
+    return RunPodGraphQL(key or find_api_key(settings).value, url=settings.runpod_graphql_url)
+
+
+def verify_api_key(settings: NotusSettings, key: SecretStr) -> None:
+    """One harmless query; raises RunPodAuthError if RunPod rejects `key`."""
+    with control_plane(settings, key) as control:
+        control.endpoints()
 
 
 def api_base_url(settings: NotusSettings) -> str | None:

@@ -20,6 +20,7 @@ import asyncio
 import secrets
 import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError, build_schema, graphql_sync
@@ -109,35 +110,49 @@ class ControlPlane:
         self.specs: dict[str, dict[str, Any]] = {}  # endpoint id -> what myself.endpoints shows
         self.scalers: dict[str, Scaler] = {}
         self.mutations: list[str] = []  # every mutation carried out, by name (tests count them)
-        self._faults: deque[tuple[int | None, float]] = deque()
+        self._faults: deque[_Fault] = deque()
         self._lock = threading.Lock()
 
-    def inject(self, status: int | None = None, *, delay: float = 0.0, count: int = 1) -> None:
-        """Answer the next `count` requests with HTTP `status` and/or after `delay` s (RunPod's bad days)."""
+    def inject(self, status: int | None = None, *, delay: float = 0.0, count: int = 1, lost: str = "") -> None:
+        """RunPod's bad days: answer the next `count` requests with HTTP `status` and/or after `delay` s.
+
+        With `lost` (an operation name such as "saveTemplate"), the fault waits for that operation and
+        strikes after carrying it out: the change is made, but its answer is lost, as behind a failing gateway.
+        """
         with self._lock:
-            self._faults.extend([(status, delay)] * count)
+            self._faults.extend([_Fault(status, delay, lost)] * count)
 
     async def handle(self, request: Request) -> Response:
-        with self._lock:
-            fault = self._faults.popleft() if self._faults else None
-        if fault is not None:
-            await asyncio.sleep(fault[1])
-            if fault[0] is not None:
-                return JSONResponse({"errors": [{"message": f"injected HTTP {fault[0]}"}]}, status_code=fault[0])
+        body = await read_json(request, MAX_BODY)
+        query = body.get("query") if isinstance(body, dict) else None
+        fault = self._fault(query if isinstance(query, str) else "")
+        if fault is not None and not fault.lost:
+            await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                return _injected(fault.status)
         key = request.query_params.get("api_key") or presented_key(request)
         if key is None or key not in self.emulator.api_keys:
             return JSONResponse({"errors": [{"message": "Unauthorized"}]}, status_code=401)
-        body = await read_json(request, MAX_BODY)
-        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        if not isinstance(body, dict) or not isinstance(query, str):
             return JSONResponse({"errors": [{"message": "send {query, variables}"}]}, status_code=400)
         result = graphql_sync(
             SCHEMA,
-            body["query"],
+            query,
             root_value=_Root(self),
             variable_values=body.get("variables") or {},
             operation_name=body.get("operationName"),
         )
+        if fault is not None and fault.lost and fault.status is not None:
+            return _injected(fault.status)
         return JSONResponse(result.formatted)
+
+    def _fault(self, query: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if not fault.lost or fault.lost in query:
+                    self._faults.remove(fault)
+                    return fault
+        return None
 
     def tick(self, now: float) -> None:
         for scaler in list(self.scalers.values()):
@@ -243,6 +258,17 @@ class ControlPlane:
         scaler = self.scalers.get(spec["id"])
         if scaler is not None:
             scaler.configure(self._scaling(spec))
+
+
+@dataclass(frozen=True)
+class _Fault:
+    status: int | None
+    delay: float
+    lost: str
+
+
+def _injected(status: int) -> JSONResponse:
+    return JSONResponse({"errors": [{"message": f"injected HTTP {status}"}]}, status_code=status)
 
 
 class _Root:
