@@ -18,15 +18,12 @@ from notus_cli.errors import RunPodQueryError
 from notus_cli.runpod.control import EndpointInput, EnvVar, TemplateInput
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.serverless import RetryPolicy
-from tests.support.control import control_harness
 from tests.support.emulator import Harness, wait_for
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    harness = control_harness(tmp_path_factory.mktemp("control-logs"))
-    yield harness
-    harness.close()
+@pytest.fixture
+def harness(control_emulator: Harness) -> Harness:
+    return control_emulator
 
 
 @pytest.fixture

@@ -10,25 +10,22 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from notus_cli.build.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
 from notus_cli.build.state import PushedImage, record_push
-from tests.support.control import control_harness, notus, notus_env
+from tests.support.control import notus, notus_env
 from tests.support.emulator import Harness
 
 AWKWARD = 'quote " back\\slash\nnew line = $HOME'
 DIGEST = "sha256:" + "cd" * 32
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    harness = control_harness(tmp_path_factory.mktemp("deploy-logs"))
-    yield harness
-    harness.close()
+@pytest.fixture
+def harness(control_emulator: Harness) -> Harness:
+    return control_emulator
 
 
 @pytest.fixture

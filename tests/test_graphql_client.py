@@ -16,18 +16,15 @@ from notus_cli.errors import EndpointUnreachable, RunPodAuthError, RunPodError, 
 from notus_cli.runpod.control import EndpointInput, EnvVar, TemplateInput
 from notus_cli.runpod.graphql import RunPodGraphQL, mask
 from notus_cli.runpod.serverless import RetryPolicy
-from tests.support.control import control_harness
 from tests.support.emulator import Harness
 
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
 AWKWARD = 'say "hi"\\n, a back\\slash,\na newline, {"json": true} and $dollar'
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    harness = control_harness(tmp_path_factory.mktemp("graphql-logs"))
-    yield harness
-    harness.close()
+@pytest.fixture
+def harness(control_emulator: Harness) -> Harness:
+    return control_emulator
 
 
 @pytest.fixture
