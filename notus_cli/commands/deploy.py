@@ -246,7 +246,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
             }
         )
         return
-    rows = table("", "", title=f"{e.name} ({e.id})")
+    rows = table("setting", "value", title=f"{e.name} ({e.id})")
     image = report.template.image_name if report.template else e.template_id
     for key, value in (
         ("image", image),
@@ -260,7 +260,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
     if report.health is not None:
         jobs, workers = report.health.jobs, report.health.workers
         rows.add_row("jobs", ", ".join(f"{k} {v}" for k, v in jobs.items()))
-        rows.add_row("workers now", ", ".join(f"{k} {v}" for k, v in workers.items() if v))
+        rows.add_row("workers now", ", ".join(f"{k} {v}" for k, v in workers.items() if v) or "none (scaled to zero)")
     else:
         rows.add_row("health", f"unavailable: {report.health_error}")
     out.result(rows)
