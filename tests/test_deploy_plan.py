@@ -102,6 +102,13 @@ def test_a_new_image_is_a_rolling_release_and_new_settings_a_full_save() -> None
     assert plan.endpoint.template_id == "tpl1"
 
 
+def test_max_model_len_is_bounded_by_the_model() -> None:
+    with pytest.raises(ConfigError, match="--max-model-len 300000 exceeds the model's context"):
+        plan_deploy(request(max_model_len=300_000), endpoints=[], templates=[])
+    long = plan_deploy(request("h200", max_model_len=262_144), endpoints=[], templates=[])
+    assert 1 <= long.max_num_seqs < plan_deploy(request("h200"), endpoints=[], templates=[]).max_num_seqs
+
+
 def test_regions() -> None:
     assert resolve_locations("is") == "EUR-IS-1,EUR-IS-2,EUR-IS-3"
     assert "EU-SE-1" in (resolve_locations("eu") or "")

@@ -148,7 +148,12 @@ def model_shape(request: DeployRequest) -> ModelShape:
 def plan_deploy(request: DeployRequest, *, endpoints: list[EndpointInfo], templates: list[Template]) -> DeployPlan:
     """The plan against RunPod's current endpoints and templates. Raises ConfigError if the model does not fit."""
     shape = model_shape(request)
-    max_model_len = request.max_model_len or DEFAULT_MAX_MODEL_LEN
+    max_model_len = request.max_model_len or min(DEFAULT_MAX_MODEL_LEN, shape.max_position_embeddings)
+    if max_model_len > shape.max_position_embeddings:
+        raise ConfigError(
+            f"--max-model-len {max_model_len} exceeds the model's context ({shape.max_position_embeddings} tokens)",
+            hint=f"use at most {shape.max_position_embeddings}",
+        )
     fits = fit_pools(request.pools, shape=shape, gpu_count=request.gpu_count, max_model_len=max_model_len)
     fp8 = "fp8" in request.model_id.lower()
     notes = _check_fits(fits, request, fp8=fp8, shape=shape, max_model_len=max_model_len)
