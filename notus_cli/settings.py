@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -101,6 +101,25 @@ class BenchSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="the key the server expects as a Bearer token")
 
 
+class DeploySettings(BaseModel):
+    """`[deploy]` in notus.toml (NOTUS_DEPLOY__<KEY>): defaults for `notus deploy`. Flags win."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpu: str = Field("a100", min_length=1, description="GPU aliases or pool ids, comma-separated (a100,h100)")
+    gpu_count: int = Field(1, ge=1, le=8, description="GPUs per worker (tensor parallelism), from 1 to 8")
+    workers_min: int = Field(0, ge=0, le=100, description="workers always on, from 0 to 100 (0: scale to zero)")
+    workers_max: int = Field(1, ge=1, le=100, description="most workers at once, from 1 to 100")
+    idle_timeout: int = Field(5, ge=1, le=3600, description="seconds an idle worker stays up, from 1 to 3600")
+    scaler: Literal["delay", "requests"] = Field("delay", description="delay (queue delay) or requests (count)")
+    scaler_value: int = Field(4, ge=1, description="seconds of queue delay, or requests per worker (at least 1)")
+    flashboot: bool = Field(True, description="true to keep FlashBoot snapshots (faster cold starts)")
+    region: str | None = Field(None, description="is (Iceland), eu (Europe) or data-centre ids (EUR-IS-1,...)")
+    max_model_len: int | None = Field(None, ge=256, description="context length (default: 32768, or what fits)")
+    container_disk_gb: int | None = Field(None, ge=10, le=1000, description="container disk in GB (default: sized)")
+    image: str | None = Field(None, description="the image to deploy (default: the last `notus push`)")
+
+
 class NotusSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NOTUS_", env_nested_delimiter="__", extra="forbid", populate_by_name=True, frozen=True
@@ -113,9 +132,12 @@ class NotusSettings(BaseSettings):
     hf_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("hf_token", "HF_TOKEN"), description="a Hugging Face access token"
     )
+    runpod_api_url: str = Field("https://api.runpod.ai/v2", description="RunPod's serverless API base URL")
+    runpod_graphql_url: str = Field("https://api.runpod.io/graphql", description="RunPod's GraphQL API URL")
     serve: ServeSettings = Field(ServeSettings(), description="the [serve] section (notus serve)")
     build: BuildSettings = Field(BuildSettings(), description="the [build] section")
     bench: BenchSettings = Field(BenchSettings(), description="the [bench] table: base_url, model, tokenizer, gpu")
+    deploy: DeploySettings = Field(DeploySettings(), description="the [deploy] section (notus deploy)")
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,7 @@ import pytest
 
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.serve.stack import LocalStack, StackConfig
+from tests.support.control import control_harness
 from tests.support.emulator import Harness
 from tests.support.vllm import VllmServer, start_vllm
 
@@ -52,6 +53,14 @@ def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """An emulator on loopback; tests add endpoints with real SDK worker processes (echo handler by default)."""
     harness = Harness.start(tmp_path_factory.mktemp("emulator-logs"))
+    yield harness
+    harness.close()
+
+
+@pytest.fixture(scope="session")
+def control_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """An emulator whose control plane (POST /graphql) starts echo workers for the endpoints it creates."""
+    harness = control_harness(tmp_path_factory.mktemp("control-logs"))
     yield harness
     harness.close()
 

@@ -126,6 +126,7 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
         f"runpod SDK: RUNPOD_ENDPOINT_BASE_URL={info.api_base}, runpod.Endpoint({info.endpoint_id!r}, api_key=KEY)"
     )
     out.text(f"OpenAI SDK: OpenAI(base_url={info.openai_base_url!r}, api_key=KEY), model {info.served_model_name!r}")
+    out.text(f"notus deploy: NOTUS_RUNPOD_GRAPHQL_URL={info.url}/graphql NOTUS_RUNPOD_API_URL={info.api_base}")
     if tiny:
         out.info(f"Note: {RANDOM_TEXT_NOTICE}.")
     out.info("Ctrl-C stops everything.")

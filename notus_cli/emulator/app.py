@@ -2,6 +2,7 @@
 
     emulator = Emulator(api_keys=[key])
     endpoint = emulator.create_endpoint(max_workers=2)      # any time, from any thread
+    # or through the control plane: POST /graphql saveEndpoint (workers come from `worker_factory`)
     server = EmulatorServer(emulator, port=0).start()       # uvicorn on loopback, in a thread
     workers = LocalWorkers(emulator, endpoint, WorkerCommand(env=...)).start(2)
 
@@ -32,9 +33,11 @@ from starlette.routing import Route
 
 from notus_cli.emulator import openai_route, public, worker_api
 from notus_cli.emulator.config import EmulatorConfig
+from notus_cli.emulator.control import ControlPlane
 from notus_cli.emulator.endpoint import Endpoint
 from notus_cli.emulator.http import error_response, presented_key
 from notus_cli.emulator.jobs import BadRequest, Job
+from notus_cli.emulator.scaler import WorkerFactory
 
 log = logging.getLogger("notus.emulator")
 T = TypeVar("T")
@@ -52,10 +55,18 @@ def new_endpoint_id() -> str:
 
 
 class Emulator:
-    def __init__(self, config: EmulatorConfig | None = None, *, api_keys: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        api_keys: Iterable[str] = (),
+        worker_factory: WorkerFactory | None = None,
+    ) -> None:
         self.config = config or EmulatorConfig()
         self.api_keys = set(api_keys)
         self.endpoints: dict[str, Endpoint] = {}
+        self.worker_factory = worker_factory  # starts the workers of endpoints made through the control plane
+        self.control = ControlPlane(self)
         self.url: str | None = None  # set once a server listens
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -161,6 +172,7 @@ class Emulator:
             now = time.monotonic()
             for endpoint in list(self.endpoints.values()):
                 endpoint.sweep(now)
+            self.control.tick(now)
 
     def _on_final(self, job: Job) -> None:
         if job.webhook and self.loop is not None:
@@ -212,7 +224,8 @@ def _routes(emulator: Emulator) -> list[Route]:
         ("/job-stop/{pod_id}", worker_api.job_stop, ["GET"]),
         ("/ping/{pod_id}", worker_api.ping, ["GET"]),
     ]
-    return [Route(base + path, bind(handler), methods=methods) for path, handler, methods in table]
+    routes = [Route(base + path, bind(handler), methods=methods) for path, handler, methods in table]
+    return [*routes, Route("/graphql", emulator.control.handle, methods=["POST"])]
 
 
 async def _refused(_request: Request, exc: Exception) -> Response:
@@ -270,6 +283,7 @@ class EmulatorServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.emulator.control.stop_workers()
         if self._thread.is_alive():
             self.emulator.call_soon(self.emulator.close)
             self._server.should_exit = True

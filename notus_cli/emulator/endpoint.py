@@ -40,6 +40,7 @@ class WorkerRecord:
     pod_id: str
     label: str = ""
     local: bool = False  # started by this emulator, which watches its process
+    spawned: float | None = None  # when its process was started (local workers): cold starts count from here
     last_seen: float | None = None  # None: not heard from yet (initializing)
     in_flight: set[str] = field(default_factory=set)
     completed: int = 0
@@ -144,6 +145,10 @@ class Endpoint:
             self._finish(job, JobState.CANCELLED)
         return len(queued)
 
+    def oldest_wait(self, now: float) -> float:
+        """Seconds the oldest queued job has waited (0 when none waits): what RunPod's queue-delay scaler reads."""
+        return next((now - job.submitted for job in self._queue if job.state is JobState.IN_QUEUE), 0.0)
+
     def counts(self) -> Counts:
         in_progress = sum(len(worker.in_flight) for worker in self.workers.values())
         return Counts(self._completed, self._failed, in_progress, self._in_queue, self._retried)
@@ -190,7 +195,8 @@ class Endpoint:
     def register(self, pod_id: str, *, label: str = "", local: bool = False) -> WorkerRecord:
         worker = self.workers.get(pod_id)
         if worker is None:
-            worker = self.workers[pod_id] = WorkerRecord(pod_id, label=label or pod_id, local=local)
+            spawned = time.monotonic() if local else None
+            worker = self.workers[pod_id] = WorkerRecord(pod_id, label=label or pod_id, local=local, spawned=spawned)
         return worker
 
     def seen(self, pod_id: str) -> WorkerRecord:
@@ -221,6 +227,7 @@ class Endpoint:
                     now = time.monotonic()
                     for job in jobs:
                         job.start(pod_id, now)
+                        job.worker_started = worker.spawned
                         worker.in_flight.add(job.id)
                     self.deliveries += len(jobs)
                     if self._in_queue:

@@ -131,6 +131,7 @@ class Job:
     extra: dict[str, Any] = field(default_factory=dict)  # other top-level keys the worker receives (s3Config)
     state: JobState = JobState.IN_QUEUE
     worker_id: str | None = None
+    worker_started: float | None = None  # when the process of the worker that took it started (cold starts)
     started: float | None = None
     finished: float | None = None
     output: Any = None

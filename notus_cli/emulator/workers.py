@@ -128,6 +128,15 @@ class LocalWorkers:
         """Signal a worker's whole process group (tests use this to kill a worker mid-job)."""
         _signal_group(self.find(pod_id).pid, sig)
 
+    def stop_one(self, pod_id: str, grace: float = 10.0) -> None:
+        """Stop one worker (scale-down, rolling release): no more jobs for it, SIGTERM, SIGKILL after `grace`."""
+        worker = self.find(pod_id)
+        self.emulator.call_soon(self.endpoint.drain, pod_id)
+        _signal_group(worker.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(grace)
+        _signal_group(worker.pid, signal.SIGKILL)
+
     def stop(self, grace: float = 10.0) -> None:
         """Stop every worker: SIGTERM, then SIGKILL what is left after `grace` seconds. Idempotent."""
         with self._lock:

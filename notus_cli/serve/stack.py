@@ -3,6 +3,9 @@
     with LocalStack(StackConfig(workers=2)) as stack:      # starts everything, waits until ready
         info = stack.info                                  # URL, endpoint id, key, OpenAI base URL
 
+The emulator also answers RunPod's GraphQL control plane, so `notus deploy` can create endpoints
+here; their workers are started the same way (see `notus_cli.emulator.scaler`).
+
 Workers are unmodified `python -m worker` processes pointed at the one vLLM with NOTUS_VLLM_URL
 (so they start no vLLM of their own) and at the emulator with the RUNPOD_WEBHOOK_* variables.
 They share that vLLM, so each takes max_num_seqs / workers jobs at once (unless `concurrency` says
@@ -34,6 +37,7 @@ import httpx
 from pydantic import SecretStr
 
 from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, LocalWorkers, WorkerCommand, new_key
+from notus_cli.emulator.scaler import command_factory
 from notus_cli.errors import ConfigError, EngineError, ModelError
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
@@ -193,7 +197,9 @@ class LocalStack:
         vllm_url, served = self._engine(model)
         self.server.start()
         self._progress(f"emulator listening on {self.server.url}")
-        self.workers = LocalWorkers(self.emulator, self.endpoint, self._worker_command(vllm_url, served))
+        command = self._worker_command(vllm_url, served)
+        self.workers = LocalWorkers(self.emulator, self.endpoint, command)
+        self.emulator.worker_factory = command_factory(self.emulator, command)  # endpoints made with `notus deploy`
         self.workers.start(config.workers)
         self._wait_for_workers()
         self.workers.restart = config.restart_workers

@@ -3,10 +3,12 @@
 It is a real worker process (the unmodified SDK polling the emulator); only the handler is trivial,
 so the tests exercise the queue protocol in seconds, without vLLM. Job input (all optional):
 
-    {"echo": value, "items": n, "delay": s, "sleep": s, "fail": "message"}
+    {"echo": value, "items": n, "delay": s, "sleep": s, "fail": "message", "env": "NAME"}
 
 yields n items `{"index": i, "echo": value}` `delay` seconds apart after sleeping `sleep` seconds;
-`fail` makes the job fail with that message. ECHO_CONCURRENCY sets the jobs it runs at once.
+`fail` makes the job fail with that message; `env` yields `{"env": value of that variable}` (how
+deploy tests see what a template's env became inside the worker). ECHO_CONCURRENCY sets the jobs it
+runs at once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
         return
     if data.get("sleep"):
         await asyncio.sleep(float(data["sleep"]))
+    if data.get("env"):
+        yield {"env": os.environ.get(str(data["env"]))}
+        return
     if data.get("fail"):
         yield {"error": str(data["fail"])}
         return

@@ -1,0 +1,266 @@
+"""`notus deploy`, `status`, `endpoints`, `down`, `gpus` and `login`: the endpoint's life on RunPod."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+from pydantic import SecretStr
+
+from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
+from notus_cli.deploy.credentials import find_api_key, store_api_key
+from notus_cli.deploy.plan import DEFAULT_MAX_MODEL_LEN, DeployPlan, fit_pools, plan_deploy
+from notus_cli.deploy.request import (
+    DEFAULT_NAME,
+    DeployFlags,
+    api_base_url,
+    control_plane,
+    deploy_request,
+    verify_api_key,
+)
+from notus_cli.deploy.status import EndpointStatus, endpoint_status, list_endpoints
+from notus_cli.model.fit import Verdict
+from notus_cli.model.shape import NEMOTRON_3_NANO
+from notus_cli.options import JsonOpt, YesOpt
+from notus_cli.output import Output, table
+from notus_cli.runpod.gpus import ALIASES, POOLS
+from notus_cli.settings import load_settings
+
+app = typer.Typer()
+NameArg = Annotated[str | None, typer.Argument(help="Deployment name (default: notus).", show_default=False)]
+
+
+@app.command("deploy")
+def deploy(
+    name: NameArg = None,
+    image: Annotated[str | None, typer.Option(help="Image to run (default: the last `notus push` digest).")] = None,
+    gpu: Annotated[
+        str | None, typer.Option(help="GPU aliases or pools, comma-separated: a100,h100 (default a100).")
+    ] = None,
+    gpu_count: Annotated[int | None, typer.Option(help="GPUs per worker = tensor parallelism.", min=1, max=8)] = None,
+    workers_min: Annotated[int | None, typer.Option(help="Workers always on (0: scale to zero).", min=0)] = None,
+    workers_max: Annotated[int | None, typer.Option(help="Most workers at once.", min=1)] = None,
+    idle_timeout: Annotated[int | None, typer.Option(help="Seconds an idle worker stays up.", min=1, max=3600)] = None,
+    scaler: Annotated[str | None, typer.Option(help="Autoscaler: delay (queue delay) or requests.")] = None,
+    scaler_value: Annotated[int | None, typer.Option(help="Seconds of delay, or requests per worker.", min=1)] = None,
+    flashboot: Annotated[bool | None, typer.Option("--flashboot/--no-flashboot", help="FlashBoot.")] = None,
+    region: Annotated[str | None, typer.Option(help="is (Iceland), eu (Europe) or data-centre ids.")] = None,
+    max_model_len: Annotated[int | None, typer.Option(help="Context length (default 32768).", min=256)] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", help="Worker env K=V (repeatable; wins).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    yes: YesOpt = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Create or update the endpoint: prints the plan (diff, fit, cost), asks, then applies only what changed."""
+    out = Output(json_mode=json_mode)
+    if scaler is not None and scaler not in ("delay", "requests"):
+        raise typer.BadParameter(f"'{scaler}': choose delay or requests", param_hint="--scaler")
+    settings = load_settings()
+    flags = DeployFlags(
+        name=name,
+        image=image,
+        gpu=gpu,
+        gpu_count=gpu_count,
+        workers_min=workers_min,
+        workers_max=workers_max,
+        idle_timeout=idle_timeout,
+        scaler=scaler,
+        scaler_value=scaler_value,
+        flashboot=flashboot,
+        region=region,
+        max_model_len=max_model_len,
+        env=tuple(env or ()),
+    )
+    request = deploy_request(settings, flags)
+    with control_plane(settings) as control:
+        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates())
+        if not json_mode:
+            _show_plan(out, plan, dry_run=dry_run)
+        if dry_run:
+            if json_mode:
+                out.json(_plan_json(plan, dry_run=True))
+            return
+        if plan.changes and not yes:
+            typer.confirm("Apply these changes to RunPod?", abort=True, err=True)
+        result = apply_deploy(plan, control, api_base_url=api_base_url(settings))  # no changes: no mutation
+    if json_mode:
+        out.json(_plan_json(plan, dry_run=False) | {"deployment": asdict(result.deployment), "done": result.done})
+        return
+    if not plan.changes:
+        return
+    for line in result.done:
+        out.info(line)
+    out.text(result.deployment.endpoint_id)
+    out.next_step(f"notus status {request.name}")
+
+
+@app.command("status")
+def status(name: NameArg = None, json_mode: JsonOpt = False) -> None:
+    """Show an endpoint's settings and health: workers, queue, jobs."""
+    out = Output(json_mode=json_mode)
+    settings = load_settings()
+    key = find_api_key(settings).value
+    with control_plane(settings, key) as control:
+        report = endpoint_status(control, name or DEFAULT_NAME, api_key=key, api_base_url=settings.runpod_api_url)
+    _show_status(out, report)
+
+
+@app.command("endpoints")
+def endpoints(json_mode: JsonOpt = False) -> None:
+    """List the account's serverless endpoints (and which local deployment each one is)."""
+    out = Output(json_mode=json_mode)
+    with control_plane(load_settings()) as control:
+        listed = list_endpoints(control)
+    if json_mode:
+        out.json([{**item.endpoint.model_dump(), "deployment": item.local_name} for item in listed])
+        return
+    rows = table("name", "id", "gpus", "workers", "deployment", title="Serverless endpoints")
+    for item in listed:
+        e = item.endpoint
+        rows.add_row(e.name, e.id, e.gpu_ids, f"{e.workers_min}-{e.workers_max}", item.local_name or "-")
+    out.result(rows)
+
+
+@app.command("down")
+def down(
+    name: Annotated[str, typer.Argument(help="Deployment to remove.")],
+    yes: YesOpt = False,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Scale the endpoint to zero, delete it and its templates, and forget it."""
+    out = Output(json_mode=json_mode)
+    with control_plane(load_settings()) as control:
+        plan = plan_tear_down(control, name)
+        if plan.endpoint is not None:
+            out.info(f"delete endpoint {plan.endpoint.name} ({plan.endpoint.id}), scaling it to zero first")
+        for template in plan.templates:
+            out.info(f"delete template {template.name}")
+        if not yes:
+            typer.confirm(f"Remove deployment '{name}' from RunPod?", abort=True, err=True)
+        done = tear_down(plan, control)
+    if json_mode:
+        out.json({"name": name, "done": done})
+        return
+    for line in done:
+        out.info(line)
+    out.info(f"'{name}' is gone")
+
+
+@app.command("gpus")
+def gpus(
+    max_model_len: Annotated[int, typer.Option(help="Context length to size for.", min=256)] = DEFAULT_MAX_MODEL_LEN,
+    gpu_count: Annotated[int, typer.Option(help="GPUs per worker.", min=1, max=8)] = 1,
+    json_mode: JsonOpt = False,
+) -> None:
+    """RunPod's serverless GPU pools: memory, price, and whether Nemotron fits and at what concurrency."""
+    out = Output(json_mode=json_mode)
+    fits = fit_pools(POOLS, shape=NEMOTRON_3_NANO, gpu_count=gpu_count, max_model_len=max_model_len)
+    aliases = {pool.id: [a for a, p in ALIASES.items() if p == pool.id] for pool in POOLS}
+    if json_mode:
+        out.json(
+            [
+                {"pool": p.id, "aliases": aliases[p.id], "gpus": p.gpus, "vram_gb": p.vram_gb}
+                | {"usd_per_second": p.usd_per_second * gpu_count, "usd_per_hour": p.usd_per_hour * gpu_count}
+                | {"verdict": str(f.verdict), "max_sequences": f.max_sequences, "reason": f.reason}
+                for p, f in fits
+            ]
+        )
+        return
+    title = f"Nemotron-3 Nano at {max_model_len} tokens, {gpu_count} GPU(s) per worker"
+    rows = table("pool", "aliases", "VRAM", "$/s", "$/h", "fits", "sequences", title=title)
+    for pool, fit in fits:
+        sequences = str(fit.max_sequences) if fit.verdict is not Verdict.TOO_SMALL else "-"
+        rows.add_row(
+            pool.id,
+            ",".join(aliases[pool.id]),
+            f"{pool.vram_gb} GB",
+            f"{pool.usd_per_second * gpu_count:.5f}",
+            f"{pool.usd_per_hour * gpu_count:.2f}",
+            str(fit.verdict),
+            sequences,
+        )
+    out.result(rows)
+
+
+@app.command("login")
+def login(
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the key with RunPod first.")] = True,
+) -> None:
+    """Store a RunPod API key in your user config dir (mode 0600); it is read from a hidden prompt or stdin."""
+    out = Output()
+    key = SecretStr(typer.prompt("RunPod API key", hide_input=True, err=True).strip())
+    if verify:
+        verify_api_key(load_settings(), key)
+    path = store_api_key(key)
+    out.info(f"key stored in {path} (readable by you only)")
+    out.next_step("notus deploy --dry-run")
+
+
+def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
+    low, high = plan.usd_per_hour
+    fits = table("pool", "VRAM", "fits", "sequences", "reason", title=f"Fit at {plan.max_model_len} tokens")
+    for pool, fit in plan.fits:
+        fits.add_row(pool.id, f"{pool.vram_gb} GB", str(fit.verdict), str(fit.max_sequences), fit.reason)
+    out.result(fits)
+    for note in plan.notes:
+        out.warn(note)
+    price = f"${low:.2f}" if low == high else f"${low:.2f}-{high:.2f}"
+    out.text(
+        f"{plan.request.name}: {plan.endpoint.gpu_ids} x{plan.request.gpu_count}, workers "
+        f"{plan.request.workers_min}-{plan.request.workers_max}, max_model_len {plan.max_model_len}, "
+        f"max_num_seqs {plan.max_num_seqs}, disk {plan.template.container_disk_in_gb} GB"
+    )
+    out.text(f"cost: {price}/hour per active worker; at most ${plan.max_usd_per_hour:.2f}/hour at workers-max")
+    if not plan.changes:
+        out.text("No changes: RunPod already runs this deployment.")
+        return
+    changes = table("action", "detail", title="Plan" + (" (dry run: nothing is sent)" if dry_run else ""))
+    for change in plan.changes:
+        changes.add_row(change.action, change.detail)
+    out.result(changes)
+
+
+def _plan_json(plan: DeployPlan, *, dry_run: bool) -> dict[str, Any]:
+    return {
+        "name": plan.request.name,
+        "dry_run": dry_run,
+        "changes": [asdict(change) for change in plan.changes],
+        "template": plan.template.model_dump(),
+        "endpoint": plan.endpoint.model_dump(),
+        "fits": [{"pool": pool.id, **asdict(fit)} for pool, fit in plan.fits],
+        "usd_per_hour": plan.usd_per_hour,
+        "max_usd_per_hour": plan.max_usd_per_hour,
+    }
+
+
+def _show_status(out: Output, report: EndpointStatus) -> None:
+    e = report.endpoint
+    if out.json_mode:
+        out.json(
+            {
+                "endpoint": e.model_dump(),
+                "template": report.template.model_dump() if report.template else None,
+                "health": asdict(report.health) if report.health else None,
+                "health_error": report.health_error,
+            }
+        )
+        return
+    rows = table("setting", "value", title=f"{e.name} ({e.id})")
+    image = report.template.image_name if report.template else e.template_id
+    for key, value in (
+        ("image", image),
+        ("gpus", f"{e.gpu_ids} x{e.gpu_count}"),
+        ("workers", f"min {e.workers_min}, max {e.workers_max}, standby {e.workers_standby}"),
+        ("scaler", f"{e.scaler_type} {e.scaler_value}, idle timeout {e.idle_timeout} s"),
+        ("locations", e.locations or "any"),
+        ("flashboot", e.flash_boot_type),
+    ):
+        rows.add_row(key, value)
+    if report.health is not None:
+        jobs, workers = report.health.jobs, report.health.workers
+        rows.add_row("jobs", ", ".join(f"{k} {v}" for k, v in jobs.items()))
+        rows.add_row("workers now", ", ".join(f"{k} {v}" for k, v in workers.items() if v) or "none (scaled to zero)")
+    else:
+        rows.add_row("health", f"unavailable: {report.health_error}")
+    out.result(rows)

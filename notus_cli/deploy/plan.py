@@ -1,0 +1,300 @@
+"""What `notus deploy` wants on RunPod, how that differs from what is there, and what it may cost.
+
+A deploy is described by a `DeployRequest` (flags over notus.toml, already resolved). `plan_deploy`
+checks that the model fits each GPU pool, derives the worker settings from the fit (tensor
+parallelism, max model length, concurrency), builds the template and the full endpoint spec, and
+compares them with what RunPod has, so applying the plan twice changes nothing the second time.
+
+Templates are named `<deployment>__<image tag or digest>-<hash of their content>`: a new image (or
+new worker settings) gives a new template, which the endpoint is switched to with
+`updateEndpointTemplate` (a rolling release); the `__` keeps one deployment's templates apart from
+another's, so `notus down` can find them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from notus_cli.errors import ConfigError
+from notus_cli.model.fit import Fit, Verdict, check_fit, weights_bytes
+from notus_cli.model.shape import NEMOTRON_3_NANO, ModelShape
+from notus_cli.runpod.control import (
+    EndpointInfo,
+    EndpointInput,
+    EnvVar,
+    FlashBootType,
+    ScalerType,
+    Template,
+    TemplateInput,
+)
+from notus_cli.runpod.gpus import ALIASES, POOLS, GpuPool
+
+DEFAULT_MAX_MODEL_LEN = 32768
+MAX_NUM_SEQS_CAP = 256  # vLLM's own default for max_num_seqs
+BASE_IMAGE_GB = 20  # vLLM's image and the worker's environment, without the weights
+DISK_HEADROOM = 1.2
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SCALERS: dict[str, ScalerType] = {"delay": "QUEUE_DELAY", "requests": "REQUEST_COUNT"}
+# Endpoint fields a deploy sets; a difference in any of them means saveEndpoint with the full spec.
+SETTINGS = (
+    "gpu_ids",
+    "gpu_count",
+    "workers_min",
+    "workers_max",
+    "workers_standby",
+    "idle_timeout",
+    "scaler_type",
+    "scaler_value",
+    "flash_boot_type",
+    "locations",
+)
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    name: str
+    image: str
+    model_id: str
+    pools: tuple[GpuPool, ...]
+    gpu_count: int = 1
+    workers_min: int = 0
+    workers_max: int = 1
+    idle_timeout: int = 5
+    scaler: str = "delay"
+    scaler_value: int = 4
+    flashboot: bool = True
+    locations: str | None = None
+    max_model_len: int | None = None
+    container_disk_gb: int | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    model_revision: str | None = None
+    model_dir: Path | None = None  # read the model's config.json from here, when at hand
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # create template | create endpoint | update endpoint | rolling release
+    detail: str
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    request: DeployRequest
+    template: TemplateInput
+    endpoint: EndpointInput  # the full spec; id and templateId are those of RunPod's when the endpoint exists
+    existing: EndpointInfo | None
+    existing_template: Template | None  # a template with the wanted name, already on RunPod
+    current_template: Template | None  # the template the endpoint runs now
+    changes: tuple[Change, ...]
+    fits: tuple[tuple[GpuPool, Fit], ...]
+    max_model_len: int
+    max_num_seqs: int
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def usd_per_hour(self) -> tuple[float, float]:
+        """Cheapest and dearest $/hour of one active worker across the chosen pools."""
+        prices = [pool.usd_per_hour * self.request.gpu_count for pool in self.request.pools]
+        return min(prices), max(prices)
+
+    @property
+    def max_usd_per_hour(self) -> float:
+        """The most the endpoint can cost per hour: every allowed worker busy on the dearest pool."""
+        return self.usd_per_hour[1] * self.request.workers_max
+
+
+def check_name(name: str) -> str:
+    """Raises ConfigError unless `name` is a valid deployment name."""
+    if not NAME.match(name):
+        raise ConfigError(
+            f"NAME '{name}' is not a valid deployment name",
+            hint="use lowercase letters, digits and '-', starting with a letter or digit (at most 40)",
+        )
+    return name
+
+
+def parse_env(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    """`K=V` strings (V may hold anything, '=' and newlines too). Raises ConfigError naming --env."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not ENV_KEY.match(key):
+            raise ConfigError(f"--env '{pair[:40]}' is not KEY=VALUE", hint="KEY: letters, digits and '_'")
+        parsed[key] = value
+    return tuple(parsed.items())
+
+
+def fit_pools(
+    pools: tuple[GpuPool, ...], *, shape: ModelShape, gpu_count: int, max_model_len: int
+) -> tuple[tuple[GpuPool, Fit], ...]:
+    return tuple(
+        (pool, check_fit(shape, vram_gib=pool.vram_gb, gpu_count=gpu_count, max_model_len=max_model_len))
+        for pool in pools
+    )
+
+
+def model_shape(request: DeployRequest) -> ModelShape:
+    if request.model_dir is not None and (request.model_dir / "config.json").is_file():
+        return ModelShape.from_dir(request.model_dir)
+    return NEMOTRON_3_NANO
+
+
+def plan_deploy(request: DeployRequest, *, endpoints: list[EndpointInfo], templates: list[Template]) -> DeployPlan:
+    """The plan against RunPod's current endpoints and templates. Raises ConfigError if the model does not fit."""
+    shape = model_shape(request)
+    max_model_len = request.max_model_len or min(DEFAULT_MAX_MODEL_LEN, shape.max_position_embeddings)
+    if max_model_len > shape.max_position_embeddings:
+        raise ConfigError(
+            f"--max-model-len {max_model_len} exceeds the model's context ({shape.max_position_embeddings} tokens)",
+            hint=f"use at most {shape.max_position_embeddings}",
+        )
+    fits = fit_pools(request.pools, shape=shape, gpu_count=request.gpu_count, max_model_len=max_model_len)
+    fp8 = "fp8" in request.model_id.lower()
+    notes = _check_fits(fits, request, fp8=fp8, shape=shape, max_model_len=max_model_len)
+    max_num_seqs = max(1, min(MAX_NUM_SEQS_CAP, *(fit.max_sequences for _pool, fit in fits)))
+    template = _template(request, shape, fp8=fp8, max_model_len=max_model_len, max_num_seqs=max_num_seqs)
+    existing = next((e for e in endpoints if e.name == request.name), None)
+    by_name = {t.name: t for t in templates}
+    current = next((t for t in templates if existing and t.id == existing.template_id), None)
+    endpoint = EndpointInput(
+        id=existing.id if existing else None,
+        name=request.name,
+        template_id=existing.template_id if existing else "",
+        gpu_ids=",".join(pool.id for pool in request.pools),
+        gpu_count=request.gpu_count,
+        workers_min=request.workers_min,
+        workers_max=request.workers_max,
+        workers_standby=request.workers_min,  # else RunPod keeps one warm and the endpoint never scales to zero
+        idle_timeout=request.idle_timeout,
+        scaler_type=SCALERS[request.scaler],
+        scaler_value=request.scaler_value,
+        flash_boot_type=_flashboot(request.flashboot),
+        locations=request.locations,
+        execution_timeout_ms=existing.execution_timeout_ms if existing else None,
+    )
+    changes = _diff(template, endpoint, existing, current, by_name.get(template.name))
+    return DeployPlan(
+        request=request,
+        template=template,
+        endpoint=endpoint,
+        existing=existing,
+        existing_template=by_name.get(template.name),
+        current_template=current,
+        changes=changes,
+        fits=fits,
+        max_model_len=max_model_len,
+        max_num_seqs=max_num_seqs,
+        notes=notes,
+    )
+
+
+def container_disk_gb(shape: ModelShape, *, fp8: bool) -> int:
+    """Room for the image (base + weights) with headroom, in whole tens of GB (Nemotron BF16: 100)."""
+    weights_gb = weights_bytes(shape, fp8_experts=fp8) / 1e9
+    return max(10, math.ceil((weights_gb + BASE_IMAGE_GB) * DISK_HEADROOM / 10) * 10)
+
+
+def template_prefix(name: str) -> str:
+    """Every template of deployment `name` starts with this (see the module docstring)."""
+    return f"{name}__"
+
+
+def _template(
+    request: DeployRequest, shape: ModelShape, *, fp8: bool, max_model_len: int, max_num_seqs: int
+) -> TemplateInput:
+    env = {
+        "NOTUS_MAX_MODEL_LEN": str(max_model_len),
+        "NOTUS_MAX_NUM_SEQS": str(max_num_seqs),
+        "NOTUS_TENSOR_PARALLEL_SIZE": str(request.gpu_count),
+        **dict(request.env),  # the operator's --env wins
+    }
+    disk = request.container_disk_gb or container_disk_gb(shape, fp8=fp8)
+    content = json.dumps({"image": request.image, "env": env, "disk": disk}, sort_keys=True)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:6]
+    return TemplateInput(
+        name=f"{template_prefix(request.name)}{_image_label(request.image)}-{digest}",
+        image_name=request.image,
+        container_disk_in_gb=disk,
+        env=tuple(EnvVar(key=key, value=value) for key, value in env.items()),
+        is_serverless=True,
+        readme=f"Notus: {request.model_id} served by vLLM (deployment {request.name})",
+    )
+
+
+def _image_label(image: str) -> str:
+    """The tag, or the first 12 hex digits of the digest, of an image reference."""
+    if "@" in image:
+        return image.rsplit("@", 1)[1].split(":", 1)[-1][:12]
+    last = image.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else "latest"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", tag)[:40]
+
+
+def _flashboot(enabled: bool) -> FlashBootType:
+    return "FLASHBOOT" if enabled else "OFF"
+
+
+def _diff(
+    template: TemplateInput,
+    endpoint: EndpointInput,
+    existing: EndpointInfo | None,
+    current: Template | None,
+    same_name: Template | None,
+) -> tuple[Change, ...]:
+    changes: list[Change] = []
+    switching = existing is None or current is None or current.name != template.name
+    if switching and same_name is None:
+        changes.append(Change("create template", f"{template.name} ({template.image_name})"))
+    if existing is None:
+        changes.append(Change("create endpoint", f"{endpoint.name} on {endpoint.gpu_ids}"))
+        return tuple(changes)
+    differences = [
+        f"{field_name}: {getattr(existing, field_name)!r} -> {getattr(endpoint, field_name)!r}"
+        for field_name in SETTINGS
+        if getattr(existing, field_name) != getattr(endpoint, field_name)
+    ]
+    if differences:
+        changes.append(Change("update endpoint", "; ".join(differences)))
+    if current is None or current.name != template.name:
+        was = current.name if current else existing.template_id
+        changes.append(Change("rolling release", f"template {was} -> {template.name}"))
+    return tuple(changes)
+
+
+def _check_fits(
+    fits: tuple[tuple[GpuPool, Fit], ...], request: DeployRequest, *, fp8: bool, shape: ModelShape, max_model_len: int
+) -> tuple[str, ...]:
+    """Refuse GPUs that cannot serve the model; returns notes for the ones that need FP8 weights."""
+    notes: list[str] = []
+    for pool, fit in fits:
+        if fit.verdict is Verdict.FITS or (fit.verdict is Verdict.NEEDS_FP8 and fp8):
+            if fit.verdict is Verdict.NEEDS_FP8:
+                notes.append(f"{pool.id} ({pool.vram_gb} GB) runs the FP8 checkpoint: {fit.reason}")
+            continue
+        good = _fitting_aliases(shape, request.gpu_count, max_model_len)
+        what = "needs FP8 weights" if fit.verdict is Verdict.NEEDS_FP8 else "cannot hold the model"
+        hint = f"GPUs that fit at {max_model_len} tokens x{request.gpu_count}: {', '.join(good) or 'none'}"
+        if fit.verdict is Verdict.NEEDS_FP8:
+            hint += "; or deploy an FP8 build of the model to this GPU"
+        raise ConfigError(f"--gpu {pool.id} ({pool.vram_gb} GB) {what}: {fit.reason}", hint=hint)
+    return tuple(notes)
+
+
+def _fitting_aliases(shape: ModelShape, gpu_count: int, max_model_len: int) -> list[str]:
+    fitting = {
+        pool.id
+        for pool in POOLS
+        if check_fit(shape, vram_gib=pool.vram_gb, gpu_count=gpu_count, max_model_len=max_model_len).verdict
+        is Verdict.FITS
+    }
+    names: dict[str, str] = {}
+    for alias, pool_id in ALIASES.items():
+        if pool_id in fitting and not alias.endswith("gb"):
+            names.setdefault(pool_id, alias)
+    return [f"{alias} ({pool_id})" for pool_id, alias in names.items()]

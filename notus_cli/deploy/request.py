@@ -1,0 +1,111 @@
+"""From flags, notus.toml and the last push to a DeployRequest, and the control-plane client to use.
+
+Flags win over `[deploy]` in notus.toml, which wins over the defaults. The image defaults to the
+digest `notus push` recorded, so deploy runs exactly the bytes that were pushed; its labels give
+the model id and revision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import SecretStr
+
+from notus_cli.build.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
+from notus_cli.build.state import last_pushed, state_dir
+from notus_cli.deploy.credentials import find_api_key
+from notus_cli.deploy.plan import DeployRequest, check_name, parse_env
+from notus_cli.errors import ConfigError
+from notus_cli.runpod.gpus import resolve_pools
+from notus_cli.runpod.graphql import RunPodGraphQL
+from notus_cli.runpod.regions import resolve_locations
+from notus_cli.settings import NotusSettings
+
+T = TypeVar("T")
+DEFAULT_NAME = "notus"
+RUNPOD_API_URL = "https://api.runpod.ai/v2"
+
+
+@dataclass(frozen=True)
+class DeployFlags:
+    """`notus deploy`'s flags; None means "not given"."""
+
+    name: str | None = None
+    image: str | None = None
+    gpu: str | None = None
+    gpu_count: int | None = None
+    workers_min: int | None = None
+    workers_max: int | None = None
+    idle_timeout: int | None = None
+    scaler: str | None = None
+    scaler_value: int | None = None
+    flashboot: bool | None = None
+    region: str | None = None
+    max_model_len: int | None = None
+    env: tuple[str, ...] = ()
+
+
+def deploy_request(settings: NotusSettings, flags: DeployFlags) -> DeployRequest:
+    """Raises ConfigError naming the flag or setting that is wrong."""
+    d = settings.deploy
+    workers_min = _pick(flags.workers_min, d.workers_min)
+    workers_max = _pick(flags.workers_max, d.workers_max)
+    if workers_min > workers_max:
+        raise ConfigError(
+            f"--workers-min {workers_min} exceeds --workers-max {workers_max}", hint="raise --workers-max"
+        )
+    image, labels = _image(settings, flags.image)
+    return DeployRequest(
+        name=check_name(flags.name or DEFAULT_NAME),
+        image=image,
+        model_id=labels.get(LABEL_MODEL_ID, settings.build.model_id),
+        model_revision=labels.get(LABEL_REVISION),
+        pools=tuple(resolve_pools(_pick(flags.gpu, d.gpu))),
+        gpu_count=_pick(flags.gpu_count, d.gpu_count),
+        workers_min=workers_min,
+        workers_max=workers_max,
+        idle_timeout=_pick(flags.idle_timeout, d.idle_timeout),
+        scaler=_pick(flags.scaler, d.scaler),
+        scaler_value=_pick(flags.scaler_value, d.scaler_value),
+        flashboot=_pick(flags.flashboot, d.flashboot),
+        locations=resolve_locations(_pick(flags.region, d.region)),
+        max_model_len=_pick(flags.max_model_len, d.max_model_len),
+        container_disk_gb=d.container_disk_gb,
+        env=parse_env(list(flags.env)),
+        model_dir=settings.build.model_path,
+    )
+
+
+def control_plane(settings: NotusSettings, key: SecretStr | None = None) -> RunPodGraphQL:
+    """The GraphQL client for the configured URL and key. Raises RunPodAuthError when no key is found."""
+    return RunPodGraphQL(key or find_api_key(settings).value, url=settings.runpod_graphql_url)
+
+
+def verify_api_key(settings: NotusSettings, key: SecretStr) -> None:
+    """One harmless query; raises RunPodAuthError if RunPod rejects `key`."""
+    with control_plane(settings, key) as control:
+        control.endpoints()
+
+
+def api_base_url(settings: NotusSettings) -> str | None:
+    """The data plane's base URL to remember with a deployment, when it is not RunPod's own."""
+    url = settings.runpod_api_url.rstrip("/")
+    return None if url == RUNPOD_API_URL else url
+
+
+def _image(settings: NotusSettings, flag: str | None) -> tuple[str, dict[str, str]]:
+    image = flag or settings.deploy.image
+    pushed = last_pushed(state_dir())
+    if image:
+        same = pushed is not None and image in (pushed.reference, f"{pushed.repository}:{pushed.tag}")
+        return image, dict(pushed.labels) if pushed is not None and same else {}
+    if pushed is None:
+        raise ConfigError(
+            "no image to deploy", hint="pass --image REF, or build and push one with `notus build --push`"
+        )
+    return pushed.reference, dict(pushed.labels)
+
+
+def _pick(flag: T | None, setting: T) -> T:
+    return setting if flag is None else flag

@@ -1,0 +1,54 @@
+"""What `notus status` and `notus endpoints` report: settings from the control plane, health from the endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from notus_cli.deploy.apply import find_endpoint
+from notus_cli.deploy.state import Deployment, load_deployments
+from notus_cli.errors import ConfigError, NotusError
+from notus_cli.runpod.control import ControlPlane, EndpointInfo, Template
+from notus_cli.runpod.serverless import Health, ServerlessClient
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    endpoint: EndpointInfo
+    template: Template | None
+    deployment: Deployment | None
+    health: Health | None
+    health_error: str | None = None  # why health could not be read (the settings are still shown)
+
+
+@dataclass(frozen=True)
+class Listed:
+    endpoint: EndpointInfo
+    local_name: str | None  # the deployment that remembers it, if any
+
+
+def endpoint_status(control: ControlPlane, name: str, *, api_key: SecretStr, api_base_url: str) -> EndpointStatus:
+    """Raises ConfigError if no endpoint is deployed as `name`."""
+    endpoint = find_endpoint(control, name)
+    if endpoint is None:
+        raise ConfigError(f"no endpoint named '{name}' on RunPod", hint="see `notus endpoints`, or deploy it")
+    deployment = load_deployments().get(name)
+    template = next((t for t in control.templates() if t.id == endpoint.template_id), None)
+    base = (deployment.api_base_url if deployment and deployment.api_base_url else None) or api_base_url
+    try:
+        health = asyncio.run(_health(endpoint.id, api_key, base))
+    except NotusError as exc:
+        return EndpointStatus(endpoint, template, deployment, None, exc.message)
+    return EndpointStatus(endpoint, template, deployment, health)
+
+
+def list_endpoints(control: ControlPlane) -> list[Listed]:
+    by_id = {d.endpoint_id: name for name, d in load_deployments().items()}
+    return [Listed(e, by_id.get(e.id)) for e in control.endpoints()]
+
+
+async def _health(endpoint_id: str, api_key: SecretStr, base_url: str) -> Health:
+    async with ServerlessClient(endpoint_id, api_key, base_url=base_url, timeout=10.0) as client:
+        return await client.health()

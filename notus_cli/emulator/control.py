@@ -1,0 +1,329 @@
+"""The emulator's control plane: RunPod's GraphQL API for templates and serverless endpoints.
+
+    POST /graphql   {"query": ..., "variables": {...}}   key as `?api_key=` (RunPod's tools) or Bearer
+
+The schema below is the part of RunPod's that Notus uses; graphql-core parses and validates each
+operation against it, so a client asking for a field RunPod lacks fails here as it would there.
+RunPod's rules apply: template names are unique, a template an endpoint uses cannot be deleted,
+`saveEndpoint` replaces the whole endpoint (omitted fields return to RunPod's defaults, notably
+`workersStandby` 1), and `deleteEndpoint` needs workersMin and workersMax at 0 first. Refusals come
+back as `{"errors": [{"message"}]}` with HTTP 200, a bad key as HTTP 401, like RunPod.
+
+An endpoint saved here is a real emulated endpoint: its jobs run on worker processes that a
+`Scaler` starts and stops (see scaler.py) through the emulator's worker factory. Without a factory
+the endpoint exists but no worker ever takes its jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphql import GraphQLError, build_schema, graphql_sync
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from notus_cli.emulator.http import presented_key, read_json
+from notus_cli.emulator.scaler import Scaler, ScalingSpec
+from notus_cli.runpod.gpus import POOLS, POOLS_BY_ID
+
+if TYPE_CHECKING:
+    from notus_cli.emulator.app import Emulator
+
+MAX_BODY = 1024 * 1024
+SCHEMA = build_schema(
+    """
+    scalar Void
+    type Query { myself: User! gpuTypes: [GpuType!]! serverlessGpuPools: [GpuPool!]! }
+    type User { id: String! endpoints: [Endpoint!]! podTemplates: [PodTemplate!]! }
+    type GpuType { id: String! displayName: String! memoryInGb: Int! }
+    type GpuPool { id: String! gpuTypeIds: [String!]! }
+    type EnvironmentVariable { key: String! value: String! }
+    input EnvironmentVariableInput { key: String! value: String! }
+    type PodTemplate {
+      id: String! name: String! imageName: String! dockerArgs: String containerDiskInGb: Int volumeInGb: Int
+      env: [EnvironmentVariable!]! isServerless: Boolean readme: String isPublic: Boolean
+      containerRegistryAuthId: String
+    }
+    input SaveTemplateInput {
+      id: String name: String! imageName: String! dockerArgs: String containerDiskInGb: Int! volumeInGb: Int
+      env: [EnvironmentVariableInput] isServerless: Boolean readme: String isPublic: Boolean
+      containerRegistryAuthId: String
+    }
+    type Endpoint {
+      id: String! name: String! templateId: String! gpuIds: String! gpuCount: Int! locations: String
+      networkVolumeId: String idleTimeout: Int! scalerType: String! scalerValue: Int! workersMin: Int!
+      workersMax: Int! workersStandby: Int! flashBootType: String! executionTimeoutMs: Int
+      allowedCudaVersions: String
+    }
+    input EndpointInput {
+      id: String name: String! templateId: String! gpuIds: String! gpuCount: Int locations: String
+      networkVolumeId: String idleTimeout: Int scalerType: String scalerValue: Int workersMin: Int
+      workersMax: Int workersStandby: Int flashBootType: String executionTimeoutMs: Int allowedCudaVersions: String
+    }
+    input UpdateEndpointTemplateInput { endpointId: String! templateId: String! }
+    type Mutation {
+      saveTemplate(input: SaveTemplateInput): PodTemplate
+      deleteTemplate(templateName: String): Void
+      saveEndpoint(input: EndpointInput!): Endpoint
+      updateEndpointTemplate(input: UpdateEndpointTemplateInput!): Endpoint
+      deleteEndpoint(id: String): Void
+    }
+    """
+)
+# What RunPod sets for a field saveEndpoint's input leaves out (it is a full replace).
+ENDPOINT_DEFAULTS: dict[str, Any] = {
+    "gpuCount": 1,
+    "locations": None,
+    "networkVolumeId": None,
+    "idleTimeout": 5,
+    "scalerType": "QUEUE_DELAY",
+    "scalerValue": 4,
+    "workersMin": 0,
+    "workersMax": 3,
+    "workersStandby": 1,
+    "flashBootType": "OFF",
+    "executionTimeoutMs": 600_000,
+    "allowedCudaVersions": None,
+}
+TEMPLATE_DEFAULTS: dict[str, Any] = {
+    "dockerArgs": "",
+    "volumeInGb": 0,
+    "env": [],
+    "isServerless": False,
+    "readme": "",
+    "isPublic": False,
+    "containerRegistryAuthId": None,
+}
+
+
+class ControlPlane:
+    """Templates and endpoint specs of the account; state lives on the emulator's event loop."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.templates: dict[str, dict[str, Any]] = {}
+        self.specs: dict[str, dict[str, Any]] = {}  # endpoint id -> what myself.endpoints shows
+        self.scalers: dict[str, Scaler] = {}
+        self.mutations: list[str] = []  # every mutation carried out, by name (tests count them)
+        self._faults: deque[_Fault] = deque()
+        self._lock = threading.Lock()
+
+    def inject(self, status: int | None = None, *, delay: float = 0.0, count: int = 1, lost: str = "") -> None:
+        """RunPod's bad days: answer the next `count` requests with HTTP `status` and/or after `delay` s.
+
+        With `lost` (an operation name such as "saveTemplate"), the fault waits for that operation and
+        strikes after carrying it out: the change is made, but its answer is lost, as behind a failing gateway.
+        """
+        with self._lock:
+            self._faults.extend([_Fault(status, delay, lost)] * count)
+
+    async def handle(self, request: Request) -> Response:
+        body = await read_json(request, MAX_BODY)
+        query = body.get("query") if isinstance(body, dict) else None
+        fault = self._fault(query if isinstance(query, str) else "")
+        if fault is not None and not fault.lost:
+            await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                return _injected(fault.status)
+        key = request.query_params.get("api_key") or presented_key(request)
+        if key is None or key not in self.emulator.api_keys:
+            return JSONResponse({"errors": [{"message": "Unauthorized"}]}, status_code=401)
+        if not isinstance(body, dict) or not isinstance(query, str):
+            return JSONResponse({"errors": [{"message": "send {query, variables}"}]}, status_code=400)
+        result = graphql_sync(
+            SCHEMA,
+            query,
+            root_value=_Root(self),
+            variable_values=body.get("variables") or {},
+            operation_name=body.get("operationName"),
+        )
+        if fault is not None and fault.lost and fault.status is not None:
+            return _injected(fault.status)
+        return JSONResponse(result.formatted)
+
+    def _fault(self, query: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if not fault.lost or fault.lost in query:
+                    self._faults.remove(fault)
+                    return fault
+        return None
+
+    def tick(self, now: float) -> None:
+        for scaler in list(self.scalers.values()):
+            scaler.tick(now)
+
+    def stop_workers(self) -> None:
+        """Stop every control-plane endpoint's workers; blocks, so call it off the event loop."""
+        for scaler in list(self.scalers.values()):
+            scaler.shutdown()
+
+    # ---- the operations (on the event loop) ---------------------------------------------------
+
+    def save_template(self, raw: dict[str, Any]) -> dict[str, Any]:
+        template = {**TEMPLATE_DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
+        template_id = template.get("id") or secrets.token_hex(5)
+        if raw.get("id") and raw["id"] not in self.templates:
+            raise GraphQLError(f"template {raw['id']} not found")
+        if not str(template["name"]).strip() or not str(template["imageName"]).strip():
+            raise GraphQLError("name and imageName must not be empty")
+        if not 1 <= template["containerDiskInGb"] <= 1000:
+            raise GraphQLError("containerDiskInGb must be from 1 to 1000")
+        if any(t["name"] == template["name"] and t["id"] != template_id for t in self.templates.values()):
+            raise GraphQLError(f"Template name must be unique: '{template['name']}' is taken")
+        template["id"] = template_id
+        template["env"] = [{"key": var["key"], "value": var["value"]} for var in template["env"] or []]
+        self._mutated("saveTemplate")
+        self.templates[template_id] = template
+        return template
+
+    def delete_template(self, name: str) -> None:
+        template = next((t for t in self.templates.values() if t["name"] == name), None)
+        if template is None:
+            raise GraphQLError(f"template '{name}' not found")
+        users = [spec["name"] for spec in self.specs.values() if spec["templateId"] == template["id"]]
+        if users:
+            raise GraphQLError(f"template '{name}' is in use by endpoint(s) {', '.join(users)}; it cannot be deleted")
+        self._mutated("deleteTemplate")
+        del self.templates[template["id"]]
+
+    def save_endpoint(self, raw: dict[str, Any]) -> dict[str, Any]:
+        spec = {**ENDPOINT_DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
+        _check_endpoint(spec, self.templates)
+        endpoint_id = spec.get("id")
+        if endpoint_id is not None and endpoint_id not in self.specs:
+            raise GraphQLError(f"endpoint {endpoint_id} not found")
+        self._mutated("saveEndpoint")
+        if endpoint_id is None:
+            endpoint = self.emulator.create_endpoint(name=spec["name"], max_workers=max(1, spec["workersMax"]))
+            spec["id"] = endpoint.id
+            if self.emulator.worker_factory is not None:
+                self.scalers[endpoint.id] = Scaler(
+                    self.emulator, endpoint, self.emulator.worker_factory, self._scaling(spec)
+                )
+        else:
+            self.emulator.endpoints[endpoint_id].name = spec["name"]
+        self.specs[spec["id"]] = spec
+        self._rescale(spec)
+        return spec
+
+    def update_endpoint_template(self, endpoint_id: str, template_id: str) -> dict[str, Any]:
+        spec = self.specs.get(endpoint_id)
+        if spec is None:
+            raise GraphQLError(f"endpoint {endpoint_id} not found")
+        if template_id not in self.templates:
+            raise GraphQLError(f"template {template_id} not found")
+        self._mutated("updateEndpointTemplate")
+        spec["templateId"] = template_id
+        self._rescale(spec)
+        return spec
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        spec = self.specs.get(endpoint_id)
+        if spec is None:
+            raise GraphQLError(f"endpoint {endpoint_id} not found")
+        if spec["workersMin"] or spec["workersMax"]:
+            raise GraphQLError(
+                f"endpoint {endpoint_id} still has workersMin {spec['workersMin']} / workersMax {spec['workersMax']}: "
+                "scale both to 0 before deleting it"
+            )
+        self._mutated("deleteEndpoint")
+        del self.specs[endpoint_id]
+        scaler = self.scalers.pop(endpoint_id, None)
+        self.emulator.remove_endpoint(endpoint_id)
+        if scaler is not None:
+            asyncio.get_running_loop().run_in_executor(None, scaler.shutdown)
+
+    def _mutated(self, name: str) -> None:
+        self.mutations.append(name)
+
+    def _scaling(self, spec: dict[str, Any]) -> ScalingSpec:
+        template = self.templates[spec["templateId"]]
+        return ScalingSpec(
+            template_id=template["id"],
+            env={var["key"]: var["value"] for var in template["env"]},
+            workers_min=spec["workersMin"],
+            workers_max=spec["workersMax"],
+            idle_timeout=spec["idleTimeout"],
+            scaler_type=spec["scalerType"],
+            scaler_value=spec["scalerValue"],
+        )
+
+    def _rescale(self, spec: dict[str, Any]) -> None:
+        scaler = self.scalers.get(spec["id"])
+        if scaler is not None:
+            scaler.configure(self._scaling(spec))
+
+
+@dataclass(frozen=True)
+class _Fault:
+    status: int | None
+    delay: float
+    lost: str
+
+
+def _injected(status: int) -> JSONResponse:
+    return JSONResponse({"errors": [{"message": f"injected HTTP {status}"}]}, status_code=status)
+
+
+class _Root:
+    """GraphQL's root value: graphql-core calls these with the field's arguments."""
+
+    def __init__(self, control: ControlPlane) -> None:
+        self.control = control
+
+    def myself(self, _info: Any) -> dict[str, Any]:
+        return {
+            "id": "notus-emulator",
+            "endpoints": list(self.control.specs.values()),
+            "podTemplates": list(self.control.templates.values()),
+        }
+
+    def gpuTypes(self, _info: Any) -> list[dict[str, Any]]:
+        return [{"id": gpu, "displayName": gpu, "memoryInGb": pool.vram_gb} for pool in POOLS for gpu in pool.gpus]
+
+    def serverlessGpuPools(self, _info: Any) -> list[dict[str, Any]]:
+        return [{"id": pool.id, "gpuTypeIds": list(pool.gpus)} for pool in POOLS]
+
+    def saveTemplate(self, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        return self.control.save_template(input)
+
+    def deleteTemplate(self, _info: Any, templateName: str) -> None:
+        self.control.delete_template(templateName)
+
+    def saveEndpoint(self, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        return self.control.save_endpoint(input)
+
+    def updateEndpointTemplate(self, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        return self.control.update_endpoint_template(input["endpointId"], input["templateId"])
+
+    def deleteEndpoint(self, _info: Any, id: str) -> None:
+        self.control.delete_endpoint(id)
+
+
+def _check_endpoint(spec: dict[str, Any], templates: dict[str, dict[str, Any]]) -> None:
+    """RunPod's validation of an endpoint spec; raises GraphQLError naming the field."""
+    if spec["templateId"] not in templates:
+        raise GraphQLError(f"templateId {spec['templateId']} not found")
+    gpus = [part.strip() for part in str(spec["gpuIds"]).split(",") if part.strip()]
+    pools = [gpu for gpu in gpus if not gpu.startswith("-")]
+    unknown = [gpu for gpu in pools if gpu not in POOLS_BY_ID]
+    if not pools or unknown:
+        raise GraphQLError(f"gpuIds: unknown pool {unknown[0] if unknown else '(none)'}; use {', '.join(POOLS_BY_ID)}")
+    if not 1 <= spec["idleTimeout"] <= 3600:
+        raise GraphQLError("idleTimeout must be from 1 to 3600 seconds")
+    if spec["scalerType"] not in ("QUEUE_DELAY", "REQUEST_COUNT"):
+        raise GraphQLError("scalerType must be QUEUE_DELAY or REQUEST_COUNT")
+    if spec["scalerValue"] < 1:
+        raise GraphQLError("scalerValue must be at least 1")
+    if spec["flashBootType"] not in ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"):
+        raise GraphQLError("flashBootType must be OFF, FLASHBOOT or PRIORITY_FLASHBOOT")
+    if not 0 <= spec["workersMin"] <= spec["workersMax"]:
+        raise GraphQLError("workersMin must be from 0 to workersMax")
+    if spec["gpuCount"] < 1:
+        raise GraphQLError("gpuCount must be at least 1")

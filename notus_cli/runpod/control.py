@@ -1,0 +1,100 @@
+"""RunPod's control plane as typed objects, and the small interface deploy needs from it.
+
+The GraphQL client (`graphql.py`) implements `ControlPlane`; a REST backend could too. Field names
+follow RunPod's GraphQL schema (camelCase on the wire, snake_case here).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
+FlashBootType = Literal["OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
+
+    def wire(self) -> dict[str, object]:
+        """The GraphQL input object: camelCase keys, unset optional fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class EnvVar(_Wire):
+    key: str
+    value: str
+
+
+class TemplateInput(_Wire):
+    """`saveTemplate`'s input. With `id` it replaces that template whole."""
+
+    name: str
+    image_name: str
+    container_disk_in_gb: int
+    env: tuple[EnvVar, ...] = ()
+    volume_in_gb: int = 0
+    docker_args: str = ""
+    is_serverless: bool = True
+    readme: str = ""
+    container_registry_auth_id: str | None = None
+    id: str | None = None
+
+
+class Template(TemplateInput):
+    id: str  # always set once saved
+
+    def env_dict(self) -> dict[str, str]:
+        return {var.key: var.value for var in self.env}
+
+
+class EndpointInput(_Wire):
+    """`saveEndpoint`'s input: always the full spec, since RunPod resets omitted fields to defaults."""
+
+    name: str
+    template_id: str
+    gpu_ids: str
+    gpu_count: int = 1
+    workers_min: int = 0
+    workers_max: int = 1
+    workers_standby: int = 0
+    idle_timeout: int = 5
+    scaler_type: ScalerType = "QUEUE_DELAY"
+    scaler_value: int = 4
+    flash_boot_type: FlashBootType = "FLASHBOOT"
+    locations: str | None = None
+    execution_timeout_ms: int | None = None
+    id: str | None = None
+
+
+class EndpointInfo(EndpointInput):
+    id: str
+
+
+class GpuType(_Wire):
+    id: str
+    display_name: str = ""
+    memory_in_gb: int = 0
+
+
+class GpuPoolInfo(_Wire):
+    id: str
+    gpu_type_ids: tuple[str, ...] = Field(default=())
+
+
+class ControlPlane(Protocol):
+    """What `notus deploy`, `status`, `endpoints` and `down` need from RunPod."""
+
+    mutations: int  # mutations sent so far (a dry run sends none)
+
+    def templates(self) -> list[Template]: ...
+    def endpoints(self) -> list[EndpointInfo]: ...
+    def gpu_types(self) -> list[GpuType]: ...
+    def gpu_pools(self) -> list[GpuPoolInfo]: ...
+    def save_template(self, template: TemplateInput) -> Template: ...
+    def delete_template(self, name: str) -> None: ...
+    def save_endpoint(self, endpoint: EndpointInput) -> EndpointInfo: ...
+    def update_endpoint_template(self, endpoint_id: str, template_id: str) -> None: ...
+    def delete_endpoint(self, endpoint_id: str) -> None: ...

@@ -1,0 +1,210 @@
+"""`notus deploy` and friends end to end: the real CLI against the emulator's control plane on loopback.
+
+RunPod cannot be reached from here, so the emulator stands in for its control and data planes; the
+endpoint's workers are real runpod SDK processes (echo handler) started by the emulator's autoscaler.
+Every command runs with one known API key, and no output, log or state file may contain it.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from notus_cli.build.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
+from notus_cli.build.state import PushedImage, record_push
+from tests.support.control import notus, notus_env
+from tests.support.emulator import Harness
+
+AWKWARD = 'quote " back\\slash\nnew line = $HOME'
+DIGEST = "sha256:" + "cd" * 32
+
+
+@pytest.fixture
+def harness(control_emulator: Harness) -> Harness:
+    return control_emulator
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project directory whose last `notus push` is a known digest."""
+    labels = {LABEL_MODEL_ID: "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", LABEL_REVISION: "0123abc"}
+    record_push(tmp_path / ".notus", PushedImage("registry.test/notus", "v1", DIGEST, "sha256:1", "now", labels))
+    return tmp_path
+
+
+class Session:
+    """Runs `notus` in one project with one key and keeps everything it printed."""
+
+    def __init__(self, project: Path, env: dict[str, str]) -> None:
+        self.project, self.env = project, env
+        self.printed: list[str] = []
+
+    def __call__(self, *args: str, code: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = notus(*args, cwd=self.project, env=self.env, stdin=stdin)
+        self.printed += [result.stdout, result.stderr]
+        assert result.returncode == code, f"notus {' '.join(args)}: {result.returncode}\n{result.stdout}{result.stderr}"
+        assert "Traceback" not in result.stderr
+        return result
+
+
+def deployed(harness: Harness, name: str) -> list[str]:
+    specs = harness.emulator.call(lambda: [s["name"] for s in harness.emulator.control.specs.values()])
+    return [spec for spec in specs if spec == name]
+
+
+def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
+    control = harness.emulator.control
+    run = Session(project, notus_env(harness.url, harness.key))
+    env_flags = ["--env", f"NOTUS_TEST_VALUE={AWKWARD}", "--idle-timeout", "2"]
+
+    before = len(control.mutations)
+    plan = run("deploy", "life", "--dry-run", "--workers-max", "2", *env_flags).stdout
+    assert len(control.mutations) == before  # a dry run sends no mutation
+    assert "create template" in plan
+    assert "create endpoint" in plan
+    assert "AMPERE_80" in plan
+    assert "$2.74/hour per active worker; at most $5.47/hour at workers-max" in plan
+
+    run("deploy", "life", "--yes", "--workers-max", "2", *env_flags)
+    assert control.mutations[before:] == ["saveTemplate", "saveEndpoint"]
+    state = json.loads((project / ".notus" / "deployments.json").read_text())["deployments"]["life"]
+    assert state["image"] == f"registry.test/notus@{DIGEST}"
+    assert state["model_revision"] == "0123abc"
+    assert state["api_base_url"] == f"{harness.url}/v2"
+
+    # a request through the deployed endpoint: a worker cold-starts and sees the env exactly as given
+    with harness.http(state["endpoint_id"]) as client:
+        body = client.post("/runsync", json={"input": {"env": "NOTUS_TEST_VALUE"}}).json()
+    assert body["status"] == "COMPLETED", body
+    assert body["output"] == [{"env": AWKWARD}]
+
+    before = len(control.mutations)
+    again = run("deploy", "life", "--yes", "--workers-max", "2", *env_flags)
+    assert "No changes" in again.stdout
+    assert control.mutations[before:] == []  # idempotent
+
+    run("deploy", "life", "--yes", "--workers-max", "2", *env_flags, "--image", "registry.test/notus:v2")
+    assert control.mutations[before:] == ["saveTemplate", "updateEndpointTemplate"]  # rolling release only
+
+    before = len(control.mutations)
+    run(
+        "deploy",
+        "life",
+        "--yes",
+        "--workers-max",
+        "3",
+        "--workers-min",
+        "1",
+        *env_flags,
+        "--image",
+        "registry.test/notus:v2",
+    )
+    assert control.mutations[before:] == ["saveEndpoint"]
+    spec = control.specs[state["endpoint_id"]]
+    assert (spec["workersMin"], spec["workersStandby"], spec["workersMax"], spec["idleTimeout"]) == (1, 1, 3, 2)
+
+    status = run("status", "life").stdout
+    assert "min 1, max 3, standby 1" in status
+    assert "registry.test/notus:v2" in status
+    assert "completed 1" in status
+    listed = json.loads(run("endpoints", "--json").stdout)
+    assert any(e["name"] == "life" and e["deployment"] == "life" for e in listed)
+
+    run("down", "life", code=1, stdin="n\n")  # declined: nothing removed
+    assert deployed(harness, "life") == ["life"]
+    run("down", "life", "--yes")
+    assert deployed(harness, "life") == []
+    assert not [t for t in control.templates.values() if t["name"].startswith("life__")]
+    assert state["endpoint_id"] not in harness.emulator.endpoints
+    assert "life" not in json.loads((project / ".notus" / "deployments.json").read_text())["deployments"]
+    run("down", "life", "--yes", code=2)  # nothing left to remove
+
+    logs = [p.read_text(errors="replace") for p in harness.log_dir.rglob("*") if p.is_file()]
+    files = [p.read_text() for p in (project / ".notus").iterdir()]
+    for text in run.printed + logs + files:
+        assert harness.key not in text
+
+
+def test_a_retried_save_whose_first_answer_was_lost(harness: Harness, project: Path) -> None:
+    """RunPod made the template but the answer was lost (502): the retry is refused as a duplicate name,
+    and deploy carries on with the template that was made."""
+    control = harness.emulator.control
+    control.inject(502, lost="saveTemplate")
+    run = Session(project, notus_env(harness.url, harness.key))
+    before = len(control.mutations)
+    result = json.loads(run("deploy", "lost", "--yes", "--json", "--workers-max", "1").stdout)
+    assert control.mutations[before:] == ["saveTemplate", "saveEndpoint"]
+    assert [change["action"] for change in result["changes"]] == ["create template", "create endpoint"]
+    assert result["deployment"]["template_id"] in control.templates
+    assert result["deployment"]["gpu"] == "AMPERE_80"
+    run("down", "lost", "--yes")
+
+
+def test_a_gpu_that_cannot_hold_the_model_is_refused(harness: Harness, project: Path) -> None:
+    run = Session(project, notus_env(harness.url, harness.key))
+    result = run("deploy", "small", "--gpu", "a40", "--yes", code=2)
+    assert "needs FP8 weights" in result.stderr
+    assert "a100 (AMPERE_80)" in result.stderr
+    result = run("deploy", "small", "--gpu", "4090", "--dry-run", code=2)
+    assert "cannot hold the model" in result.stderr
+    assert deployed(harness, "small") == []
+
+
+def test_bad_flags_name_the_flag(harness: Harness, project: Path) -> None:
+    run = Session(project, notus_env(harness.url, harness.key))
+    assert "--region" in run("deploy", "--region", "mars", "--dry-run", code=2).stderr
+    assert "--env" in run("deploy", "--env", "no-equals", "--dry-run", code=2).stderr
+    assert "--scaler" in run("deploy", "--scaler", "magic", "--dry-run", code=2).stderr
+    assert "unknown GPU 'tpu'" in run("deploy", "--gpu", "tpu", "--dry-run", code=2).stderr
+
+
+def test_a_rejected_key_is_reported_and_never_shown(harness: Harness, project: Path) -> None:
+    wrong = "rpa_THISKEYISWRONG0000"
+    run = Session(project, notus_env(harness.url, wrong))
+    for args in (("deploy", "--dry-run"), ("status", "x"), ("endpoints",), ("down", "x", "--yes")):
+        assert "RunPod rejected the API key" in run(*args, code=1).stderr
+    assert all(wrong not in text for text in run.printed)
+
+
+def test_login_stores_the_key_0600_and_commands_use_it(harness: Harness, project: Path) -> None:
+    env = notus_env(harness.url, harness.key)
+    env.pop("RUNPOD_API_KEY")
+    env["HOME"] = str(project / "home")
+    env["XDG_CONFIG_HOME"] = str(project / "home" / ".config")
+    run = Session(project, env)
+    assert "no RunPod API key" in run("endpoints", code=1).stderr
+    assert "RunPod rejected the API key" in run("login", stdin="rpa_WRONG\n", code=1).stderr
+    run("login", stdin=harness.key + "\n")
+    stored = project / "home" / ".config" / "notus" / "credentials.toml"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    run("endpoints")
+    assert all(harness.key not in text for text in run.printed)
+
+
+def test_runpodctl_config_is_read(harness: Harness, project: Path) -> None:
+    env = notus_env(harness.url, harness.key)
+    env.pop("RUNPOD_API_KEY")
+    env["HOME"] = str(project / "home")
+    (project / "home" / ".runpod").mkdir(parents=True)
+    (project / "home" / ".runpod" / "config.toml").write_text(f'apikey = "{harness.key}"\napiurl = "x"\n')
+    Session(project, env)("endpoints")
+
+
+def test_gpus_lists_fit_and_price(project: Path, harness: Harness) -> None:
+    run = Session(project, notus_env(harness.url, harness.key))
+    rows = json.loads(run("gpus", "--json", "--max-model-len", "8192").stdout)
+    by_pool = {row["pool"]: row for row in rows}
+    assert by_pool["AMPERE_48"]["verdict"] == "needs FP8"
+    assert by_pool["AMPERE_80"]["verdict"] == "fits"
+    assert by_pool["AMPERE_80"]["usd_per_hour"] == pytest.approx(2.736)
+    assert by_pool["HOPPER_141"]["max_sequences"] > by_pool["AMPERE_80"]["max_sequences"]
+    assert by_pool["ADA_24"]["verdict"] == "too small"
+
+
+def test_status_of_an_unknown_endpoint(harness: Harness, project: Path) -> None:
+    result = Session(project, notus_env(harness.url, harness.key))("status", "ghost", code=2)
+    assert "no endpoint named 'ghost'" in result.stderr

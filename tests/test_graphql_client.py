@@ -1,0 +1,131 @@
+"""The GraphQL client against the emulator's control plane over loopback (RunPod itself is out of reach).
+
+HTTP 429/500 and slow answers are injected into the emulator, since RunPod cannot be asked to misbehave.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from notus_cli.errors import EndpointUnreachable, RunPodAuthError, RunPodError, RunPodQueryError, RunPodRateLimited
+from notus_cli.runpod.control import EndpointInput, EnvVar, TemplateInput
+from notus_cli.runpod.graphql import RunPodGraphQL, mask
+from notus_cli.runpod.serverless import RetryPolicy
+from tests.support.emulator import Harness
+
+FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
+AWKWARD = 'say "hi"\\n, a back\\slash,\na newline, {"json": true} and $dollar'
+
+
+@pytest.fixture
+def harness(control_emulator: Harness) -> Harness:
+    return control_emulator
+
+
+@pytest.fixture
+def sent() -> list[dict[str, object]]:
+    return []
+
+
+@pytest.fixture
+def client(harness: Harness, sent: list[dict[str, object]]) -> Iterator[RunPodGraphQL]:
+    def record(request: httpx.Request) -> None:
+        sent.append(json.loads(request.content))
+
+    http = httpx.Client(event_hooks={"request": [record]})
+    with RunPodGraphQL(SecretStr(harness.key), url=f"{harness.url}/graphql", http=http, retry=FAST) as runpod:
+        yield runpod
+    http.close()
+
+
+def test_values_travel_as_variables_and_arrive_intact(client: RunPodGraphQL, sent: list[dict[str, object]]) -> None:
+    saved = client.save_template(
+        TemplateInput(
+            name="vars-intact", image_name="r/notus:1", container_disk_in_gb=100, env=(EnvVar(key="X", value=AWKWARD),)
+        )
+    )
+    assert saved.env_dict() == {"X": AWKWARD}
+    assert next(t for t in client.templates() if t.id == saved.id).env_dict() == {"X": AWKWARD}
+    query = str(sent[0]["query"])
+    assert "vars-intact" not in query
+    assert "hi" not in query
+    assert sent[0]["variables"]["input"]["env"] == [{"key": "X", "value": AWKWARD}]
+    assert client.mutations == 1
+
+
+def test_graphql_errors_become_their_message(client: RunPodGraphQL) -> None:
+    template = TemplateInput(name="taken", image_name="r/notus:1", container_disk_in_gb=100)
+    client.save_template(template)
+    with pytest.raises(RunPodQueryError, match="Template name must be unique"):
+        client.save_template(template)
+
+
+def test_a_rejected_key_says_so_without_showing_it(harness: Harness) -> None:
+    wrong = "rpa_WRONGKEY0123456789"
+    runpod = RunPodGraphQL(SecretStr(wrong), url=f"{harness.url}/graphql?api_key={wrong}", retry=FAST)
+    with runpod, pytest.raises(RunPodAuthError, match="RunPod rejected the API key") as caught:
+        runpod.endpoints()
+    assert wrong not in str(caught.value.message) + str(caught.value.hint)
+
+
+def test_429_and_500_are_retried_then_succeed(harness: Harness, client: RunPodGraphQL) -> None:
+    harness.emulator.control.inject(429)
+    harness.emulator.control.inject(500)
+    assert isinstance(client.endpoints(), list)  # third attempt
+
+
+def test_429_that_persists_is_rate_limited(harness: Harness, client: RunPodGraphQL) -> None:
+    harness.emulator.control.inject(429, count=3)
+    with pytest.raises(RunPodRateLimited):
+        client.gpu_pools()
+
+
+def test_500_that_persists_is_an_error(harness: Harness, client: RunPodGraphQL) -> None:
+    harness.emulator.control.inject(503, count=3)
+    with pytest.raises(RunPodError, match="HTTP 503"):
+        client.gpu_types()
+
+
+def test_timeouts_are_retried_and_bounded(harness: Harness) -> None:
+    url = f"{harness.url}/graphql?api_key={harness.key}"
+    short = httpx.Timeout(0.3, connect=1.0)
+    with RunPodGraphQL(SecretStr(harness.key), url=url, retry=FAST, timeout=short) as runpod:
+        harness.emulator.control.inject(delay=1.0)
+        assert runpod.gpu_pools()  # the second attempt answers
+        harness.emulator.control.inject(delay=1.0, count=3)
+        with pytest.raises(EndpointUnreachable) as caught:
+            runpod.gpu_pools()
+    assert harness.key not in caught.value.message
+    assert "api_key=***" in caught.value.message
+
+
+def test_typed_results(client: RunPodGraphQL) -> None:
+    template = client.save_template(TemplateInput(name="typed", image_name="r/notus:2", container_disk_in_gb=50))
+    endpoint = client.save_endpoint(
+        EndpointInput(name="typed", template_id=template.id, gpu_ids="AMPERE_80,ADA_80_PRO", workers_max=0)
+    )
+    assert endpoint.id
+    assert endpoint.gpu_ids == "AMPERE_80,ADA_80_PRO"
+    assert endpoint.workers_standby == 0
+    assert endpoint.flash_boot_type == "FLASHBOOT"
+    pools = {pool.id: pool for pool in client.gpu_pools()}
+    assert "H200" in pools["HOPPER_141"].gpu_type_ids
+    assert any(gpu.memory_in_gb == 141 for gpu in client.gpu_types())
+    client.delete_endpoint(endpoint.id)
+    client.delete_template("typed")
+
+
+def test_mask_hides_keys_in_urls_and_text() -> None:
+    text = "GET https://api.runpod.io/graphql?api_key=rpa_SECRET&x=1 failed for rpa_OTHER"
+    assert mask(text, "rpa_OTHER") == "GET https://api.runpod.io/graphql?api_key=***&x=1 failed for ***"
+
+
+def test_unreachable_api() -> None:
+    runpod = RunPodGraphQL(SecretStr("rpa_K"), url="http://127.0.0.1:9/graphql", retry=FAST)
+    with runpod, pytest.raises(EndpointUnreachable, match="did not answer"):
+        runpod.endpoints()
