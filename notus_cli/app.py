@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from notus_cli import __version__
-from notus_cli.commands import bench, build, model, serve
+from notus_cli.commands import bench, build, chat, model, serve
 from notus_cli.errors import NotusError
 from notus_cli.output import Output
 
@@ -24,6 +24,7 @@ app.add_typer(model.app, name="model")
 app.command("serve")(serve.serve)
 app.add_typer(build.app)  # `notus build`, `notus push`
 app.add_typer(bench.app, name="bench")
+app.command("chat")(chat.chat)
 
 
 def _show_version(value: bool) -> None:
