@@ -167,7 +167,7 @@ def _stats(state: ChatState, _arg: str) -> None:
         state.say("no answers yet")
         return
     parts = [
-        f"{totals.answers} answers",
+        f"{totals.answers} answer{'s' if totals.answers != 1 else ''}",
         f"{totals.prompt_tokens} prompt tokens",
         f"{totals.completion_tokens} answer tokens",
     ]

@@ -6,6 +6,7 @@ text and nothing else on stdout.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -18,6 +19,8 @@ from rich.text import Text
 
 from notus_cli.chat.answer import Answer
 from notus_cli.errors import NotusError
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a terminal would obey them; text needs only \t and \n
 
 
 class View(Protocol):
@@ -57,11 +60,11 @@ class TerminalView:
         parts: list[RenderableType] = []
         if answer is not None and answer.reasoning and self.show_reasoning:
             parts.append(Text("thinking", style="dim bold"))
-            parts.append(Text(answer.reasoning.strip(), style="dim italic"))
+            parts.append(Text(CONTROL.sub("", answer.reasoning.strip()), style="dim italic"))
             if answer.content:
                 parts.append(Text(""))
         if answer is not None and answer.content:
-            parts.append(Markdown(answer.content, code_theme="ansi_dark"))
+            parts.append(Markdown(CONTROL.sub("", answer.content), code_theme="ansi_dark"))
         if streaming:
             count = answer.chunks if answer else 0
             parts.append(Text(f"… {count} tokens (Ctrl-C stops)" if count else "… waiting (Ctrl-C stops)", "dim"))

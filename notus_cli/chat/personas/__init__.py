@@ -38,7 +38,10 @@ def available() -> dict[str, str]:
     """Every persona by name, with its description (the user's own win over the shipped ones)."""
     found: dict[str, str] = {}
     for name, text, suffix in [*_shipped(), *_user()]:
-        found[name] = _parse(name, text, suffix, source=name).description
+        try:
+            found[name] = _parse(name, text, suffix, source=name).description
+        except ConfigError as exc:  # one broken file should not hide the others
+            found[name] = f"(broken: {exc.message})"
     return dict(sorted(found.items()))
 
 
