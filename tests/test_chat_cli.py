@@ -135,8 +135,7 @@ def test_repl_streams_stops_on_ctrl_c_goes_on_and_saves(serve_running: LocalStac
     repl.command("/reset", "conversation cleared")
     repl.command("/show", r"turns kept\s+0")
     repl.command(f"/load {saved}", "loaded 1 turns")
-    shown = repl.command("/show", r"turns kept\s+1")
-    assert re.search(r"max_tokens\s+8", shown)
+    repl.command("/show", r"turns kept\s+1\s+max_tokens\s+8")
     repl.command("/load /nonexistent/chat.json", r"Error: cannot read /nonexistent/chat.json")
     assert repl.leave() == 0
 
@@ -209,10 +208,14 @@ def test_piped_and_once_print_only_the_answer(serve_running: LocalStack, tmp_pat
     assert piped.stdout == content + "\n", "only the answer, the same one greedy decoding gave"
     assert "\x1b[" not in piped.stdout
 
-    failed = notus("chat", "--local", "--once", "Hi", "-s", "max_tokens=100000", cwd=tmp_path)
+    too_long = notus("chat", "--local", "--once", "Hi", "-s", "max_tokens=100000", cwd=tmp_path)
+    assert too_long.returncode == 2, too_long.stderr
+    assert "max_tokens: must be at most the context length, 4096; got 100000" in too_long.stderr
+
+    # A request within our bounds that vLLM still refuses: the job fails.
+    failed = notus("chat", "--local", "--once", "Hi", "-s", "max_tokens=4", "-s", "min_tokens=8", cwd=tmp_path)
     assert failed.returncode == 4, failed.stderr
-    assert "Error: " in failed.stderr
-    assert "maximum context length" in failed.stderr
+    assert re.search(r"Error: job \S+ failed: .*min_tokens", failed.stderr)
     assert "Traceback" not in failed.stderr
 
 

@@ -153,9 +153,15 @@ def _save(state: ChatState, arg: str) -> None:
 
 
 def _load(state: ChatState, arg: str) -> None:
+    """The saved turns, system prompt and persona; its settings too, where the file has them."""
     if not arg:
         raise ConfigError("/load FILE")
+    current = state.conversation
     loaded = Conversation.load(Path(arg))
+    if not loaded.params:
+        loaded.params = current.params
+    if loaded.thinking is None:
+        loaded.thinking = current.thinking
     state.asker.conversation = loaded
     state.asker.last_question = loaded.turns[-1].user if loaded.turns else None
     state.say(f"loaded {len(loaded.turns)} turns from {arg}")

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.text import Text
 
-from notus_cli.chat.backends import Backend
+from notus_cli.chat.backends import Backend, ModelInfo
 from notus_cli.chat.commands import ChatState
 from notus_cli.chat.personas import load_persona
 from notus_cli.chat.render import PlainView, TerminalView, View
 from notus_cli.chat.repl import history_file, open_history, repl
-from notus_cli.chat.sampling import parse_assignment
+from notus_cli.chat.sampling import parse_assignment, parse_setting
 from notus_cli.chat.session import Conversation
 from notus_cli.chat.turn import Asker
 from notus_cli.errors import ConfigError
@@ -47,6 +47,16 @@ def conversation_for(options: ChatOptions) -> Conversation:
     return conversation
 
 
+async def start(backend: Backend, conversation: Conversation, options: ChatOptions) -> tuple[Asker, ModelInfo]:
+    """Reach the target and learn its model; --set max_tokens is checked against its context here."""
+    model = await backend.prepare()
+    asker = Asker(backend, conversation, max_model_len=options.max_context or model.max_model_len)
+    max_tokens = conversation.params.get("max_tokens")
+    if max_tokens is not None and asker.max_model_len is not None:
+        parse_setting("max_tokens", str(max_tokens), max_model_len=asker.max_model_len)
+    return asker, model
+
+
 def interactive(backend: Backend, options: ChatOptions, console: Console) -> None:
     """The REPL (history file unless --no-history)."""
     conversation = conversation_for(options)
@@ -56,8 +66,7 @@ def interactive(backend: Backend, options: ChatOptions, console: Console) -> Non
     async def main() -> None:
         try:
             with console.status(f"connecting to {backend.label}"):
-                model = await backend.prepare()
-            asker = Asker(backend, conversation, max_model_len=options.max_context or model.max_model_len)
+                asker, model = await start(backend, conversation, options)
             state = ChatState(asker, console, model, backend.label)
             context = f", context {asker.max_model_len} tokens" if asker.max_model_len else ""
             console.print(Text(f"{backend.label} · {model.name or 'model'}{context}", style="bold"))
@@ -78,8 +87,7 @@ def answer_once(backend: Backend, options: ChatOptions, question: str, *, json_m
 
     async def main() -> None:
         try:
-            model = await backend.prepare()
-            asker = Asker(backend, conversation, max_model_len=options.max_context or model.max_model_len)
+            asker, _model = await start(backend, conversation, options)
             if json_mode:
                 result = await asker.ask(question.strip(), stream=False, on_notice=view.notice)
                 sys.stdout.write(json.dumps(result.completion, indent=2, ensure_ascii=False) + "\n")
