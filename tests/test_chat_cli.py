@@ -154,6 +154,9 @@ def test_no_history_writes_none_and_ctrl_c_at_the_prompt_stays(serve_running: Lo
     repl.command("/show", "You are a wise counselor guided by KJV scripture.")
     repl.child.sendintr()  # clears the line, like a shell
     repl.command("/help", r"/set PARAM VALUE")
+    repl.child.send("/system Be kind.\x1b\r")  # Esc Enter: a new line, not sent yet
+    repl.command("And brief.", "system prompt set")
+    repl.command("/show", r"system prompt\s+Be kind\.\s+And brief\.")
     assert repl.leave() == 0
     assert not history_path().exists()
 
@@ -207,6 +210,11 @@ def test_piped_and_once_print_only_the_answer(serve_running: LocalStack, tmp_pat
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == content + "\n", "only the answer, the same one greedy decoding gave"
     assert "\x1b[" not in piped.stdout
+
+    # Straight to the OpenAI-compatible server (the stack's vLLM), streamed over SSE.
+    direct = notus("chat", "--base-url", info.vllm_url, "--once", "What is wisdom?", *SHORT, cwd=tmp_path)
+    assert direct.returncode == 0, direct.stderr
+    assert direct.stdout == content + "\n"
 
     too_long = notus("chat", "--local", "--once", "Hi", "-s", "max_tokens=100000", cwd=tmp_path)
     assert too_long.returncode == 2, too_long.stderr

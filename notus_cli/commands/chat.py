@@ -53,11 +53,11 @@ def chat(
 
     Examples:
 
-      notus chat my-endpoint                       # a deployment made by `notus deploy`
-      notus chat --local --persona counselor       # the running `notus serve`
-      notus chat --base-url http://127.0.0.1:8000  # any OpenAI-compatible server (vllm serve)
-      echo "What is wisdom?" | notus chat --local  # prints the answer only
-      notus chat --local --once "Hi" --json        # the chat.completion object
+      notus chat my-endpoint                  # a deployment made by `notus deploy`
+      notus chat --local --persona counselor  # the running `notus serve`
+      notus chat --base-url http://127.0.0.1:8000
+      echo "Hi" | notus chat --local          # prints the answer only
+      notus chat --local --once "Hi" --json   # the chat.completion object
 
     In the REPL, /help lists the commands (/set, /system, /persona, /think, /save, /load, /retry ...).
     """
