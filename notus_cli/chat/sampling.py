@@ -49,3 +49,20 @@ def parse_assignment(item: str, *, max_model_len: int | None = None) -> tuple[st
             f"--set takes PARAM=VALUE; got '{item}'", hint=f"PARAM is one of {', '.join(SAMPLING_PARAMS)}"
         )
     return name.strip().replace("-", "_"), parse_setting(name, text, max_model_len=max_model_len)
+
+
+def checked_params(params: Any, *, source: str) -> dict[str, Any]:
+    """A table of sampling settings from a file (a persona, a saved conversation), each within bounds.
+
+    Raises ConfigError naming `source` and the parameter.
+    """
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source}: params must be a table of PARAM = VALUE")
+    for name, value in params.items():
+        try:
+            check_param(name, value)
+        except InvalidRequest as exc:
+            raise ConfigError(f"{source}: params.{exc.param}: {exc.message}") from None
+    return dict(params)

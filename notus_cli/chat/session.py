@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from notus_cli.chat.sampling import checked_params
 from notus_cli.errors import ConfigError
-from worker.params import SAMPLING_PARAMS, InvalidRequest, check_param
 
 FORMAT = "notus-chat/1"
 Message = dict[str, Any]
@@ -128,19 +128,12 @@ class Conversation:
             ) != ("user", "assistant"):
                 raise ConfigError(f"{source}: messages must alternate user and assistant after the system prompt")
             turns.append(Turn(str(user.get("content") or ""), str(assistant.get("content") or "")))
-        params = data.get("params") or {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"{source}: params must be an object")
-        for name, value in params.items():
-            try:
-                check_param(name, value)
-            except InvalidRequest as exc:
-                raise ConfigError(f"{source}: params.{exc.param}: {exc.message}") from None
+        params = checked_params(data.get("params"), source=source)
         thinking = data.get("thinking")
         if thinking is not None and not isinstance(thinking, bool):
             raise ConfigError(f"{source}: thinking must be true, false or null")
         persona = data.get("persona")
-        return cls(system, str(persona) if persona else None, turns, dict(params), thinking)
+        return cls(system, str(persona) if persona else None, turns, params, thinking)
 
     def save(self, path: Path) -> Path:
         """Write the conversation as JSON, readable by its owner only (it is private text)."""
@@ -168,7 +161,3 @@ class Conversation:
         except ValueError as exc:
             raise ConfigError(f"{path} is not JSON: {exc}") from None
         return cls.from_json(data, source=str(path))
-
-
-def known_params() -> str:
-    return ", ".join(SAMPLING_PARAMS)

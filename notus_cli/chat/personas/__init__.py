@@ -14,8 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from notus_cli.chat.sampling import checked_params
 from notus_cli.errors import ConfigError
-from worker.params import InvalidRequest, check_param
 
 SUFFIXES = (".toml", ".txt")
 
@@ -95,12 +95,5 @@ def _parse(name: str, text: str, suffix: str, *, source: str) -> Persona:
     system = data.get("system")
     if not isinstance(system, str) or not system.strip():
         raise ConfigError(f"persona {source}: `system` must be the system prompt, a non-empty string")
-    params = data.get("params") or {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"persona {source}: [params] must be a table")
-    for key, value in params.items():
-        try:
-            check_param(key, value)
-        except InvalidRequest as exc:
-            raise ConfigError(f"persona {source}: params.{exc.param}: {exc.message}") from None
-    return Persona(name, system.strip(), str(data.get("description") or ""), dict(params))
+    params = checked_params(data.get("params"), source=f"persona {source}")
+    return Persona(name, system.strip(), str(data.get("description") or ""), params)
