@@ -13,13 +13,13 @@ from rich.console import Console
 
 from notus_cli.chat import personas
 from notus_cli.chat.answer import Answer
-from notus_cli.chat.backends import JobTiming, ModelInfo
+from notus_cli.chat.backends import JobTiming, ModelInfo, job_chunks, overflow_or
 from notus_cli.chat.commands import ChatState, run_command
 from notus_cli.chat.render import stats_line
 from notus_cli.chat.sampling import parse_assignment, parse_setting
 from notus_cli.chat.session import Conversation, TokenEstimate, Turn
 from notus_cli.chat.turn import Asker
-from notus_cli.errors import ConfigError
+from notus_cli.errors import ConfigError, ContextOverflow, JobFailed
 
 
 def conversation(turns: int, *, words: int = 50) -> Conversation:
@@ -248,3 +248,28 @@ def test_commands_change_the_conversation(tmp_path: Path) -> None:
 def test_bad_commands_raise_one_clear_error(tmp_path: Path, line: str, words: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(words)):
         run_command(line, state(tmp_path))
+
+
+# ---- what backends read -----------------------------------------------------------------------------
+
+
+def test_job_items_become_chunks_and_errors_become_typed_failures() -> None:
+    chunk = {"choices": [{"delta": {"content": "Hi"}}]}
+    assert job_chunks(chunk) == [chunk], "the native shape streams chunk objects"
+    assert job_chunks(f"data: {json.dumps(chunk)}\n\n") == [chunk], "the OpenAI route streams SSE text"
+    assert job_chunks("data: [DONE]\n\n") == []
+    too_long = {"error": {"message": "This model's maximum context length is 4096 tokens. However, ..."}}
+    with pytest.raises(ContextOverflow):
+        job_chunks(f"data: {json.dumps(too_long)}\n\n")
+    with pytest.raises(JobFailed, match="the answer failed: boom") as failed:
+        job_chunks('data: {"error": {"message": "boom"}}\n\n')
+    assert not isinstance(failed.value, ContextOverflow)
+
+
+def test_only_a_too_long_prompt_is_an_overflow() -> None:
+    refused = JobFailed("job j failed: This model's maximum context length is 4096 tokens.", job_id="j")
+    overflow = overflow_or(refused)
+    assert isinstance(overflow, ContextOverflow)
+    assert (overflow.exit_code, overflow.job_id) == (4, "j")
+    other = JobFailed("job j failed: min_tokens must be less than or equal to max_tokens")
+    assert overflow_or(other) is other

@@ -73,7 +73,7 @@ def overflow_or(error: JobFailed) -> JobFailed:
     if OVERFLOW.search(error.message):
         return ContextOverflow(
             error.message,
-            hint="/reset, or a shorter message",
+            hint="start a new conversation (/reset) or send a shorter message",
             job_id=error.job_id,
             status=error.status,
             error_type=error.error_type,
@@ -125,7 +125,7 @@ class RunPodJobs:
         finished = False
         try:
             async for item in self.client.stream(job.id):
-                for chunk in _chunks(item):
+                for chunk in job_chunks(item):
                     yield chunk
             finished = True
         except JobFailed as exc:
@@ -154,7 +154,7 @@ class RunPodJobs:
         await self.client.aclose()
 
 
-def _chunks(item: Any) -> list[dict[str, Any]]:
+def job_chunks(item: Any) -> list[dict[str, Any]]:
     """The chunks in one streamed job item: a dict (native shape) or SSE text (the OpenAI route)."""
     if isinstance(item, dict):
         return [item]
