@@ -15,7 +15,7 @@ from notus_cli.chat import personas
 from notus_cli.chat.answer import Answer
 from notus_cli.chat.backends import JobTiming, ModelInfo, job_chunks, overflow_or
 from notus_cli.chat.commands import ChatState, run_command
-from notus_cli.chat.render import stats_line
+from notus_cli.chat.render import TerminalView, reasoning_tail, stats_line
 from notus_cli.chat.sampling import parse_assignment, parse_setting
 from notus_cli.chat.session import Conversation, TokenEstimate, Turn
 from notus_cli.chat.turn import Asker
@@ -213,8 +213,8 @@ def test_answer_takes_content_and_reasoning_from_chunks() -> None:
 
 
 def state(tmp_path: Path) -> ChatState:
-    console = Console(file=io.StringIO(), width=100)
-    return ChatState(Asker(backend=None, conversation=Conversation()), console, ModelInfo("m", 4096), "test")  # type: ignore[arg-type]
+    view = TerminalView(Console(file=io.StringIO(), width=100))
+    return ChatState(Asker(backend=None, conversation=Conversation()), view, ModelInfo("m", 4096), "test")  # type: ignore[arg-type]
 
 
 def test_commands_change_the_conversation(tmp_path: Path) -> None:
@@ -273,3 +273,20 @@ def test_only_a_too_long_prompt_is_an_overflow() -> None:
     assert (overflow.exit_code, overflow.job_id) == (4, "j")
     other = JobFailed("job j failed: min_tokens must be less than or equal to max_tokens")
     assert overflow_or(other) is other
+
+
+def test_reasoning_streams_as_a_short_tail_then_folds(tmp_path: Path) -> None:
+    thought = "\n".join(f"step {i}" for i in range(40))
+    assert reasoning_tail(thought).splitlines() == ["…step 34", *[f"step {i}" for i in range(35, 40)]]
+    assert reasoning_tail("short") == "short"
+    console = Console(file=io.StringIO(), width=100)
+    view = TerminalView(console)
+    answer = Answer(reasoning=thought, chunks=40)
+    console.print(view._frame(answer, streaming=True))
+    answer.content = "**Yes.**"
+    console.print(view._frame(answer, streaming=False))
+    screen = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "step 39" in screen
+    assert "step 3\n" not in screen, "only the tail while thinking"
+    assert "▸ thought for 80 words (/thoughts shows them)" in screen
+    assert "Yes." in screen

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from notus_cli.chat import personas
 from notus_cli.chat.backends import ModelInfo
+from notus_cli.chat.render import TerminalView
 from notus_cli.chat.sampling import parse_setting
 from notus_cli.chat.session import Conversation
 from notus_cli.chat.turn import Asker
@@ -26,9 +27,13 @@ from worker.params import SAMPLING_PARAMS
 @dataclass
 class ChatState:
     asker: Asker
-    console: Console
+    view: TerminalView
     model: ModelInfo
     target: str
+
+    @property
+    def console(self) -> Console:
+        return self.view.console
 
     @property
     def conversation(self) -> Conversation:
@@ -110,6 +115,10 @@ def _think(state: ChatState, arg: str) -> None:
         raise ConfigError(f"/think takes on, off or default; got '{arg}'")
     state.conversation.thinking = choice if isinstance(choice, bool) else None
     state.say(f"thinking {arg.lower()} (chat_template_kwargs.enable_thinking)")
+
+
+def _thoughts(state: ChatState, _arg: str) -> None:
+    state.view.thoughts(state.asker.last_answer)
 
 
 def _show(state: ChatState, _arg: str) -> None:
@@ -198,6 +207,7 @@ COMMANDS: dict[str, Command] = {
     "/persona": Command("[NAME]", "list personas, or start from one", _persona),
     "/set": Command("PARAM VALUE", f"a sampling setting ({', '.join(SAMPLING_PARAMS)}); 'default' unsets", _set),
     "/think": Command("on|off|default", "Nemotron's reasoning before it answers", _think),
+    "/thoughts": Command("", "the last answer's reasoning, unfolded", _thoughts),
     "/show": Command("", "the target, model, system prompt and settings", _show),
     "/reset": Command("", "forget the conversation (keeps the system prompt)", _reset),
     "/retry": Command("", "ask the last question again", _retry),

@@ -20,6 +20,7 @@ from rich.text import Text
 from notus_cli.chat.answer import Answer
 from notus_cli.errors import NotusError
 
+TAIL_LINES, TAIL_WIDTH = 6, 400
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a terminal would obey them; text needs only \t and \n
 
 
@@ -51,24 +52,41 @@ def stats_line(answer: Answer) -> str:
     return " · ".join(parts)
 
 
+def reasoning_tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last few lines of the reasoning so far: enough to see it move, not to push the answer away."""
+    kept = CONTROL.sub("", text).strip().splitlines()[-lines:]
+    tail = "\n".join(line[-TAIL_WIDTH:] for line in kept)
+    return ("…" + tail) if len(kept) == lines or len(text) > len(tail) else tail
+
+
 class TerminalView:
     def __init__(self, console: Console, *, show_reasoning: bool = True) -> None:
         self.console = console
         self.show_reasoning = show_reasoning
 
     def _frame(self, answer: Answer | None, streaming: bool) -> RenderableType:
+        """While the model thinks, the tail of its reasoning; once it answers, the reasoning folds to one line."""
         parts: list[RenderableType] = []
         if answer is not None and answer.reasoning and self.show_reasoning:
-            parts.append(Text("thinking", style="dim bold"))
-            parts.append(Text(CONTROL.sub("", answer.reasoning.strip()), style="dim italic"))
-            if answer.content:
-                parts.append(Text(""))
+            if streaming and not answer.content:
+                parts.append(Text("thinking", style="dim bold"))
+                parts.append(Text(reasoning_tail(answer.reasoning), style="dim italic"))
+            else:
+                words = len(answer.reasoning.split())
+                parts.append(Text(f"▸ thought for {words} words (/thoughts shows them)", style="dim"))
         if answer is not None and answer.content:
             parts.append(Markdown(CONTROL.sub("", answer.content), code_theme="ansi_dark"))
         if streaming:
             count = answer.chunks if answer else 0
             parts.append(Text(f"… {count} tokens (Ctrl-C stops)" if count else "… waiting (Ctrl-C stops)", "dim"))
         return Group(*parts)
+
+    def thoughts(self, answer: Answer | None) -> None:
+        """The last answer's whole reasoning (for /thoughts)."""
+        if answer is None or not answer.reasoning:
+            self.console.print(Text("no reasoning in the last answer", style="dim"))
+            return
+        self.console.print(Text(CONTROL.sub("", answer.reasoning.strip()), style="dim italic"))
 
     @contextmanager
     def answering(self) -> Iterator[Callable[[Answer], None]]:

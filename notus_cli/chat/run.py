@@ -29,7 +29,6 @@ class ChatOptions:
     thinking: bool | None = None
     max_context: int | None = None
     history: bool = True
-    show_reasoning: bool = True
 
 
 def conversation_for(options: ChatOptions) -> Conversation:
@@ -61,13 +60,13 @@ def interactive(backend: Backend, options: ChatOptions, console: Console) -> Non
     """The REPL (history file unless --no-history)."""
     conversation = conversation_for(options)
     history = open_history(history_file() if options.history else None)
-    view = TerminalView(console, show_reasoning=options.show_reasoning)
+    view = TerminalView(console)
 
     async def main() -> None:
         try:
             with console.status(f"connecting to {backend.label}"):
                 asker, model = await start(backend, conversation, options)
-            state = ChatState(asker, console, model, backend.label)
+            state = ChatState(asker, view, model, backend.label)
             context = f", context {asker.max_model_len} tokens" if asker.max_model_len else ""
             console.print(Text(f"{backend.label} · {model.name or 'model'}{context}", style="bold"))
             console.print(Text("/help for commands · Esc Enter for a new line · Ctrl-D leaves", style="dim"))

@@ -52,6 +52,7 @@ class Asker:
     estimate: TokenEstimate = field(default_factory=TokenEstimate)
     totals: Totals = field(default_factory=Totals)
     last_question: str | None = None
+    last_answer: Answer | None = None
 
     def budget(self) -> int | None:
         """Prompt tokens the context leaves after room for the answer; None when the context is unknown."""
@@ -99,6 +100,7 @@ class Asker:
             self.estimate.learn(body["messages"], answer.prompt_tokens)
         self.conversation.turns.append(Turn(question, answer.content))
         self.totals.add(answer)
+        self.last_answer = answer
         return answer
 
     def take_back(self) -> str | None:
