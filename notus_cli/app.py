@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from notus_cli import __version__
-from notus_cli.commands import bench, build, deploy, model, serve
+from notus_cli.commands import bench, build, chat, deploy, model, serve
 from notus_cli.errors import NotusError
 from notus_cli.output import Output
 
@@ -23,8 +23,9 @@ app = typer.Typer(
 app.add_typer(model.app, name="model")
 app.command("serve")(serve.serve)
 app.add_typer(build.app)  # `notus build`, `notus push`
-app.add_typer(bench.app, name="bench")
 app.add_typer(deploy.app)  # `notus deploy`, `status`, `endpoints`, `down`, `gpus`, `login`
+app.command("chat")(chat.chat)
+app.add_typer(bench.app, name="bench")
 
 
 def _show_version(value: bool) -> None:

@@ -11,8 +11,10 @@
     │   ├── RunPodRateLimited  HTTP 429 after the retries
     │   └── RunPodQueryError   a GraphQL or REST call was refused
     ├── BenchError             a benchmark could not run or produced no usable result
+    ├── ServerError            an OpenAI-compatible server refused a request (e.g. the API key)
     ├── EndpointUnreachable    nothing answers at the endpoint URL (exit 3)
     └── JobFailed              the endpoint ran the job and it failed (exit 4)
+        └── ContextOverflow    the prompt does not fit the model's context
 
 The CLI's entry point is the only place that turns these into text on stderr.
 """
@@ -71,6 +73,10 @@ class BenchError(NotusError):
     pass
 
 
+class ServerError(NotusError):
+    pass
+
+
 class EndpointUnreachable(NotusError):
     exit_code = 3
 
@@ -95,3 +101,7 @@ class JobFailed(NotusError):
         self.status = status
         self.error_type = error_type
         self.param = param
+
+
+class ContextOverflow(JobFailed):
+    """The server refused the prompt as longer than the model's context (vLLM answers HTTP 400)."""

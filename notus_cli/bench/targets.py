@@ -15,7 +15,6 @@ import json
 import time
 from types import TracebackType
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import SecretStr
@@ -23,7 +22,8 @@ from tokenizers import Tokenizer
 
 from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.workload import Prompt, count_tokens
-from notus_cli.errors import BenchError, ConfigError, EndpointUnreachable
+from notus_cli.errors import BenchError, EndpointUnreachable
+from notus_cli.openai_url import is_runpod_host, openai_base
 from worker.sse import DONE, SSEDecoder
 
 
@@ -47,14 +47,6 @@ class Target(Protocol):
         ...
 
 
-def openai_base(url: str) -> str:
-    """`http://host:8000` or `http://host:8000/v1` both mean the API under `/v1`."""
-    base = url.strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ConfigError(f"--base-url must start with http:// or https://; got '{url}'")
-    return base if base.endswith("/v1") else base + "/v1"
-
-
 def api_key_for(base_url: str, bench_key: SecretStr | None, runpod_key: SecretStr | None) -> SecretStr | None:
     """The key to send: `[bench] api_key` if set, else the RunPod key, but only to RunPod's own API.
 
@@ -63,8 +55,7 @@ def api_key_for(base_url: str, bench_key: SecretStr | None, runpod_key: SecretSt
     """
     if bench_key is not None:
         return bench_key
-    host = urlsplit(base_url.strip()).hostname or ""
-    return runpod_key if host == "api.runpod.ai" or host.endswith(".runpod.ai") else None
+    return runpod_key if is_runpod_host(base_url) else None
 
 
 class OpenAIChatTarget:

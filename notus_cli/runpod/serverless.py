@@ -296,15 +296,15 @@ class ServerlessClient:
                     if response.status_code >= 400:
                         await response.aread()
                         _raise_for_status(response)
-                    async for chunk in _sse_objects(response):
+                    async for chunk in sse_objects(response):
                         yield chunk
                     return
             except httpx.ConnectError as exc:
                 if attempt + 1 >= self.retry_policy.attempts:
-                    raise _unreachable(self.base_url, exc) from None
+                    raise unreachable(self.base_url, exc) from None
                 await asyncio.sleep(self.retry_policy.delay(attempt))
             except httpx.HTTPError as exc:
-                raise _unreachable(self.base_url, exc) from None
+                raise unreachable(self.base_url, exc) from None
 
     # ---- transport -------------------------------------------------------------------------------
 
@@ -334,12 +334,12 @@ class ServerlessClient:
                 )
             except httpx.ConnectError as exc:
                 if last:
-                    raise _unreachable(self.base_url, exc) from None
+                    raise unreachable(self.base_url, exc) from None
                 await asyncio.sleep(self.retry_policy.delay(attempt))
                 continue
             except httpx.HTTPError as exc:
                 if last or not idempotent:
-                    raise _unreachable(self.base_url, exc) from None
+                    raise unreachable(self.base_url, exc) from None
                 await asyncio.sleep(self.retry_policy.delay(attempt))
                 continue
             retryable = response.status_code == 429 or (idempotent and response.status_code >= 500)
@@ -360,7 +360,8 @@ def _job_body(job_input: Any, webhook: str | None, policy: dict[str, Any] | None
     return body
 
 
-async def _sse_objects(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def sse_objects(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of an OpenAI-style SSE response, up to `[DONE]`; an `error` event raises JobFailed."""
     decoder = SSEDecoder()
     async for data in response.aiter_bytes():
         for payload in decoder.feed(data):
@@ -419,7 +420,8 @@ def _raise_for_status(response: httpx.Response) -> None:
     raise RunPodQueryError(f"the endpoint refused the request (HTTP {code}): {message}")
 
 
-def _unreachable(url: str, exc: httpx.HTTPError) -> EndpointUnreachable:
+def unreachable(url: str, exc: httpx.HTTPError) -> EndpointUnreachable:
+    """The error for a server that could not be reached (or did not answer in time)."""
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
     return EndpointUnreachable(
         f"{url} {kind} ({type(exc).__name__})", hint="check the URL, your network, and that the endpoint is running"

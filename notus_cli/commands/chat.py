@@ -1,0 +1,86 @@
+"""`notus chat`: talk to a deployment, a RunPod endpoint, the local `notus serve`, or any OpenAI server."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from notus_cli.errors import ConfigError
+from notus_cli.options import JsonOpt
+from notus_cli.output import Output
+from notus_cli.settings import load_settings
+
+
+def chat(
+    name: Annotated[str | None, typer.Argument(help="A deployment's name (from `notus deploy`).")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="A RunPod endpoint id (key: RUNPOD_API_KEY).")
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="The running `notus serve` (the default if none given).")
+    ] = False,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url", help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (key: OPENAI_API_KEY)."
+        ),
+    ] = None,
+    once: Annotated[str | None, typer.Option("--once", help="Ask this one question, print the answer, exit.")] = None,
+    persona: Annotated[
+        str | None, typer.Option("--persona", help="A persona name (e.g. counselor) or a .toml/.txt file.")
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="The system prompt (wins over --persona's).")] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="A sampling setting PARAM=VALUE, e.g. -s temperature=0.2 (repeatable)."),
+    ] = None,
+    think: Annotated[
+        bool | None,
+        typer.Option("--think/--no-think", help="Turn Nemotron's reasoning on or off (default: the model's)."),
+    ] = None,
+    max_context: Annotated[
+        int | None,
+        typer.Option("--max-context", min=16, help="The model's context in tokens (default: what the server reports)."),
+    ] = None,
+    history: Annotated[
+        bool, typer.Option("--history/--no-history", help="Keep the input history in the user data dir (0600).")
+    ] = True,
+    json_mode: JsonOpt = False,
+) -> None:
+    """Chat with the model: a REPL with streamed Markdown answers, or one answer for scripts.
+
+    Examples:
+
+      notus chat my-endpoint                  # a deployment made by `notus deploy`
+      notus chat --local --persona counselor  # the running `notus serve`
+      notus chat --base-url http://127.0.0.1:8000
+      echo "Hi" | notus chat --local          # prints the answer only
+      notus chat --local --once "Hi" --json   # the chat.completion object
+
+    In the REPL, /help lists the commands (/set, /system, /persona, /think, /save, /load, /retry ...).
+    """
+    from notus_cli.chat.run import ChatOptions, answer_once, interactive
+    from notus_cli.chat.targets import resolve_backend
+
+    piped = not sys.stdin.isatty()
+    if json_mode and once is None and not piped:
+        raise ConfigError("--json needs a question: --once TEXT or one piped on stdin")
+    options = ChatOptions(
+        persona=persona,
+        system=system,
+        settings=list(settings or []),
+        thinking=think,
+        max_context=max_context,
+        history=history,
+    )
+    out = Output(json_mode=json_mode)
+    backend = resolve_backend(load_settings(), name=name, endpoint=endpoint, local=local, base_url=base_url)
+    try:
+        if once is not None or piped:
+            answer_once(backend, options, once if once is not None else sys.stdin.read(), json_mode=json_mode)
+        else:
+            interactive(backend, options, out.out)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
