@@ -116,7 +116,7 @@ def summary_rows(run: BenchRun) -> tuple[list[str], list[list[str]]]:
 def summary_table(run: BenchRun) -> Table:
     header, rows = summary_rows(run)
     result = table(
-        *header, title=f"notus bench: {run.server.get('model', '?')} at {run.settings['target']['base_url']}"
+        *header, title=f"notus bench: {run.server.get('model') or '?'} at {run.settings['target']['base_url']}"
     )
     result.columns[0].no_wrap = True
     for column in result.columns[1:]:
@@ -129,6 +129,8 @@ def summary_table(run: BenchRun) -> Table:
 def verdicts(run: BenchRun) -> list[str]:
     """Sentences under the table: the SLO verdict, why the sweep stopped, what cost assumes."""
     lines = []
+    if run.cold_start is not None:
+        lines.append(run.cold_start.sentence())
     if run.slos:
         limits = ", ".join(f"{name.upper()} ≤ {limit:g} ms" for name, limit in run.slos.to_dict().items())
         best = run.highest_load_meeting_slos()
