@@ -8,7 +8,7 @@ We watch /health while the job waits: from the first poll that shows a worker (i
 ready) to the first that shows one ready is the worker start; queue = delayTime − worker start
 (the scheduler's wait before and after); first token = TTFT − delayTime (the worker's own time to
 the first chunk, plus one /stream poll). Health is polled every POLL seconds, so each boundary is
-known to about that much.
+known to about that much; a worker counts as ready by the time it took the job at the latest.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ async def wait_for_zero(target: RunPodTarget, limit: float, progress: ColdProgre
             f"cold start: waiting for the endpoint to scale to zero ({health.ready_workers} workers up, "
             f"{waited:.0f} s of {limit:.0f} s)"
         )
-        await asyncio.sleep(ZERO_POLL)
+        await asyncio.sleep(min(ZERO_POLL, limit - waited + 0.01))
 
 
 async def measure_cold_start(
@@ -157,9 +157,12 @@ async def _watch_workers(target: RunPodTarget, sent: float, sightings: Sightings
 def split(record: RequestRecord, waited: float, sightings: Sightings) -> ColdStart:
     """The cold request's time in parts (see the module docstring); None where a part is unknown."""
     delay, execution = record.phases.get("queue"), record.phases.get("execution")
+    # A worker is ready at the latest when it takes the job (delayTime): a short job may end
+    # before a health poll catches its worker ready.
+    ready = min(t for t in (sightings.ready, delay) if t is not None) if (sightings.ready or delay) else None
     worker_start = None
-    if sightings.seen is not None and sightings.ready is not None:
-        worker_start = sightings.ready - sightings.seen
+    if sightings.seen is not None and ready is not None:
+        worker_start = max(0.0, ready - sightings.seen)
     return ColdStart(
         waited_for_zero=waited,
         ok=record.ok,

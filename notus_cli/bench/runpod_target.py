@@ -52,7 +52,9 @@ class RunPodTarget(HttpTarget):
         max_connections: int = 0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        super().__init__(api_key=api_key, timeout=timeout, max_connections=max_connections, session=session)
+        # One connection more than requests in flight: /health polls (cold start) must not wait for a slot.
+        connections = max_connections + 1 if max_connections else 0
+        super().__init__(api_key=api_key, timeout=timeout, max_connections=connections, session=session)
         self.endpoint_id = endpoint_id
         self.base_url = f"{api_base.rstrip('/')}/{endpoint_id}"
         self.sampling = dict(sampling or {})
