@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,11 +90,12 @@ def test_queue_delay_and_execution_time_come_from_runpod(emulator: Harness, one_
     injected = 0.8 - (record.sent_at - blocker_sent)
     assert queue >= injected - 0.02  # RunPod's delayTime is whole milliseconds
     assert execution >= EXECUTION - 0.002
-    assert record.ttft is not None and record.e2el is not None
+    assert record.ttft is not None
+    assert record.e2el is not None
     assert record.ttft >= queue + FIRST - 0.002
     assert record.e2el >= queue + execution - 0.01
     assert (record.output_tokens, record.token_source) == (OUTPUT_LEN, "usage")
-    assert record.job_id and record.job_id in one_slot.jobs
+    assert record.job_id in one_slot.jobs
 
 
 def test_a_failing_job_is_counted_with_its_cause(emulator: Harness, one_slot: Endpoint, tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_a_failing_job_is_counted_with_its_cause(emulator: Harness, one_slot: En
 def test_bench_by_deployment_name_reports_phases_and_cost(
     emulator: Harness, one_slot: Endpoint, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`notus bench NAME`: the deployment's endpoint and GPU pool (its price) are used; report files carry the phases."""
+    """`notus bench NAME`: the deployment's endpoint and GPU pool (its price); report files carry the phases."""
     monkeypatch.setenv("NOTUS_CONFIG", str(tmp_path / "notus.toml"))
     monkeypatch.setenv("RUNPOD_API_KEY", emulator.key)
     deployment = Deployment("bench-a100", one_slot.id, "tpl", "img", "AMPERE_80", api_base_url=f"{emulator.url}/v2")
@@ -177,8 +177,11 @@ def test_cold_start_split_reflects_when_the_worker_started(emulator: Harness, ti
     assert isinstance(cold, ColdStart)
     assert cold.ok, cold.error
     assert cold.waited_for_zero < 1.0
-    assert cold.delay is not None and cold.worker_start is not None and cold.queue is not None
-    assert cold.ttft is not None and cold.first_token is not None
+    assert cold.delay is not None
+    assert cold.worker_start is not None
+    assert cold.queue is not None
+    assert cold.ttft is not None
+    assert cold.first_token is not None
     assert later - 0.15 <= cold.queue <= later + 1.0
     assert 0 < cold.worker_start < 30
     assert cold.first_token >= FIRST - 0.01
@@ -200,10 +203,11 @@ def test_cold_start_needs_a_runpod_target(tiny_model: Path) -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory of its own (its .notus/deployments.json) and a RunPod key."""
     monkeypatch.setenv("NOTUS_CONFIG", str(tmp_path / "notus.toml"))
     monkeypatch.setenv("RUNPOD_API_KEY", "rp_test_key")
-    yield tmp_path / ".notus"
+    return tmp_path / ".notus"
 
 
 def test_gpu_picks_the_deployment_on_that_gpu(project: Path) -> None:

@@ -49,7 +49,8 @@ class BenchGroup(TyperGroup):
 
 app = typer.Typer(
     cls=BenchGroup,
-    help="Measure TTFT, TPOT, ITL, throughput, goodput and cost against a server; compare runs.",
+    help="Measure TTFT, TPOT, ITL, throughput, goodput, cold start and cost of a deployment (NAME), a RunPod "
+    "endpoint or any OpenAI-compatible server; compare runs.",
     invoke_without_command=True,
     subcommand_metavar="[NAME | compare RUN...]",
     epilog="Examples: notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod · "
@@ -57,7 +58,8 @@ app = typer.Typer(
 )
 
 GPU_HELP = (
-    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests."
+    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests. "
+    "Without a target: the deployment on that GPU."
 )
 
 
@@ -141,7 +143,8 @@ def bench(
     cold_start: Annotated[
         bool,
         typer.Option(
-            "--cold-start", help="RunPod targets: first wait for zero workers, time one request's queue/start/token."
+            "--cold-start",
+            help="RunPod targets: wait for zero workers, then split one request into queue, worker start, first token.",
         ),
     ] = False,
     cold_timeout: Annotated[
@@ -162,7 +165,7 @@ def bench(
     ] = None,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Benchmark a server: TTFT, TPOT, ITL, E2EL, throughput, goodput and cost, by vLLM's definitions."""
+    """Benchmark a deployment (NAME), a RunPod endpoint or any OpenAI server: TTFT, TPOT, ITL, throughput, cost."""
     if ctx.invoked_subcommand is not None:
         return
     from notus_cli.bench import files  # imported here: the bench modules pull in aiohttp, numpy, matplotlib
