@@ -32,6 +32,7 @@ from notus_cli.bench.workload import Prompt
 from notus_cli.deploy.state import Deployment, save_deployment
 from notus_cli.emulator import Endpoint, LocalWorkers
 from notus_cli.errors import BenchError, ConfigError
+from notus_cli.serve.stack import LocalStack
 from notus_cli.settings import load_settings
 from tests.support.emulator import Harness, echo_command, wait_for
 
@@ -66,12 +67,12 @@ def options(target: TargetSpec, tokenizer: Path | None, **overrides: object) -> 
     return BenchOptions(**values)  # type: ignore[arg-type]
 
 
-def send_one(target: RunPodTarget, content: str) -> RequestRecord:
+def send_one(target: RunPodTarget, content: str, max_tokens: int = OUTPUT_LEN) -> RequestRecord:
     async def go() -> RequestRecord:
         record = RequestRecord(index=0)
         async with target:
             await target.prepare()
-            await target.send(Prompt([{"role": "user", "content": content}], 2, OUTPUT_LEN), record)
+            await target.send(Prompt([{"role": "user", "content": content}], 2, max_tokens), record)
         return record
 
     return asyncio.run(go())
@@ -109,7 +110,9 @@ def test_a_failing_job_is_counted_with_its_cause(emulator: Harness, one_slot: En
     assert (s.requests, s.completed, s.failed) == (4, 2, 2)
     assert s.failures == {"job_invalid_request": 2}
     failed = [r for r in run.levels[0].records if not r.ok]
-    assert all(r.error and r.error.startswith("refused: FAIL") and r.job_id for r in failed)
+    errors = sorted(str(r.error) for r in failed)
+    assert errors == ["messages: refused: FAIL again", "messages: refused: FAIL on purpose"]
+    assert all(r.job_id for r in failed)
 
 
 def test_bench_by_deployment_name_reports_phases_and_cost(
@@ -240,3 +243,30 @@ def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path)
         resolve_target(load_settings(), endpoint="ep1", route="grpc")
     with pytest.raises(Exception, match="no `notus serve` is running"):
         resolve_target(load_settings(), local=True)
+
+
+@pytest.mark.vllm
+def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(local_stack: LocalStack, tiny_model: Path) -> None:
+    """The real stack (`notus serve --tiny`: emulator, two `python -m worker`, vLLM): jobs carry their phases."""
+    info = local_stack.info
+    native = TargetSpec("runpod", info.api_base, "notus serve", info.endpoint_id, info.api_key, gpu="AMPERE_24")
+    run = run_benchmark(options(native, tiny_model, concurrency=[2], num_prompts=6, output_len=8, warmup=1))
+    s = run.levels[0].summary
+    assert (s.completed, s.failed) == (6, 0), s.failures
+    assert s.output_tokens == 6 * 8  # ignore_eos reaches vLLM through the worker
+    assert s.token_sources == {"usage": 6}
+    assert run.server["model"] == info.served_model_name
+    for record in run.levels[0].records:
+        assert record.ttft is not None
+        assert record.e2el is not None
+        assert 0 <= record.phases["queue"] <= record.ttft
+        # The job ends (job-done) just after its last chunk, which E2EL ends at.
+        assert 0 < record.phases["execution"] < record.e2el + 0.5
+    assert run.costs()[0] is not None
+    routed = TargetSpec("openai", info.openai_base_url, "notus serve", api_key=info.api_key, route="openai")
+    through_openai = run_benchmark(options(routed, tiny_model, num_prompts=2, output_len=8))
+    assert through_openai.levels[0].summary.completed == 2
+    too_long = send_one(RunPodTarget(info.endpoint_id, api_key=info.api_key, api_base=info.api_base), "hi", 100_000)
+    assert too_long.error_cause == "job_invalid_request"
+    assert too_long.error is not None
+    assert too_long.error.startswith("max_tokens: ")

@@ -182,6 +182,6 @@ def _fail_job(record: RequestRecord, job: JobStatus) -> None:
     """A job that did not complete: its cause is `job_<error type>` (FAILED) or `job_<state>`."""
     if job.status == "FAILED":
         error = job.error or parse_job_error(None)
-        record.fail(f"job_{error.type}", error.message)
+        record.fail(f"job_{error.type}", f"{error.param}: {error.message}" if error.param else error.message)
     else:
         record.fail(f"job_{job.status.lower()}", f"job {job.id} ended {job.status}")
