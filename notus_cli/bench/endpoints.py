@@ -167,25 +167,15 @@ def make_target(
     max_connections: int,
 ) -> Target:
     """The Target for a resolved spec."""
+    common: dict[str, Any] = {
+        "api_key": spec.api_key,
+        "sampling": sampling,
+        "ignore_eos": ignore_eos,
+        "tokenizer": tokenizer,
+        "timeout": timeout,
+        "max_connections": max_connections,
+    }
     if spec.kind == "runpod":
         assert spec.endpoint_id is not None
-        return RunPodTarget(
-            spec.endpoint_id,
-            api_key=spec.api_key,
-            api_base=spec.url,
-            sampling=sampling,
-            ignore_eos=ignore_eos,
-            tokenizer=tokenizer,
-            timeout=timeout,
-            max_connections=max_connections,
-        )
-    return OpenAIChatTarget(
-        spec.url,
-        model=model,
-        api_key=spec.api_key,
-        sampling=sampling,
-        ignore_eos=ignore_eos,
-        tokenizer=tokenizer,
-        timeout=timeout,
-        max_connections=max_connections,
-    )
+        return RunPodTarget(spec.endpoint_id, api_base=spec.url, **common)
+    return OpenAIChatTarget(spec.url, model=model, **common)
