@@ -23,15 +23,17 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from notus_cli.bench import report
 from notus_cli.bench.coldstart import ColdStart
 from notus_cli.bench.endpoints import TargetSpec, resolve_target
+from notus_cli.bench.load import Progress
 from notus_cli.bench.metrics import RequestRecord
-from notus_cli.bench.run import BenchOptions, run_benchmark
+from notus_cli.bench.run import BenchOptions, BenchRun, run_benchmark
 from notus_cli.bench.runpod_target import RunPodTarget
 from notus_cli.bench.workload import Prompt
 from notus_cli.deploy.state import Deployment, save_deployment
 from notus_cli.emulator import Endpoint, LocalWorkers
-from notus_cli.errors import BenchError, ConfigError
+from notus_cli.errors import BenchError, ConfigError, EndpointUnreachable
 from notus_cli.serve.stack import LocalStack
 from notus_cli.settings import load_settings
 from tests.support.emulator import Harness, echo_command, wait_for
@@ -191,12 +193,42 @@ def test_cold_start_split_reflects_when_the_worker_started(emulator: Harness, ti
     assert cold.queue + cold.worker_start + cold.first_token == pytest.approx(cold.ttft)
     assert cold.delay >= later + cold.worker_start - 0.15
     assert run.levels[0].summary.completed == 2  # the sweep ran after the cold request
-    assert run.to_dict()["cold_start"]["queue"] == cold.queue
+    assert BenchRun.from_dict(run.to_dict()).cold_start == cold  # kept in bench.json, read back by compare
+    assert cold.sentence() in report.verdicts(run)
+    assert cold.sentence().startswith(f"Cold start: first token after {cold.ttft:.2f} s = queue {cold.queue:.2f} s")
+
+
+class Notes(Progress):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def cold_start(self, message: str) -> None:
+        self.notes.append(message)
 
 
 def test_cold_start_gives_up_when_workers_stay_up(emulator: Harness, one_slot: Endpoint, tiny_model: Path) -> None:
-    with pytest.raises(BenchError, match=r"still has 1 workers after 0 s"):
-        run_benchmark(options(spec(emulator, one_slot), tiny_model, cold_start=True, cold_within=0.1))
+    """The wait for zero workers says what it waits for, and ends with an error naming the way out."""
+    progress = Notes()
+    with pytest.raises(BenchError, match=r"still has 1 workers after 0 s") as raised:
+        run_benchmark(
+            options(spec(emulator, one_slot), tiny_model, cold_start=True, cold_within=0.2), progress=progress
+        )
+    assert raised.value.hint is not None
+    assert "--force-cold" in raised.value.hint
+    assert progress.notes[0].startswith("cold start: waiting for the endpoint to scale to zero (1 workers up")
+
+
+def test_local_benches_the_running_notus_serve(emulator: Harness, one_slot: Endpoint, tiny_model: Path) -> None:
+    """--local reads the connection file a running `notus serve` writes (here: pointing at the emulator)."""
+    connection = Path(os.environ["HOME"]) / ".local" / "state" / "notus" / "serve.json"
+    connection.parent.mkdir(parents=True)
+    body = {"api_base": f"{emulator.url}/v2", "endpoint_id": one_slot.id, "api_key": emulator.key, "pid": os.getpid()}
+    connection.write_text(json.dumps(body))
+    local = resolve_target(load_settings(), local=True)
+    assert (local.kind, local.endpoint_id, local.source) == ("runpod", one_slot.id, "notus serve")
+    run = run_benchmark(options(local, tiny_model, num_prompts=2))
+    assert run.levels[0].summary.completed == 2
+    assert set(run.levels[0].summary.phases) == {"queue", "execution"}
 
 
 def test_cold_start_needs_a_runpod_target(tiny_model: Path) -> None:
@@ -241,8 +273,24 @@ def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path)
         resolve_target(load_settings(), name="prod", endpoint="ep1")
     with pytest.raises(ConfigError, match="--route must be one of native, openai"):
         resolve_target(load_settings(), endpoint="ep1", route="grpc")
-    with pytest.raises(Exception, match="no `notus serve` is running"):
+    with pytest.raises(EndpointUnreachable, match="no `notus serve` is running"):
         resolve_target(load_settings(), local=True)
+
+
+def test_deploy_shows_the_estimate_then_needs_notus_deploy(project: Path) -> None:
+    """--deploy prices the plan before anything is created; the endpoint itself waits for `notus deploy`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTUS_") or k == "NOTUS_CONFIG"}
+    base = [sys.executable, "-m", "notus_cli", "bench", "--gpu", "a100", "--deploy", "--concurrency", "1,4"]
+    asked = subprocess.run(base, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert asked.returncode == 2
+    assert "--deploy spends money: confirm with --yes" in asked.stderr
+    done = subprocess.run([*base, "--yes"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    # 600 s to start + 2 levels × 120 s = 840 s at $0.00076/s
+    assert "temporary endpoint on AMPERE_80 ($2.74/h)" in said
+    assert "about 14 min of one worker, about $0.64" in said
+    assert done.returncode == 1
+    assert "Error: --deploy needs `notus deploy`" in said
 
 
 @pytest.mark.vllm
