@@ -43,10 +43,6 @@ def _spread(stats: Stats | None) -> str:
     return "—" if stats is None else f"{ms(stats.mean)} ± {ms(stats.std)}"
 
 
-def _quantiles(stats: Stats | None) -> str:
-    return "—" if stats is None else f"{ms(stats.median)} · {ms(stats.p99)}"
-
-
 def _one(statistic: str) -> Callable[[Stats | None], str]:
     return lambda stats: "—" if stats is None else ms(getattr(stats, statistic))
 
@@ -67,12 +63,16 @@ def row_specs(run: BenchRun) -> list[tuple[str, Cell]]:
         ("Total token throughput (tok/s)", lambda r, c: number(r.summary.total_token_throughput, 1)),
         ("Input / output tokens", lambda r, c: f"{r.summary.input_tokens:,} / {r.summary.output_tokens:,}"),
     ]
-    for title, name in LATENCIES:
-        rows.append((f"{title} mean ± std (ms)", _latency(name, _spread)))
-        for statistic in ("median", "p90", "p99"):
-            rows.append((f"{title} {statistic} (ms)", _latency(name, _one(statistic))))
+    stats: list[tuple[str, Callable[[LevelResult], Stats | None]]] = [
+        (title, _latency(name)) for title, name in LATENCIES
+    ]
+    # RunPod targets: each job's queue delay and execution time, beside the latencies
     for phase in sorted({name for result in run.levels for name in result.summary.phases}):
-        rows.append((f"{phase.capitalize()} median · p99 (ms)", _phase(phase)))
+        stats.append((phase.capitalize(), _phase(phase)))
+    for title, of in stats:
+        rows.append((f"{title} mean ± std (ms)", _cell(of, _spread)))
+        for statistic in ("median", "p90", "p99"):
+            rows.append((f"{title} {statistic} (ms)", _cell(of, _one(statistic))))
     if run.slos:
         rows.append(("Goodput (req/s)", lambda r, c: number(r.summary.goodput)))
         rows.append(("SLO attainment", _attainment))
@@ -83,12 +83,16 @@ def row_specs(run: BenchRun) -> list[tuple[str, Cell]]:
     return rows
 
 
-def _latency(name: str, show: Callable[[Stats | None], str]) -> Cell:
-    return lambda result, _cost: show(getattr(result.summary, name))
+def _latency(name: str) -> Callable[[LevelResult], Stats | None]:
+    return lambda result: getattr(result.summary, name)
 
 
-def _phase(name: str) -> Cell:
-    return lambda result, _cost: _quantiles(result.summary.phases.get(name))
+def _phase(name: str) -> Callable[[LevelResult], Stats | None]:
+    return lambda result: result.summary.phases.get(name)
+
+
+def _cell(of: Callable[[LevelResult], Stats | None], show: Callable[[Stats | None], str]) -> Cell:
+    return lambda result, _cost: show(of(result))
 
 
 def _attainment(result: LevelResult, _cost: LevelCost | None) -> str:

@@ -6,8 +6,10 @@ first poll that brings a chunk with content), then GET /status for RunPod's own 
 answer into waiting for a worker and the worker's own time, which the OpenAI route cannot show.
 
 A /stream poll hands over every chunk made since the last one, so ITL here is the gap between
-polls that brought content (see ChunkTally). The same works against `notus serve` and the
-emulator, which speak the same protocol on loopback.
+polls that brought content (see ChunkTally). The emulator holds a poll open until there is
+something new; a server that answers at once is asked again after POLL_PAUSE, which bounds how
+precisely TTFT and ITL are known. The same works against `notus serve` and the emulator, which
+speak the same protocol on loopback.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from notus_cli.errors import BenchError
 from notus_cli.runpod.serverless import DEFAULT_BASE_URL, FINAL_STATES, Health, JobStatus
 from worker.job_errors import parse_job_error
 
-POLL_PAUSE = 0.2  # between /stream polls a server answered at once with nothing new
+POLL_PAUSE = 0.1  # between /stream polls a server answered at once with nothing new
 RATE_LIMIT_PAUSE = 1.0  # after HTTP 429 without Retry-After
+RATE_LIMIT_TRIES = 10  # then the 429 counts as the request's failure
 KEY_HINT = "set RUNPOD_API_KEY (for `notus serve`: use --local, which reads its key)"
 
 
@@ -111,7 +114,11 @@ class RunPodTarget(HttpTarget):
             if status >= 400:
                 record.fail(f"http_{status}", error_message(body))
                 return
-            record.job_id = str(json.loads(body)["id"])
+            job_id = json.loads(body).get("id")
+            if not job_id:
+                record.fail("bad_response", f"/run answered without a job id: {body[:200].decode(errors='replace')}")
+                return
+            record.job_id = str(job_id)
             final = await self._follow(record, tally)
             if final is None:
                 return
@@ -162,13 +169,14 @@ class RunPodTarget(HttpTarget):
 
     async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
         """One request; HTTP 429 (rate limit, full queue: nothing was queued) waits and sends again."""
-        while True:
+        for _ in range(RATE_LIMIT_TRIES):
             async with self.session.request(method, self.base_url + path, json=body) as response:
                 data = await response.read()
                 if response.status != 429:
                     return response.status, data
                 retry_after = response.headers.get("Retry-After")
             await asyncio.sleep(_seconds(retry_after))
+        return 429, data
 
 
 def _seconds(retry_after: str | None) -> float:
