@@ -17,6 +17,7 @@ from notus_cli.bench.run import BenchRun
 from notus_cli.output import table
 
 LATENCIES = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
+PHASE_ORDER = {"queue": 0, "execution": 1}  # a RunPod job waits, then runs
 
 Cell = Callable[[LevelResult, LevelCost | None], str]
 
@@ -67,7 +68,8 @@ def row_specs(run: BenchRun) -> list[tuple[str, Cell]]:
         (title, _latency(name)) for title, name in LATENCIES
     ]
     # RunPod targets: each job's queue delay and execution time, beside the latencies
-    for phase in sorted({name for result in run.levels for name in result.summary.phases}):
+    phases = {name for result in run.levels for name in result.summary.phases}
+    for phase in sorted(phases, key=lambda name: (PHASE_ORDER.get(name, len(PHASE_ORDER)), name)):
         stats.append((phase.capitalize(), _phase(phase)))
     for title, of in stats:
         rows.append((f"{title} mean ± std (ms)", _cell(of, _spread)))
