@@ -40,6 +40,8 @@ class LiveView(Progress):
         self.note = f"warming up with {count} request{'s' if count != 1 else ''} (not measured)"
 
     def cold_start(self, message: str) -> None:
+        if self.log and message.split(" (")[0] != self.note.split(" (")[0]:
+            self.log(message)  # once per step, not every poll
         self.note = message
 
     def level_started(self, level: LoadLevel, planned: int | None, duration: float | None) -> None:
