@@ -97,11 +97,15 @@ class RunPodTarget(HttpTarget):
         return Health(jobs=dict(data.get("jobs") or {}), workers=dict(data.get("workers") or {}))
 
     def job_input(self, prompt: Prompt) -> dict[str, Any]:
-        """The native job input (Notus's worker shape): messages plus top-level sampling parameters."""
+        """The native job input (Notus's worker shape): messages plus top-level sampling parameters.
+
+        The worker's own defaults apply to the rest (temperature 0.7, top_p 0.9, stop ["</s>"]);
+        asking for an exact length also clears that default stop string.
+        """
         job: dict[str, Any] = {"messages": prompt.messages, "max_tokens": prompt.max_tokens, "stream": True}
         job.update(self.sampling)
         if self.ignore_eos:
-            job["ignore_eos"] = True
+            job.update(ignore_eos=True, stop=[])
         return job
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
