@@ -69,6 +69,13 @@ def options(target: TargetSpec, tokenizer: Path | None, **overrides: object) -> 
     return BenchOptions(**values)  # type: ignore[arg-type]
 
 
+def notus(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own, seeing this test's project (NOTUS_CONFIG) and RunPod key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTUS_") or k == "NOTUS_CONFIG"}
+    command = [sys.executable, "-m", "notus_cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
 def send_one(target: RunPodTarget, content: str, max_tokens: int = OUTPUT_LEN) -> RequestRecord:
     async def go() -> RequestRecord:
         record = RequestRecord(index=0)
@@ -126,14 +133,9 @@ def test_bench_by_deployment_name_reports_phases_and_cost(
     deployment = Deployment("bench-a100", one_slot.id, "tpl", "img", "AMPERE_80", api_base_url=f"{emulator.url}/v2")
     save_deployment(deployment)
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTUS_") or k == "NOTUS_CONFIG"}
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "notus_cli", "bench", "bench-a100", "--tokenizer", str(tiny_model),
-            "--input-len", "8", "--output-len", str(OUTPUT_LEN), "--concurrency", "2", "--num-prompts", "6",
-            "--warmup", "0", "--out", str(out),
-        ],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    done = notus(
+        "bench", "bench-a100", "--tokenizer", str(tiny_model), "--input-len", "8", "--output-len", str(OUTPUT_LEN),
+        "--concurrency", "2", "--num-prompts", "6", "--warmup", "0", "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     for phase in ("Queue", "Execution"):
@@ -258,15 +260,26 @@ def test_gpu_picks_the_deployment_on_that_gpu(project: Path) -> None:
 
 
 def test_gpu_without_a_deployment_says_how_to_deploy_one(project: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTUS_") or k == "NOTUS_CONFIG"}
-    done = subprocess.run(
-        [sys.executable, "-m", "notus_cli", "bench", "--gpu", "a100"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
-    )  # fmt: skip
+    done = notus("bench", "--gpu", "a100")
     assert done.returncode == 2
     assert "Error: no deployment runs on GPU 'a100' (AMPERE_80)" in done.stderr
     assert "notus deploy NAME --gpu a100" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "prod", "--concurrency", "2"],
+        ["bench", "--concurrency", "2", "prod"],
+        ["bench", "--json", "--out=runs/x", "prod"],
+    ],
+)
+def test_a_deployment_name_may_stand_anywhere_among_the_options(project: Path, args: list[str]) -> None:
+    """`notus bench NAME` shares the command with `notus bench compare`; options may come first."""
+    done = notus(*args)
+    assert done.returncode == 2
+    assert "Error: no deployment named 'prod' (known: none yet)" in done.stderr
 
 
 def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path) -> None:
@@ -280,12 +293,11 @@ def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path)
 
 def test_deploy_shows_the_estimate_then_needs_notus_deploy(project: Path) -> None:
     """--deploy prices the plan before anything is created; the endpoint itself waits for `notus deploy`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTUS_") or k == "NOTUS_CONFIG"}
-    base = [sys.executable, "-m", "notus_cli", "bench", "--gpu", "a100", "--deploy", "--concurrency", "1,4"]
-    asked = subprocess.run(base, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    base = ["bench", "--gpu", "a100", "--deploy", "--concurrency", "1,4"]
+    asked = notus(*base)
     assert asked.returncode == 2
     assert "--deploy spends money: confirm with --yes" in asked.stderr
-    done = subprocess.run([*base, "--yes"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    done = notus(*base, "--yes")
     said = " ".join(done.stderr.split())  # the console wraps long lines
     # 600 s to start + 2 levels × 120 s = 840 s at $0.00076/s
     assert "temporary endpoint on AMPERE_80 ($2.74/h)" in said
