@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from notus_cli.bench import report
+from notus_cli.bench import files, report
 from notus_cli.bench.coldstart import ColdStart
+from notus_cli.bench.compare import compare
 from notus_cli.bench.endpoints import TargetSpec, resolve_target
 from notus_cli.bench.load import Progress
 from notus_cli.bench.metrics import RequestRecord
@@ -157,6 +158,8 @@ def test_bench_by_deployment_name_reports_phases_and_cost(
     assert cost["usd"] == pytest.approx(0.00076 * summary["duration"])
     assert cost["usd_per_million_output_tokens"] == pytest.approx(cost["usd"] / summary["output_tokens"] * 1e6)
     assert cost["usd_per_thousand_requests"] == pytest.approx(cost["usd"] / 6 * 1000)
+    side_by_side = compare([("a", files.load_run(out)), ("b", files.load_run(out))])
+    assert {"Queue median (ms)", "Execution median (ms)"} <= {row[1] for row in side_by_side.rows}
     with (out / "requests.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert all(float(row["queue_ms"]) >= 0 and float(row["execution_ms"]) >= EXECUTION * 1000 - 2 for row in rows)
