@@ -33,7 +33,7 @@ from notus_cli.bench.run import BenchOptions, BenchRun, run_benchmark
 from notus_cli.bench.runpod_target import RunPodTarget
 from notus_cli.bench.workload import Prompt
 from notus_cli.deploy.state import Deployment, save_deployment
-from notus_cli.emulator import Endpoint, LocalWorkers
+from notus_cli.emulator import EmulatorConfig, Endpoint, LocalWorkers
 from notus_cli.errors import BenchError, ConfigError, EndpointUnreachable
 from notus_cli.serve.stack import LocalStack
 from notus_cli.settings import load_settings
@@ -334,3 +334,19 @@ def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(local_stack: L
     assert too_long.error_cause == "job_invalid_request"
     assert too_long.error is not None
     assert too_long.error.startswith("max_tokens: ")
+
+
+def test_rate_limited_jobs_wait_and_are_sent_again(tmp_path: Path, tiny_model: Path) -> None:
+    """An endpoint taking two /run a second (HTTP 429 with Retry-After beyond): nothing is lost or failed."""
+    harness = Harness.start(tmp_path, EmulatorConfig(sweep_interval=0.1, rate_limits={"run": (2, 1.0)}))
+    try:
+        endpoint = chat_workers(harness, 1, concurrency=4)[0]
+        started = time.perf_counter()
+        run = run_benchmark(options(spec(harness, endpoint), tiny_model, concurrency=[4], num_prompts=4))
+        took = time.perf_counter() - started
+    finally:
+        harness.close()
+    s = run.levels[0].summary
+    assert (s.completed, s.failed) == (4, 0), s.failures
+    assert run.server["rate_limited_retries"] >= 2
+    assert took >= 1.0  # two of the four waited for the next second

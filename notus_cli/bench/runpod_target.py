@@ -68,8 +68,9 @@ class RunPodTarget(HttpTarget):
     async def prepare(self) -> dict[str, Any]:
         """Ask /health (it wakes no worker), so a wrong id or key fails at once.
 
-        The served model's name is only known from the first answer: it is filled into the
-        returned dict then. Raises EndpointUnreachable or BenchError.
+        The served model's name is only known from the first answer, and the HTTP 429s waited out
+        only as the run goes: both are filled into the returned dict then. Raises
+        EndpointUnreachable or BenchError.
         """
         health = await self.health()
         self.info = {
@@ -78,6 +79,7 @@ class RunPodTarget(HttpTarget):
             "endpoint_id": self.endpoint_id,
             "model": None,
             "workers_at_start": health.workers,
+            "rate_limited_retries": 0,  # HTTP 429s waited out and sent again
         }
         return self.info
 
@@ -179,6 +181,7 @@ class RunPodTarget(HttpTarget):
                 if response.status != 429:
                     return response.status, data
                 retry_after = response.headers.get("Retry-After")
+            self.info["rate_limited_retries"] = self.info.get("rate_limited_retries", 0) + 1
             await asyncio.sleep(_seconds(retry_after))
         return 429, data
 
