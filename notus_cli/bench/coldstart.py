@@ -14,6 +14,7 @@ known to about that much; a worker counts as ready by the time it took the job a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -129,6 +130,8 @@ async def measure_cold_start(
         await target.send(prompt, record)
     finally:
         watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
     return split(record, waited, sightings)
 
 
@@ -159,7 +162,8 @@ def split(record: RequestRecord, waited: float, sightings: Sightings) -> ColdSta
     delay, execution = record.phases.get("queue"), record.phases.get("execution")
     # A worker is ready at the latest when it takes the job (delayTime): a short job may end
     # before a health poll catches its worker ready.
-    ready = min(t for t in (sightings.ready, delay) if t is not None) if (sightings.ready or delay) else None
+    bounds = [t for t in (sightings.ready, delay) if t is not None]
+    ready = min(bounds) if bounds else None
     worker_start = None
     if sightings.seen is not None and ready is not None:
         worker_start = max(0.0, ready - sightings.seen)
