@@ -198,7 +198,7 @@ def bench(
         temperature=temperature,
         ignore_eos=ignore_eos,
         stop_when_saturated=stop_when_saturated,
-        gpu=gpu or settings.gpu,
+        gpu=gpu,
         seed=seed,
         timeout=timeout,
         cold_start=cold_start,
@@ -215,6 +215,8 @@ def bench(
         options.target = resolve_target(
             all_settings, name=name, endpoint=endpoint, local=local, base_url=base_url, gpu=gpu, route=route
         )
+        if options.target.gpu is None:  # a deployment's own pool beats the [bench] default
+            options.gpu = gpu or settings.gpu
         with out_.live(view):
             run = run_benchmark(options, progress=view)
     written = files.write_report(run, out) if out else []
