@@ -27,6 +27,16 @@ def _stat(name: str, field: str) -> Value:
     return value
 
 
+def _phase(name: str) -> Value:
+    """A RunPod job phase's median (None for targets without phases; such rows are left out)."""
+
+    def value(result: LevelResult, _cost: LevelCost | None) -> float | None:
+        stats = result.summary.phases.get(name)
+        return None if stats is None else stats.median
+
+    return value
+
+
 # (name, value, how to show it)
 METRICS: tuple[tuple[str, Value, Callable[[float | None], str]], ...] = (
     ("Request throughput (req/s)", lambda r, c: r.summary.request_throughput, number),
@@ -37,6 +47,8 @@ METRICS: tuple[tuple[str, Value, Callable[[float | None], str]], ...] = (
     ("TPOT p99 (ms)", _stat("tpot", "p99"), ms),
     ("ITL median (ms)", _stat("itl", "median"), ms),
     ("E2EL median (ms)", _stat("e2el", "median"), ms),
+    ("Queue median (ms)", _phase("queue"), ms),
+    ("Execution median (ms)", _phase("execution"), ms),
     ("Failed requests", lambda r, c: float(r.summary.failed), lambda v: number(v, 0)),
     ("SLO attainment (%)", lambda r, c: _percent(r.summary.slo_attainment), lambda v: number(v, 0)),
     ("$ per 1M output tokens", lambda r, c: c.usd_per_million_output_tokens if c else None, usd),

@@ -21,7 +21,8 @@ JSON_NAME = "bench.json"
 HTML_NAME = "report.html"
 REQUEST_COLUMNS = (
     "level", "index", "sent_at_s", "ok", "ttft_ms", "tpot_ms", "e2el_ms", "itl_mean_ms", "chunks",
-    "output_tokens", "token_source", "prompt_tokens", "max_tokens", "error_cause", "error",
+    "output_tokens", "token_source", "prompt_tokens", "max_tokens", "error_cause", "error", "queue_ms",
+    "execution_ms", "job_id",
 )  # fmt: skip
 PLOT_TITLES = {
     "latency_throughput.png": "Latency against throughput across the sweep",
@@ -86,7 +87,7 @@ def _write_requests_csv(run: BenchRun, path: Path) -> Path:
                         result.level.label, r.index, f"{r.sent_at:.6f}", r.ok, _ms(r.ttft), _ms(r.tpot), _ms(r.e2el),
                         _ms(sum(r.itl) / len(r.itl)) if r.itl else "", len(r.itl) + (1 if r.ok else 0),
                         r.output_tokens, r.token_source, r.prompt_tokens, r.max_tokens, r.error_cause or "",
-                        r.error or "",
+                        r.error or "", _ms(r.phases.get("queue")), _ms(r.phases.get("execution")), r.job_id or "",
                     ]
                 )  # fmt: skip
     return path
@@ -122,7 +123,7 @@ pre { background: #f6f6f8; padding: .75rem; overflow-x: auto; font-size: 13px; }
 def render_html(run: BenchRun, images: dict[str, bytes]) -> str:
     """The whole report as one HTML document."""
     header, rows = report.summary_rows(run)
-    model = run.server.get("model", "?")
+    model = run.server.get("model") or "?"
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',

@@ -39,6 +39,11 @@ class LiveView(Progress):
     def warmup(self, count: int) -> None:
         self.note = f"warming up with {count} request{'s' if count != 1 else ''} (not measured)"
 
+    def cold_start(self, message: str) -> None:
+        if self.log and message.split(" (")[0] != self.note.split(" (")[0]:
+            self.log(message)  # once per step, not every poll
+        self.note = message
+
     def level_started(self, level: LoadLevel, planned: int | None, duration: float | None) -> None:
         self.level, self.planned, self.duration = level, planned, duration
         self.started = time.perf_counter()

@@ -203,6 +203,9 @@ class Progress:
     def warmup(self, count: int) -> None:
         """`count` warm-up requests are being sent (not measured)."""
 
+    def cold_start(self, message: str) -> None:
+        """What the cold-start measurement is waiting for."""
+
     def level_started(self, level: LoadLevel, planned: int | None, duration: float | None) -> None:
         """A level begins; `planned` requests (None: until `duration` seconds are up)."""
 

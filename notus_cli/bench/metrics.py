@@ -34,6 +34,9 @@ DEFINITIONS: dict[str, str] = {
     "Total token throughput": "(prompt + output tokens of successful requests) / level duration",
     "Goodput": "successful requests meeting every SLO (TTFT, TPOT, E2EL limits) / level duration; "
     "SLO attainment is the share of all requests, failed ones included, that met them",
+    "Queue": "RunPod targets: the job's delayTime, from /run accepting it to a worker taking it (includes a "
+    "worker's start when none was free)",
+    "Execution": "RunPod targets: the job's executionTime, from a worker taking it to its end",
     "Statistics": "mean, median, p90, p99 (linear interpolation, as numpy.percentile) and population std",
 }
 
@@ -56,6 +59,7 @@ class RequestRecord:
     error: str | None = None
     # Timings only some targets know, e.g. a RunPod job's queue delay and execution time.
     phases: dict[str, float] = field(default_factory=dict)
+    job_id: str | None = None  # a RunPod job's id, to look it up in the endpoint's logs
 
     def fail(self, cause: str, message: str) -> None:
         self.ok = False
@@ -84,6 +88,7 @@ class RequestRecord:
             "error_cause": self.error_cause,
             "error": self.error,
             "phases": self.phases,
+            "job_id": self.job_id,
         }
 
     @classmethod

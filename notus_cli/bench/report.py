@@ -17,6 +17,7 @@ from notus_cli.bench.run import BenchRun
 from notus_cli.output import table
 
 LATENCIES = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
+PHASE_ORDER = {"queue": 0, "execution": 1}  # a RunPod job waits, then runs
 
 Cell = Callable[[LevelResult, LevelCost | None], str]
 
@@ -43,10 +44,6 @@ def _spread(stats: Stats | None) -> str:
     return "—" if stats is None else f"{ms(stats.mean)} ± {ms(stats.std)}"
 
 
-def _quantiles(stats: Stats | None) -> str:
-    return "—" if stats is None else f"{ms(stats.median)} · {ms(stats.p99)}"
-
-
 def _one(statistic: str) -> Callable[[Stats | None], str]:
     return lambda stats: "—" if stats is None else ms(getattr(stats, statistic))
 
@@ -67,12 +64,17 @@ def row_specs(run: BenchRun) -> list[tuple[str, Cell]]:
         ("Total token throughput (tok/s)", lambda r, c: number(r.summary.total_token_throughput, 1)),
         ("Input / output tokens", lambda r, c: f"{r.summary.input_tokens:,} / {r.summary.output_tokens:,}"),
     ]
-    for title, name in LATENCIES:
-        rows.append((f"{title} mean ± std (ms)", _latency(name, _spread)))
+    stats: list[tuple[str, Callable[[LevelResult], Stats | None]]] = [
+        (title, _latency(name)) for title, name in LATENCIES
+    ]
+    # RunPod targets: each job's queue delay and execution time, beside the latencies
+    phases = {name for result in run.levels for name in result.summary.phases}
+    for phase in sorted(phases, key=lambda name: (PHASE_ORDER.get(name, len(PHASE_ORDER)), name)):
+        stats.append((phase.capitalize(), _phase(phase)))
+    for title, of in stats:
+        rows.append((f"{title} mean ± std (ms)", _cell(of, _spread)))
         for statistic in ("median", "p90", "p99"):
-            rows.append((f"{title} {statistic} (ms)", _latency(name, _one(statistic))))
-    for phase in sorted({name for result in run.levels for name in result.summary.phases}):
-        rows.append((f"{phase.capitalize()} median · p99 (ms)", _phase(phase)))
+            rows.append((f"{title} {statistic} (ms)", _cell(of, _one(statistic))))
     if run.slos:
         rows.append(("Goodput (req/s)", lambda r, c: number(r.summary.goodput)))
         rows.append(("SLO attainment", _attainment))
@@ -83,12 +85,16 @@ def row_specs(run: BenchRun) -> list[tuple[str, Cell]]:
     return rows
 
 
-def _latency(name: str, show: Callable[[Stats | None], str]) -> Cell:
-    return lambda result, _cost: show(getattr(result.summary, name))
+def _latency(name: str) -> Callable[[LevelResult], Stats | None]:
+    return lambda result: getattr(result.summary, name)
 
 
-def _phase(name: str) -> Cell:
-    return lambda result, _cost: _quantiles(result.summary.phases.get(name))
+def _phase(name: str) -> Callable[[LevelResult], Stats | None]:
+    return lambda result: result.summary.phases.get(name)
+
+
+def _cell(of: Callable[[LevelResult], Stats | None], show: Callable[[Stats | None], str]) -> Cell:
+    return lambda result, _cost: show(of(result))
 
 
 def _attainment(result: LevelResult, _cost: LevelCost | None) -> str:
@@ -116,7 +122,7 @@ def summary_rows(run: BenchRun) -> tuple[list[str], list[list[str]]]:
 def summary_table(run: BenchRun) -> Table:
     header, rows = summary_rows(run)
     result = table(
-        *header, title=f"notus bench: {run.server.get('model', '?')} at {run.settings['target']['base_url']}"
+        *header, title=f"notus bench: {run.server.get('model') or '?'} at {run.settings['target']['base_url']}"
     )
     result.columns[0].no_wrap = True
     for column in result.columns[1:]:
@@ -129,6 +135,8 @@ def summary_table(run: BenchRun) -> Table:
 def verdicts(run: BenchRun) -> list[str]:
     """Sentences under the table: the SLO verdict, why the sweep stopped, what cost assumes."""
     lines = []
+    if run.cold_start is not None:
+        lines.append(run.cold_start.sentence())
     if run.slos:
         limits = ", ".join(f"{name.upper()} ≤ {limit:g} ms" for name, limit in run.slos.to_dict().items())
         best = run.highest_load_meeting_slos()

@@ -24,10 +24,13 @@ from tokenizers import Tokenizer
 
 from notus_cli import __version__
 from notus_cli.bench import DEFAULT_INPUT_LEN, DEFAULT_OUTPUT_LEN
+from notus_cli.bench.coldstart import ColdStart, EndpointScaler, measure_cold_start
 from notus_cli.bench.cost import LevelCost, level_cost
+from notus_cli.bench.endpoints import TargetSpec, make_target
 from notus_cli.bench.load import LevelResult, LoadLevel, LoadPlan, Progress, make_plan, run_level, sweep_saturation
 from notus_cli.bench.metrics import DEFINITIONS, LevelSummary, RequestRecord, Slos, parse_slos
-from notus_cli.bench.targets import OpenAIChatTarget, Target
+from notus_cli.bench.runpod_target import RunPodTarget
+from notus_cli.bench.targets import Target
 from notus_cli.bench.workload import Workload, load_tokenizer, random_workload, sharegpt_workload
 from notus_cli.errors import BenchError, ConfigError
 from notus_cli.runpod.gpus import POOLS_BY_ID, GpuPool, resolve_pool
@@ -40,7 +43,8 @@ UNBOUNDED_PROMPTS = 1024  # prompts made for a level bounded only by --duration 
 class BenchOptions:
     """Everything `notus bench` was asked, flags and settings merged."""
 
-    base_url: str
+    base_url: str | None = None  # an OpenAI-compatible server, when `target` is not given
+    target: TargetSpec | None = None
     model: str | None = None
     api_key: SecretStr | None = None
     tokenizer: Path | None = None
@@ -62,6 +66,9 @@ class BenchOptions:
     gpu: str | None = None
     seed: int = 0
     timeout: float = 600.0
+    cold_start: bool = False
+    cold_within: float = 900.0  # seconds to wait for the endpoint to scale to zero
+    scaler: EndpointScaler | None = None  # --force-cold
 
 
 @dataclass
@@ -75,6 +82,7 @@ class BenchRun:
     gpu: GpuPool | None
     started_at: str
     stopped: str | None = None
+    cold_start: ColdStart | None = None
 
     def costs(self) -> list[LevelCost | None]:
         return [level_cost(self.gpu, result.summary) if self.gpu else None for result in self.levels]
@@ -103,6 +111,7 @@ class BenchRun:
             "gpu": None if self.gpu is None else {"pool": self.gpu.id, "usd_per_second": self.gpu.usd_per_second},
             "stopped": self.stopped,
             "highest_load_meeting_slos": None if best is None else best.level.label,
+            "cold_start": None if self.cold_start is None else self.cold_start.to_dict(),
             "levels": [
                 {**result.to_dict(), "cost": None if cost is None else cost.to_dict()}
                 for result, cost in zip(self.levels, self.costs(), strict=True)
@@ -126,6 +135,7 @@ class BenchRun:
             gpu=None if not gpu else POOLS_BY_ID.get(gpu["pool"]) or GpuPool(gpu["pool"], (), 0, gpu["usd_per_second"]),
             started_at=data["started_at"],
             stopped=data.get("stopped"),
+            cold_start=ColdStart.from_dict(data["cold_start"]) if data.get("cold_start") else None,
         )
 
 
@@ -150,26 +160,23 @@ def run_benchmark(options: BenchOptions, *, progress: Progress | None = None) ->
     slos = parse_slos(options.goodput)
     if not 0 < options.attainment <= 1:
         raise ConfigError(f"--attainment must be above 0 and at most 1; got {options.attainment}")
-    gpu = resolve_pool(options.gpu) if options.gpu else None
-    plan = make_plan(
-        concurrency=options.concurrency,
-        rates=options.rates,
-        num_prompts=options.num_prompts,
-        duration=options.duration,
-        warmup=options.warmup,
-        burstiness=options.burstiness,
-        seed=options.seed,
-        stop_when_saturated=options.stop_when_saturated,
-    )
+    spec = options.target or _openai_spec(options)
+    if options.cold_start and spec.kind != "runpod":
+        raise ConfigError(
+            "--cold-start needs a RunPod endpoint reached through its job API",
+            hint="name a deployment, or pass --endpoint ID or --local (not --base-url or --route openai)",
+        )
+    gpu_name = options.gpu or spec.gpu
+    gpu = resolve_pool(gpu_name) if gpu_name else None
+    plan = plan_for(options)
     tokenizer = load_tokenizer(options.tokenizer) if options.tokenizer else None
     if options.dataset is None and tokenizer is None:
         raise _no_tokenizer()
     # Random prompts ask for exactly their length (as vLLM's random dataset does); conversations end naturally.
     ignore_eos = options.dataset is None if options.ignore_eos is None else options.ignore_eos
-    target = OpenAIChatTarget(
-        options.base_url,
+    target = make_target(
+        spec,
         model=options.model,
-        api_key=options.api_key,
         sampling={} if options.temperature is None else {"temperature": options.temperature},
         ignore_eos=ignore_eos,
         tokenizer=tokenizer,
@@ -177,12 +184,13 @@ def run_benchmark(options: BenchOptions, *, progress: Progress | None = None) ->
         max_connections=_connections(plan),
     )
     settings = {
-        "target": {"kind": target.kind, "base_url": target.base_url, "api_key": options.api_key is not None},
+        "target": spec.describe(),
         "workload": {},  # filled in once the server has answered and the prompts are made
         "load": plan.to_dict(),
         "tokenizer": str(options.tokenizer) if options.tokenizer else None,
         "sampling": {"temperature": options.temperature, "max_tokens": "per prompt"},
         "timeout": options.timeout,
+        "cold_start": options.cold_start,
     }
     run = BenchRun(
         settings=settings,
@@ -194,9 +202,36 @@ def run_benchmark(options: BenchOptions, *, progress: Progress | None = None) ->
         gpu=gpu,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    cold = ColdPlan(options.cold_within, options.scaler) if options.cold_start else None
     workload = partial(build_workload, options, plan, tokenizer, ignore_eos)
-    asyncio.run(run_sweep(target, workload, plan, run, progress or Progress()))
+    asyncio.run(run_sweep(target, workload, plan, run, progress or Progress(), cold))
     return run
+
+
+def plan_for(options: BenchOptions) -> LoadPlan:
+    """The load plan the options ask for. Raises ConfigError for bad load options."""
+    return make_plan(
+        concurrency=options.concurrency,
+        rates=options.rates,
+        num_prompts=options.num_prompts,
+        duration=options.duration,
+        warmup=options.warmup,
+        burstiness=options.burstiness,
+        seed=options.seed,
+        stop_when_saturated=options.stop_when_saturated,
+    )
+
+
+def _openai_spec(options: BenchOptions) -> TargetSpec:
+    if not options.base_url:
+        raise ConfigError("no server to benchmark", hint="pass --base-url URL of an OpenAI-compatible server")
+    return TargetSpec(kind="openai", url=options.base_url, source="--base-url", api_key=options.api_key)
+
+
+@dataclass(frozen=True)
+class ColdPlan:
+    zero_within: float
+    scaler: EndpointScaler | None = None
 
 
 def _connections(plan: LoadPlan) -> int:
@@ -239,9 +274,14 @@ def _no_tokenizer() -> ConfigError:
 
 
 async def run_sweep(
-    target: Target, make_workload: Callable[[], Workload], plan: LoadPlan, run: BenchRun, progress: Progress
+    target: Target,
+    make_workload: Callable[[], Workload],
+    plan: LoadPlan,
+    run: BenchRun,
+    progress: Progress,
+    cold: ColdPlan | None = None,
 ) -> None:
-    """Check the server answers, make the prompts, warm up, then run each level in turn.
+    """Check the server answers, make the prompts, measure a cold start if asked, warm up, run each level.
 
     The sweep stops after a level that shows the server saturated (if the plan says so).
     """
@@ -249,6 +289,10 @@ async def run_sweep(
         run.server = await target.prepare()
         workload = make_workload()
         run.settings["workload"] = workload.describe()
+        if cold is not None and isinstance(target, RunPodTarget):
+            run.cold_start = await measure_cold_start(
+                target, workload.prompts[0], zero_within=cold.zero_within, progress=progress, scaler=cold.scaler
+            )
         # As vllm bench serve does: what lives for the whole run is set aside from the garbage
         # collector, so its pauses stay short while requests are being timed.
         gc.collect()

@@ -1,27 +1,30 @@
 """Where benchmark requests go. A target sends one prompt and fills in one RequestRecord.
 
 The load generator, the metrics and the reports only know the `Target` protocol, so another
-kind of server plugs in by implementing it: a RunPod endpoint (jobs through /run and /stream)
-would also fill `record.phases` with each job's queue delay and execution time.
+kind of server plugs in by implementing it: `runpod_target.RunPodTarget` sends RunPod jobs through
+/run and /stream and also fills `record.phases` with each job's queue delay and execution time.
 
-The OpenAI-compatible target streams with aiohttp rather than httpx: as a load generator it must
-stay far cheaper per request than the server it measures, and httpx's connection pool and
-streaming cost several times more CPU per request (see benchmarks/loadgen_ceiling.py).
+Targets talk aiohttp rather than httpx: as a load generator it must stay far cheaper per request
+than the server it measures, and httpx's connection pool and streaming cost several times more
+CPU per request (see benchmarks/loadgen_ceiling.py). `HttpTarget` holds what they share.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import aiohttp
 from pydantic import SecretStr
 from tokenizers import Tokenizer
 
+from notus_cli.bench.chunks import ChunkTally
 from notus_cli.bench.metrics import RequestRecord
-from notus_cli.bench.workload import Prompt, count_tokens
+from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError, EndpointUnreachable
 from notus_cli.openai_url import is_runpod_host, openai_base
 from worker.sse import DONE, SSEDecoder
@@ -58,37 +61,26 @@ def api_key_for(base_url: str, bench_key: SecretStr | None, runpod_key: SecretSt
     return runpod_key if is_runpod_host(base_url) else None
 
 
-class OpenAIChatTarget:
-    """Streaming chat completions from any OpenAI-compatible server (vllm serve, RunPod's OpenAI route)."""
+class HttpTarget:
+    """What every aiohttp-based target shares: one session with its connection cap, key and timeout."""
 
-    kind = "openai"
+    kind = "http"
 
     def __init__(
         self,
-        base_url: str,
         *,
-        model: str | None = None,
         api_key: SecretStr | None = None,
-        sampling: dict[str, Any] | None = None,
-        ignore_eos: bool = False,
-        tokenizer: Tokenizer | None = None,
         timeout: float = 600.0,
         max_connections: int = 0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.base_url = openai_base(base_url)
-        self.model = model
-        self.sampling = dict(sampling or {})
-        self.ignore_eos = ignore_eos
-        self.tokenizer = tokenizer
         self.timeout = timeout
         self.max_connections = max_connections
         self._api_key = api_key
         self._session = session
         self._owns_session = session is None
-        self._url = f"{self.base_url}/chat/completions"
 
-    async def __aenter__(self) -> OpenAIChatTarget:
+    async def __aenter__(self) -> Self:
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self.max_connections, limit_per_host=self.max_connections, keepalive_timeout=60
@@ -118,26 +110,60 @@ class OpenAIChatTarget:
             raise RuntimeError("use the target as an async context manager")
         return self._session
 
+    async def probe(self, url: str, *, unreachable_hint: str, key_hint: str) -> tuple[int, bytes]:
+        """GET `url` once to check the server answers and takes the key; returns (status, body).
+
+        Raises EndpointUnreachable when nothing answers, BenchError when the key is refused.
+        """
+        try:
+            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            what = f"nothing answers at {url} ({type(exc).__name__})"
+            raise EndpointUnreachable(what, hint=unreachable_hint) from None
+        if status in (401, 403):
+            raise BenchError(f"{url} refused the API key (HTTP {status})", hint=key_hint)
+        return status, body
+
+
+class OpenAIChatTarget(HttpTarget):
+    """Streaming chat completions from any OpenAI-compatible server (vllm serve, RunPod's OpenAI route)."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: SecretStr | None = None,
+        sampling: dict[str, Any] | None = None,
+        ignore_eos: bool = False,
+        tokenizer: Tokenizer | None = None,
+        timeout: float = 600.0,
+        max_connections: int = 0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        super().__init__(api_key=api_key, timeout=timeout, max_connections=max_connections, session=session)
+        self.base_url = openai_base(base_url)
+        self.model = model
+        self.sampling = dict(sampling or {})
+        self.ignore_eos = ignore_eos
+        self.tokenizer = tokenizer
+        self._url = f"{self.base_url}/chat/completions"
+
     async def prepare(self) -> dict[str, Any]:
         """Ask /models, so a wrong URL or key fails at once; pick the first model if none was named.
 
         Raises EndpointUnreachable when nothing answers, BenchError when the server refuses.
         """
         url = f"{self.base_url}/models"
-        try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
-                body = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise EndpointUnreachable(
-                f"nothing answers at {self.base_url} ({type(exc).__name__})",
-                hint="check --base-url and that the server is running (e.g. vllm serve MODEL --port 8000)",
-            ) from None
-        if status in (401, 403):
-            raise BenchError(
-                f"{url} refused the API key (HTTP {status})",
-                hint="set NOTUS_BENCH__API_KEY (or api_key under [bench] in notus.toml) to a key the server accepts",
-            )
+        status, body = await self.probe(
+            url,
+            unreachable_hint="check --base-url and that the server is running (e.g. vllm serve MODEL --port 8000)",
+            key_hint="set NOTUS_BENCH__API_KEY (or api_key under [bench] in notus.toml) to a key the server accepts",
+        )
         models: list[str] = []
         if status < 400:
             try:
@@ -166,30 +192,15 @@ class OpenAIChatTarget:
         record.max_tokens = prompt.max_tokens
         record.prompt_tokens = prompt.input_tokens
         record.sent_at = time.perf_counter()
-        try:
+        with transport_failures(record, self.timeout):
             async with self.session.post(self._url, json=body) as response:
                 if response.status >= 400:
-                    record.fail(f"http_{response.status}", _error_message(await response.read()))
+                    record.fail(f"http_{response.status}", error_message(await response.read()))
                     return
                 await self._read_stream(response, prompt, record)
-        except TimeoutError:
-            record.fail("timeout", f"no complete answer within {self.timeout:g} s")
-        except aiohttp.ClientConnectorError as exc:
-            record.fail("connect", str(exc))
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            record.fail("disconnected", f"the server closed the stream early ({type(exc).__name__})")
-        except aiohttp.ClientError as exc:
-            record.fail("http_client", f"{type(exc).__name__}: {exc}")
-        except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
-            record.fail("bad_response", f"a streamed event is not JSON: {exc}")
 
     async def _read_stream(self, response: aiohttp.ClientResponse, prompt: Prompt, record: RequestRecord) -> None:
-        started = record.sent_at
-        first: float | None = None
-        last = previous = started
-        chunks = 0
-        texts: list[str] = []
-        usage: dict[str, Any] | None = None
+        tally = ChunkTally(record, tokenizer=self.tokenizer)
         decoder = SSEDecoder()
         async for data in response.content.iter_any():
             now = time.perf_counter()
@@ -198,49 +209,38 @@ class OpenAIChatTarget:
                     continue
                 event = json.loads(payload)
                 if "error" in event:
-                    record.fail("stream_error", _error_message(payload.encode()))
+                    record.fail("stream_error", error_message(payload.encode()))
                     return
-                if event.get("usage"):
-                    usage = event["usage"]
-                choices = event.get("choices")
-                if not choices:
-                    continue
-                last = now
-                delta = choices[0].get("delta") or {}
-                text = (delta.get("content") or "") + (delta.get("reasoning_content") or delta.get("reasoning") or "")
-                if not text and not delta.get("tool_calls"):
-                    continue
-                if first is None:
-                    first = now
-                else:
-                    record.itl.append(now - previous)
-                previous = now
-                chunks += 1
-                if self.tokenizer is not None:
-                    texts.append(text)
-        if first is None:
-            record.fail("no_content", "the stream ended without a chunk of content")
-            return
-        record.ok = True
-        record.ttft = first - started
-        record.e2el = last - started
-        if usage and isinstance(usage.get("completion_tokens"), int):
-            record.output_tokens, record.token_source = usage["completion_tokens"], "usage"
-            if isinstance(usage.get("prompt_tokens"), int):
-                record.prompt_tokens = usage["prompt_tokens"]
-        elif self.tokenizer is not None:
-            record.output_tokens, record.token_source = count_tokens(self.tokenizer, "".join(texts)), "tokenizer"
-        else:
-            record.output_tokens, record.token_source = chunks, "chunks"
+                tally.add(event, now)
+        tally.finish()
 
 
-def _error_message(body: bytes) -> str:
+@contextlib.contextmanager
+def transport_failures(record: RequestRecord, timeout: float) -> Iterator[None]:
+    """Turn what can go wrong on the wire into the record's failure cause; the run goes on."""
+    try:
+        yield
+    except TimeoutError:
+        record.fail("timeout", f"no complete answer within {timeout:g} s")
+    except aiohttp.ClientConnectorError as exc:
+        record.fail("connect", str(exc))
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        record.fail("disconnected", f"the server closed the stream early ({type(exc).__name__})")
+    except aiohttp.ClientError as exc:
+        record.fail("http_client", f"{type(exc).__name__}: {exc}")
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        record.fail("bad_response", f"a streamed event is not JSON: {exc}")
+
+
+def error_message(body: bytes) -> str:
     """The server's own error message when it sent one (OpenAI shape), else the start of the body."""
     try:
         payload = json.loads(body)
         detail = payload.get("error", payload) if isinstance(payload, dict) else payload
         if isinstance(detail, dict) and detail.get("message"):
             return str(detail["message"])
+        if isinstance(detail, str) and detail:
+            return detail  # RunPod's {"error": "..."}
     except (ValueError, UnicodeDecodeError):
         pass
     return body[:300].decode(errors="replace") or "(empty body)"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from notus_cli.bench import DEFAULT_INPUT_LEN
 from notus_cli.errors import ConfigError
@@ -13,17 +14,52 @@ from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
 
 if TYPE_CHECKING:
-    from notus_cli.bench.run import BenchRun
+    from notus_cli.bench.run import BenchOptions, BenchRun
+    from notus_cli.settings import NotusSettings
+
+TARGET_NAME = "bench_target_name"
+
+
+class BenchGroup(TyperGroup):
+    """`notus bench NAME [OPTIONS]` beside `notus bench compare`: a first word that is no subcommand
+    names a deployment (Click would otherwise read it as an unknown subcommand)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        position = self._first_word(args)
+        if position is not None and args[position] not in self.commands:
+            ctx.meta[TARGET_NAME] = args[position]
+            args = args[:position] + args[position + 1 :]
+        result: list[str] = super().parse_args(ctx, args)
+        return result
+
+    def _first_word(self, args: list[str]) -> int | None:
+        valued = {opt for p in self.params if not getattr(p, "is_flag", True) for opt in p.opts}
+        skip = False
+        for i, arg in enumerate(args):
+            if skip:
+                skip = False
+            elif arg == "--":
+                return i + 1 if i + 1 < len(args) else None
+            elif arg.startswith("-"):
+                skip = "=" not in arg and arg in valued
+            else:
+                return i
+        return None
+
 
 app = typer.Typer(
-    help="Measure TTFT, TPOT, ITL, throughput, goodput and cost against a server; compare runs.",
+    cls=BenchGroup,
+    help="Measure TTFT, TPOT, ITL, throughput, goodput, cold start and cost of a deployment (NAME), a RunPod "
+    "endpoint or any OpenAI-compatible server; compare runs.",
     invoke_without_command=True,
-    epilog="Example: notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --concurrency 1,4,16 "
-    "--goodput ttft:500,tpot:50 --gpu a100 --out runs/a100",
+    subcommand_metavar="[NAME | compare RUN...]",
+    epilog="Examples: notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod · "
+    "notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --goodput ttft:500,tpot:50 --gpu a100",
 )
 
 GPU_HELP = (
-    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests."
+    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests. "
+    "Without a target: the deployment on that GPU."
 )
 
 
@@ -45,6 +81,14 @@ def bench(
     base_url: Annotated[
         str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (vllm serve).")
     ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="A RunPod endpoint id (key: RUNPOD_API_KEY). NAME instead: a deployment.")
+    ] = None,
+    local: Annotated[bool, typer.Option("--local", help="The running `notus serve` (its RunPod API).")] = False,
+    route: Annotated[
+        str,
+        typer.Option(help="RunPod targets: native (jobs: queue delay, execution time) or openai (its OpenAI route)."),
+    ] = "native",
     model: Annotated[
         str | None, typer.Option(help="Model name to ask for (default: the first the server lists).")
     ] = None,
@@ -96,6 +140,24 @@ def bench(
         typer.Option("--stop-when-saturated/--full-sweep", help="Stop the sweep once more load only adds queueing."),
     ] = True,
     gpu: Annotated[str | None, typer.Option(help=GPU_HELP)] = None,
+    cold_start: Annotated[
+        bool,
+        typer.Option(
+            "--cold-start",
+            help="RunPod targets: wait for zero workers, then split one request into queue, worker start, first token.",
+        ),
+    ] = False,
+    cold_timeout: Annotated[
+        float, typer.Option(help="--cold-start: seconds to wait for the endpoint to scale to zero.")
+    ] = 900.0,
+    force_cold: Annotated[
+        bool, typer.Option("--force-cold", help="--cold-start: ask the endpoint to scale to zero instead of waiting.")
+    ] = False,
+    deploy: Annotated[
+        bool,
+        typer.Option("--deploy", help="With --gpu: bench a temporary endpoint on it (asks first, deletes it after)."),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="--deploy: do not ask before spending money.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for prompts and arrival times.")] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds one request may take before it counts as failed.")] = 600.0,
     out: Annotated[
@@ -103,29 +165,24 @@ def bench(
     ] = None,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Benchmark a server: TTFT, TPOT, ITL, E2EL, throughput, goodput and cost, by vLLM's definitions."""
+    """Benchmark a deployment (NAME), a RunPod endpoint or any OpenAI server: TTFT, TPOT, ITL, throughput, cost."""
     if ctx.invoked_subcommand is not None:
         return
     from notus_cli.bench import files  # imported here: the bench modules pull in aiohttp, numpy, matplotlib
+    from notus_cli.bench.endpoints import resolve_target
     from notus_cli.bench.live import LiveView
     from notus_cli.bench.run import BenchOptions, raise_if_unusable, run_benchmark
-    from notus_cli.bench.targets import api_key_for
     from notus_cli.settings import load_settings
 
     out_ = Output(json_mode=json_mode)
     all_settings = load_settings()
     settings = all_settings.bench
-    url = base_url or settings.base_url
-    if not url:
-        raise ConfigError(
-            "no server to benchmark", hint="pass --base-url URL of an OpenAI-compatible server (e.g. vllm serve)"
-        )
-    tokenizer_dir = tokenizer or (Path(settings.tokenizer) if settings.tokenizer else None)
+    name = ctx.meta.get(TARGET_NAME)
+    if force_cold and not cold_start:
+        raise ConfigError("--force-cold goes with --cold-start")
     options = BenchOptions(
-        base_url=url,
         model=model or settings.model,
-        api_key=api_key_for(url, settings.api_key, all_settings.runpod_api_key),
-        tokenizer=tokenizer_dir,
+        tokenizer=tokenizer or (Path(settings.tokenizer) if settings.tokenizer else None),
         dataset=dataset,
         input_len=input_len,
         output_len=output_len,
@@ -141,16 +198,56 @@ def bench(
         temperature=temperature,
         ignore_eos=ignore_eos,
         stop_when_saturated=stop_when_saturated,
-        gpu=gpu or settings.gpu,
+        gpu=gpu,
         seed=seed,
         timeout=timeout,
+        cold_start=cold_start,
+        cold_within=cold_timeout,
     )
+    if force_cold:
+        from notus_cli.bench.deploy_hooks import endpoint_scaler
+
+        options.scaler = endpoint_scaler(all_settings)
     view = LiveView(log=None if out_.interactive or json_mode else out_.info)
-    with out_.live(view):
-        run = run_benchmark(options, progress=view)
+    if deploy:
+        run = _bench_temporary(out_, view, options, all_settings, gpu, yes)
+    else:
+        options.target = resolve_target(
+            all_settings, name=name, endpoint=endpoint, local=local, base_url=base_url, gpu=gpu, route=route
+        )
+        if options.target.gpu is None:  # a deployment's own pool beats the [bench] default
+            options.gpu = gpu or settings.gpu
+        with out_.live(view):
+            run = run_benchmark(options, progress=view)
     written = files.write_report(run, out) if out else []
     _show(out_, run, written, out)
     raise_if_unusable(run)
+
+
+def _bench_temporary(
+    out: Output, view: Any, options: BenchOptions, settings: NotusSettings, gpu: str | None, yes: bool
+) -> BenchRun:
+    """--deploy: show the cost estimate, ask, then bench a temporary endpoint that is deleted afterwards."""
+    from notus_cli.bench.deploy_hooks import estimate_temporary_run, temporary_endpoints
+    from notus_cli.bench.run import plan_for, run_benchmark
+    from notus_cli.runpod.gpus import resolve_pool
+
+    if not gpu:
+        raise ConfigError(
+            "--deploy needs --gpu GPU, the card to deploy the temporary endpoint on", hint="e.g. --gpu a100"
+        )
+    pool = resolve_pool(gpu)
+    estimate = estimate_temporary_run(pool, plan_for(options))
+    out.info(estimate.sentence())
+    if not yes:
+        if not out.interactive:
+            raise ConfigError("--deploy spends money: confirm with --yes when not at a terminal")
+        if not typer.confirm("Deploy it and run the benchmark?", default=False, err=True):
+            raise typer.Exit(1)
+    with temporary_endpoints(settings).create(pool) as spec:
+        options.target = spec
+        with out.live(view):
+            return run_benchmark(options, progress=view)
 
 
 @app.command("compare")

@@ -9,11 +9,18 @@ yields n items `{"index": i, "echo": value}` `delay` seconds apart after sleepin
 `fail` makes the job fail with that message; `env` yields `{"env": value of that variable}` (how
 deploy tests see what a template's env became inside the worker). ECHO_CONCURRENCY sets the jobs it
 runs at once.
+
+A chat input (`messages`, `max_tokens`, as Notus's worker takes it) is answered like the real
+worker streams: `max_tokens` chat.completion.chunk objects of one word each, the last with usage,
+after ECHO_FIRST_TOKEN_DELAY seconds and ECHO_TOKEN_DELAY seconds apart (the benchmark's RunPod
+tests rely on these known timings). A last message starting with "FAIL" fails the job as the real
+worker does with bad input.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +31,10 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
     data = job.get("input")
     if not isinstance(data, dict):
         yield {"index": 0, "echo": data}
+        return
+    if "messages" in data:
+        async for chunk in chat(data):
+            yield chunk
         return
     if data.get("sleep"):
         await asyncio.sleep(float(data["sleep"]))
@@ -37,6 +48,30 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
         if index and data.get("delay"):
             await asyncio.sleep(float(data["delay"]))
         yield {"index": index, "echo": data.get("echo")}
+
+
+async def chat(data: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    last = str(data["messages"][-1].get("content", "")) if data["messages"] else ""
+    if last.startswith("FAIL"):
+        error = {"type": "invalid_request", "param": "messages", "message": f"refused: {last[:40]}"}
+        yield {"error": json.dumps(error)}
+        return
+    tokens = int(data.get("max_tokens", 16))
+    first, gap = float(os.environ.get("ECHO_FIRST_TOKEN_DELAY", "0")), float(os.environ.get("ECHO_TOKEN_DELAY", "0"))
+    await asyncio.sleep(first)
+    for index in range(tokens):
+        if index:
+            await asyncio.sleep(gap)
+        chunk: dict[str, Any] = {
+            "id": "notus-echo",
+            "object": "chat.completion.chunk",
+            "model": "echo",
+            "choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}],
+        }
+        if index == tokens - 1:
+            chunk["choices"][0]["finish_reason"] = "length"
+            chunk["usage"] = {"prompt_tokens": len(last.split()), "completion_tokens": tokens}
+        yield chunk
 
 
 def main() -> None:
