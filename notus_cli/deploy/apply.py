@@ -100,15 +100,25 @@ def find_endpoint(control: ControlPlane, name: str, state: Path | None = None) -
     return next((e for e in endpoints if e.name == name), None)
 
 
-def plan_tear_down(control: ControlPlane, name: str, state: Path | None = None) -> TearDown:
-    """What `notus down NAME` would remove. Raises ConfigError if there is nothing by that name."""
+def what_to_remove(control: ControlPlane, name: str, state: Path | None = None) -> TearDown:
+    """Everything deployment `name` has on RunPod and locally; empty when there is nothing."""
     endpoint = find_endpoint(control, name, state)
     prefix = template_prefix(name)
     templates = tuple(t for t in control.templates() if t.name.startswith(prefix))
-    result = TearDown(name, endpoint, templates, forgotten=name in load_deployments(state))
+    return TearDown(name, endpoint, templates, forgotten=name in load_deployments(state))
+
+
+def plan_tear_down(control: ControlPlane, name: str, state: Path | None = None) -> TearDown:
+    """What `notus down NAME` would remove. Raises ConfigError if there is nothing by that name."""
+    result = what_to_remove(control, name, state)
     if result.empty:
         raise ConfigError(f"nothing is deployed as '{name}'", hint="see `notus endpoints`")
     return result
+
+
+def scaled_to_zero(endpoint: EndpointInfo) -> EndpointInfo:
+    """The endpoint's full spec with no worker allowed: saveEndpoint replaces the whole endpoint."""
+    return endpoint.model_copy(update={"workers_min": 0, "workers_max": 0, "workers_standby": 0})
 
 
 def tear_down(plan: TearDown, control: ControlPlane, state: Path | None = None) -> list[str]:
@@ -117,9 +127,7 @@ def tear_down(plan: TearDown, control: ControlPlane, state: Path | None = None) 
     if plan.endpoint is not None:
         endpoint = plan.endpoint
         if endpoint.workers_min or endpoint.workers_max or endpoint.workers_standby:
-            control.save_endpoint(
-                endpoint.model_copy(update={"workers_min": 0, "workers_max": 0, "workers_standby": 0})
-            )
+            control.save_endpoint(scaled_to_zero(endpoint))
             done.append(f"scaled {endpoint.name} to zero")
         control.delete_endpoint(endpoint.id)
         done.append(f"deleted endpoint {endpoint.name} ({endpoint.id})")
