@@ -61,8 +61,7 @@ def resolve_target(
 ) -> TargetSpec:
     """The one target these options name. Raises ConfigError (none, several, unknown name, no key,
     no deployment on `gpu`) or EndpointUnreachable (--local without a running `notus serve`)."""
-    if route not in ROUTES:
-        raise ConfigError(f"--route must be one of {', '.join(ROUTES)}; got '{route}'")
+    check_route(route)
     given = [flag for flag, value in (("NAME", name), ("--endpoint", endpoint), ("--base-url", base_url)) if value]
     given += ["--local"] if local else []
     if len(given) > 1:
@@ -70,7 +69,7 @@ def resolve_target(
     if name:
         return _runpod(find_deployment(name), settings, route)
     if endpoint:
-        return _runpod_spec(DEFAULT_BASE_URL, endpoint, "--endpoint", _runpod_key(settings, DEFAULT_BASE_URL), route)
+        return runpod_spec(DEFAULT_BASE_URL, endpoint, "--endpoint", _runpod_key(settings, DEFAULT_BASE_URL), route)
     if local:
         return _local(route)
     url = base_url or settings.bench.base_url
@@ -110,19 +109,25 @@ def _runpod(deployment: Deployment, settings: NotusSettings, route: str) -> Targ
     api_base = deployment.api_base_url or DEFAULT_BASE_URL
     key = _local_key(api_base) or _runpod_key(settings, api_base)
     pools = _pools(deployment)
-    spec = _runpod_spec(api_base, deployment.endpoint_id, f"deployment {deployment.name}", key, route)
-    return spec if not pools else _with_gpu(spec, pools[0])
+    source = f"deployment {deployment.name}"
+    return runpod_spec(api_base, deployment.endpoint_id, source, key, route, gpu=pools[0] if pools else None)
 
 
-def _with_gpu(spec: TargetSpec, gpu: str) -> TargetSpec:
-    return TargetSpec(spec.kind, spec.url, spec.source, spec.endpoint_id, spec.api_key, gpu, spec.route)
-
-
-def _runpod_spec(api_base: str, endpoint_id: str, source: str, key: SecretStr, route: str) -> TargetSpec:
+def runpod_spec(
+    api_base: str, endpoint_id: str, source: str, key: SecretStr, route: str, *, gpu: str | None = None
+) -> TargetSpec:
+    """A RunPod endpoint through its job API (native) or its OpenAI route."""
     base = api_base.rstrip("/")
     if route == "openai":
-        return TargetSpec("openai", f"{base}/{endpoint_id}/openai/v1", source, None, key, route=route)
-    return TargetSpec("runpod", base, source, endpoint_id, key, route=route)
+        return TargetSpec("openai", f"{base}/{endpoint_id}/openai/v1", source, None, key, gpu, route)
+    return TargetSpec("runpod", base, source, endpoint_id, key, gpu, route)
+
+
+def check_route(route: str) -> str:
+    """Raises ConfigError unless `route` is one of ROUTES."""
+    if route not in ROUTES:
+        raise ConfigError(f"--route must be one of {', '.join(ROUTES)}; got '{route}'")
+    return route
 
 
 def _runpod_key(settings: NotusSettings, api_base: str) -> SecretStr:
@@ -153,7 +158,7 @@ def _local(route: str) -> TargetSpec:
     if connection is None:
         raise EndpointUnreachable("--local: no `notus serve` is running", hint="start one: notus serve --tiny")
     key = SecretStr(str(connection["api_key"]))
-    return _runpod_spec(str(connection["api_base"]), str(connection["endpoint_id"]), "notus serve", key, route)
+    return runpod_spec(str(connection["api_base"]), str(connection["endpoint_id"]), "notus serve", key, route)
 
 
 def make_target(
