@@ -1,25 +1,31 @@
-"""Where `notus bench` meets `notus deploy`: two hooks, to be wired once notus_cli/deploy lands.
+"""Where `notus bench` meets `notus deploy`: the cost estimate of `--deploy`, and two adapters.
 
-- `endpoint_scaler(settings)` for `--force-cold`: scales an endpoint to zero and back (see
-  coldstart.EndpointScaler). Through the GraphQL client: saveEndpoint with workersMax 0 (a full
-  replace: send the whole current spec), wait, then restore the saved spec.
-- `temporary_endpoints(settings)` for `--deploy`: creates an endpoint on a pool, yields its
-  TargetSpec, and deletes it (workersMin/Max 0 first) whatever happens.
-
-Until then both raise BenchError with a hint; the cost estimate and the confirmation that
-precede `--deploy` already work (`estimate_temporary_run`).
+- `endpoint_scaler(settings)` for `--force-cold` (coldstart.EndpointScaler): saveEndpoint with the
+  endpoint's whole current spec but workersMax 0 (it is a full replace), then the saved spec back.
+- `temporary_endpoints(settings)` for `--deploy`: a temporary deployment (deploy.temporary) named
+  `bench-<pool>-<random>` with at most one worker and none kept warm, as the TargetSpec to bench;
+  it is removed however the run ends.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from pydantic import SecretStr
+
 from notus_cli.bench.coldstart import EndpointScaler
-from notus_cli.bench.endpoints import TargetSpec
+from notus_cli.bench.endpoints import TargetSpec, check_route, runpod_spec
 from notus_cli.bench.load import LoadPlan
+from notus_cli.deploy.apply import scaled_to_zero
+from notus_cli.deploy.credentials import find_api_key
+from notus_cli.deploy.request import DeployFlags, control_plane
+from notus_cli.deploy.temporary import temporary_deployment
 from notus_cli.errors import BenchError
+from notus_cli.runpod.control import EndpointInfo
 from notus_cli.runpod.gpus import GpuPool
 from notus_cli.settings import NotusSettings
 
@@ -54,17 +60,64 @@ def estimate_temporary_run(pool: GpuPool, plan: LoadPlan) -> DeployEstimate:
     return DeployEstimate(pool, seconds, seconds * pool.usd_per_second)
 
 
+class ControlPlaneScaler:
+    """--force-cold through RunPod's control plane; remembers each endpoint's spec until restored."""
+
+    def __init__(self, settings: NotusSettings, key: SecretStr) -> None:
+        self.settings, self.key = settings, key
+        self.saved: dict[str, EndpointInfo] = {}
+
+    def scale_to_zero(self, endpoint_id: str) -> None:
+        """Raises BenchError when the control plane has no such endpoint, or what the control plane raises."""
+        with control_plane(self.settings, self.key) as control:
+            endpoint = next((e for e in control.endpoints() if e.id == endpoint_id), None)
+            if endpoint is None:
+                raise BenchError(
+                    f"--force-cold: RunPod's API at {self.settings.runpod_graphql_url} has no endpoint {endpoint_id}",
+                    hint="drop --force-cold (and let the idle timeout scale it to zero), or check runpod_graphql_url",
+                )
+            self.saved.setdefault(endpoint_id, endpoint)  # asked twice: keep the spec from before the first
+            control.save_endpoint(scaled_to_zero(endpoint))
+
+    def restore(self, endpoint_id: str) -> None:
+        saved = self.saved.pop(endpoint_id, None)
+        if saved is not None:
+            with control_plane(self.settings, self.key) as control:
+                control.save_endpoint(saved)
+
+
 def endpoint_scaler(settings: NotusSettings) -> EndpointScaler:
-    """HOOK (--force-cold): return the deploy code's scaler. Raises BenchError until it is wired."""
-    raise BenchError(
-        "--force-cold needs `notus deploy`'s RunPod control-plane client, which this build does not have yet",
-        hint="drop --force-cold: --cold-start alone waits until the endpoint's idle timeout scales it to zero",
-    )
+    """--force-cold's scaler. Raises RunPodAuthError now, before the run, when no API key is found."""
+    return ControlPlaneScaler(settings, find_api_key(settings).value)
 
 
-def temporary_endpoints(settings: NotusSettings) -> TemporaryEndpoints:
-    """HOOK (--deploy): return the deploy code's temporary endpoints. Raises BenchError until it is wired."""
-    raise BenchError(
-        "--deploy needs `notus deploy`, which this build does not have yet",
-        hint="deploy an endpoint yourself (notus deploy NAME --gpu GPU), then run notus bench NAME",
-    )
+@dataclass(frozen=True)
+class DeployedTemporarily:
+    """--deploy's endpoints: the image and deploy settings of `notus deploy`, workers 0 to 1."""
+
+    settings: NotusSettings
+    key: SecretStr
+    say: Callable[[str], None]  # what was created and removed, for people
+    image: str | None = None  # None: as `notus deploy` picks it ([deploy] image, else the last push)
+    route: str = "native"
+
+    @contextmanager
+    def create(self, pool: GpuPool) -> Iterator[TargetSpec]:
+        name = temporary_name(pool)
+        flags = DeployFlags(name=name, image=self.image, gpu=pool.id, workers_min=0, workers_max=1)
+        with temporary_deployment(self.settings, flags, key=self.key, say=self.say) as deployment:
+            source = f"temporary endpoint {name}"
+            api_base = self.settings.runpod_api_url
+            yield runpod_spec(api_base, deployment.endpoint_id, source, self.key, self.route, gpu=pool.id)
+
+
+def temporary_name(pool: GpuPool) -> str:
+    """`bench-<pool>-<6 hex>`: a valid deployment name no other run picks."""
+    return f"bench-{pool.id.lower().replace('_', '-')}-{secrets.token_hex(3)}"
+
+
+def temporary_endpoints(
+    settings: NotusSettings, *, say: Callable[[str], None], image: str | None = None, route: str = "native"
+) -> TemporaryEndpoints:
+    """--deploy's endpoints. Raises ConfigError (--route) or RunPodAuthError (no key) before anything is made."""
+    return DeployedTemporarily(settings, find_api_key(settings).value, say, image, check_route(route))

@@ -158,6 +158,9 @@ def bench(
         typer.Option("--deploy", help="With --gpu: bench a temporary endpoint on it (asks first, deletes it after)."),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="--deploy: do not ask before spending money.")] = False,
+    image: Annotated[
+        str | None, typer.Option(help="--deploy: the image to run (default: as notus deploy, the last push).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for prompts and arrival times.")] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds one request may take before it counts as failed.")] = 600.0,
     out: Annotated[
@@ -210,7 +213,9 @@ def bench(
         options.scaler = endpoint_scaler(all_settings)
     view = LiveView(log=None if out_.interactive or json_mode else out_.info)
     if deploy:
-        run = _bench_temporary(out_, view, options, all_settings, gpu, yes)
+        if name or endpoint or local or base_url:
+            raise ConfigError("--deploy benches the endpoint it creates: drop NAME, --endpoint, --local and --base-url")
+        run = _bench_temporary(out_, view, options, all_settings, gpu, yes, image=image, route=route)
     else:
         options.target = resolve_target(
             all_settings, name=name, endpoint=endpoint, local=local, base_url=base_url, gpu=gpu, route=route
@@ -225,7 +230,15 @@ def bench(
 
 
 def _bench_temporary(
-    out: Output, view: Any, options: BenchOptions, settings: NotusSettings, gpu: str | None, yes: bool
+    out: Output,
+    view: Any,
+    options: BenchOptions,
+    settings: NotusSettings,
+    gpu: str | None,
+    yes: bool,
+    *,
+    image: str | None,
+    route: str,
 ) -> BenchRun:
     """--deploy: show the cost estimate, ask, then bench a temporary endpoint that is deleted afterwards."""
     from notus_cli.bench.deploy_hooks import estimate_temporary_run, temporary_endpoints
@@ -237,6 +250,7 @@ def _bench_temporary(
             "--deploy needs --gpu GPU, the card to deploy the temporary endpoint on", hint="e.g. --gpu a100"
         )
     pool = resolve_pool(gpu)
+    endpoints = temporary_endpoints(settings, say=out.info, image=image, route=route)  # a key, before asking
     estimate = estimate_temporary_run(pool, plan_for(options))
     out.info(estimate.sentence())
     if not yes:
@@ -244,10 +258,14 @@ def _bench_temporary(
             raise ConfigError("--deploy spends money: confirm with --yes when not at a terminal")
         if not typer.confirm("Deploy it and run the benchmark?", default=False, err=True):
             raise typer.Exit(1)
-    with temporary_endpoints(settings).create(pool) as spec:
-        options.target = spec
-        with out.live(view):
-            return run_benchmark(options, progress=view)
+    try:
+        with endpoints.create(pool) as spec:
+            options.target = spec
+            with out.live(view):
+                return run_benchmark(options, progress=view)
+    except KeyboardInterrupt:
+        out.warn("interrupted: the temporary endpoint was removed")
+        raise typer.Exit(130) from None
 
 
 @app.command("compare")
