@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from notus_cli.build.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
-from notus_cli.build.state import PushedImage, record_push
-from tests.support.control import notus, notus_env
+from tests.support.control import Session, notus_env, pushed_project
 from tests.support.emulator import Harness
 
 AWKWARD = 'quote " back\\slash\nnew line = $HOME'
@@ -31,24 +28,7 @@ def harness(control_emulator: Harness) -> Harness:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project directory whose last `notus push` is a known digest."""
-    labels = {LABEL_MODEL_ID: "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", LABEL_REVISION: "0123abc"}
-    record_push(tmp_path / ".notus", PushedImage("registry.test/notus", "v1", DIGEST, "sha256:1", "now", labels))
-    return tmp_path
-
-
-class Session:
-    """Runs `notus` in one project with one key and keeps everything it printed."""
-
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.project, self.env = project, env
-        self.printed: list[str] = []
-
-    def __call__(self, *args: str, code: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = notus(*args, cwd=self.project, env=self.env, stdin=stdin)
-        self.printed += [result.stdout, result.stderr]
-        assert result.returncode == code, f"notus {' '.join(args)}: {result.returncode}\n{result.stdout}{result.stderr}"
-        assert "Traceback" not in result.stderr
-        return result
+    return pushed_project(tmp_path, DIGEST)
 
 
 def deployed(harness: Harness, name: str) -> list[str]:

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from notus_cli.build.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
+from notus_cli.build.state import PushedImage, record_push
 from notus_cli.emulator import EmulatorConfig
 from notus_cli.emulator.scaler import command_factory
 from tests.support.emulator import ROOT, Harness, echo_command
@@ -46,3 +48,25 @@ def notus(*args: str, cwd: Path, env: Mapping[str, str], stdin: str | None = Non
         input=stdin,
         timeout=120,
     )
+
+
+def pushed_project(directory: Path, digest: str) -> Path:
+    """`directory` as a project whose last `notus push` was registry.test/notus@`digest` (Nemotron's labels)."""
+    labels = {LABEL_MODEL_ID: "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", LABEL_REVISION: "0123abc"}
+    record_push(directory / ".notus", PushedImage("registry.test/notus", "v1", digest, "sha256:1", "now", labels))
+    return directory
+
+
+class Session:
+    """Runs `notus` in one project with one key and keeps everything it printed."""
+
+    def __init__(self, project: Path, env: dict[str, str]) -> None:
+        self.project, self.env = project, env
+        self.printed: list[str] = []
+
+    def __call__(self, *args: str, code: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = notus(*args, cwd=self.project, env=self.env, stdin=stdin)
+        self.printed += [result.stdout, result.stderr]
+        assert result.returncode == code, f"notus {' '.join(args)}: {result.returncode}\n{result.stdout}{result.stderr}"
+        assert "Traceback" not in result.stderr
+        return result
