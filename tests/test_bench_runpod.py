@@ -294,21 +294,6 @@ def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path)
         resolve_target(load_settings(), local=True)
 
 
-def test_deploy_shows_the_estimate_then_needs_notus_deploy(project: Path) -> None:
-    """--deploy prices the plan before anything is created; the endpoint itself waits for `notus deploy`."""
-    base = ["bench", "--gpu", "a100", "--deploy", "--concurrency", "1,4"]
-    asked = notus(*base)
-    assert asked.returncode == 2
-    assert "--deploy spends money: confirm with --yes" in asked.stderr
-    done = notus(*base, "--yes")
-    said = " ".join(done.stderr.split())  # the console wraps long lines
-    # 600 s to start + 2 levels × 120 s = 840 s at $0.00076/s
-    assert "temporary endpoint on AMPERE_80 ($2.74/h)" in said
-    assert "about 14 min of one worker, about $0.64" in said
-    assert done.returncode == 1
-    assert "Error: --deploy needs `notus deploy`" in said
-
-
 @pytest.mark.vllm
 def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(local_stack: LocalStack, tiny_model: Path) -> None:
     """The real stack (`notus serve --tiny`: emulator, two `python -m worker`, vLLM): jobs carry their phases."""
