@@ -72,6 +72,8 @@ def test_deploy_benches_a_temporary_endpoint_then_removes_it(harness: Harness, p
     before = len(control.mutations)
     asked = run(*base, code=2)  # not at a terminal, no --yes: nothing is created
     assert "--deploy spends money: confirm with --yes" in asked.stderr
+    named = run("bench", "prod", *base[1:], "--yes", code=2)
+    assert "--deploy benches the endpoint it creates: drop NAME" in named.stderr
     assert control.mutations[before:] == []
 
     done = run(*base, "--yes", "--json")
