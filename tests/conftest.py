@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,14 @@ from tests.support.emulator import Harness
 from tests.support.vllm import VllmServer, start_vllm
 
 ISOLATED_PREFIXES = ("NOTUS_", "RUNPOD_", "HF_", "HUGGING_FACE", "OPENAI_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C works in the tests as in a terminal. A CI runner may start us as a background job of a
+    non-interactive shell, which ignores SIGINT, and every child would inherit that: `notus` started by
+    a test would then never see the Ctrl-C the test sends."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
