@@ -21,8 +21,9 @@ from rich.console import Console
 
 from notus_cli.bench.live import LiveView
 from notus_cli.bench.run import BenchOptions, run_benchmark
-from notus_cli.bench.targets import api_key_for
 from notus_cli.bench.workload import count_tokens, load_tokenizer
+from notus_cli.settings import load_settings
+from notus_cli.targets import openai_server
 from tests.support.openai_stub import StubConfig, running_stub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,9 +268,18 @@ def test_api_key_is_sent_and_never_shown(tiny_model: Path, tmp_path: Path) -> No
     assert secret not in accepted.stdout + accepted.stderr + written
 
 
-def test_the_runpod_key_only_goes_to_runpod() -> None:
-    runpod, own = SecretStr("rp-key"), SecretStr("own-key")
-    assert api_key_for("https://api.runpod.ai/v2/abc/openai/v1", None, runpod) is runpod
-    assert api_key_for("http://127.0.0.1:8000", None, runpod) is None
-    assert api_key_for("https://api.runpod.ai.evil.example/v1", None, runpod) is None
-    assert api_key_for("http://127.0.0.1:8000", own, runpod) is own
+def test_the_runpod_key_only_goes_to_runpod(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNPOD_API_KEY", "rp-key")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    settings, own = load_settings(), SecretStr("own-key")
+
+    def key(url: str, given: SecretStr | None = None) -> str | None:
+        found = openai_server(url, settings, given).key
+        return found.get_secret_value() if found else None
+
+    assert key("https://api.runpod.ai/v2/abc/openai/v1") == "rp-key"
+    assert key("http://127.0.0.1:8000") is None
+    assert key("https://api.runpod.ai.evil.example/v1") is None
+    assert key("http://127.0.0.1:8000", own) == "own-key"
+    monkeypatch.setenv("OPENAI_API_KEY", "openai-key")
+    assert key("http://127.0.0.1:8000") == "openai-key"

@@ -245,11 +245,11 @@ def test_a_wrong_key_is_a_clear_error(emulator: Harness, tmp_path: Path) -> None
     [
         (("--base-url", "http://127.0.0.1:9", "--once", "hi"), 3, "http://127.0.0.1:9/v1 is unreachable"),
         (("--base-url", "ftp://x", "--once", "hi"), 2, "--base-url must start with http:// or https://"),
-        (("--local", "--endpoint", "abc", "--once", "hi"), 2, "--endpoint and --local exclude each other"),
+        (("--local", "--endpoint", "abc", "--once", "hi"), 2, "give one target, not --endpoint and --local"),
         (("--local", "--once", "hi"), 2, "no `notus serve` is running"),
         (("--once", "hi"), 2, "say which endpoint to chat with"),
         (("nobody", "--once", "hi"), 2, "no deployment named 'nobody'"),
-        (("--endpoint", "abc", "--once", "hi"), 2, "no RunPod API key"),
+        (("--endpoint", "abc", "--once", "hi"), 2, "a RunPod API key is needed"),
         (("--base-url", "http://127.0.0.1:9", "-s", "temperature=3", "--once", "hi"), 2, "temperature: must be a"),
         (("--base-url", "http://127.0.0.1:9", "--persona", "nobody", "--once", "hi"), 2, "no persona named 'nobody'"),
         (("--base-url", "http://127.0.0.1:9", "--json"), 2, "no question"),

@@ -15,12 +15,19 @@ from pydantic import SecretStr
 from tokenizers import Tokenizer
 
 from notus_cli.bench.runpod_target import RunPodTarget
-from notus_cli.bench.targets import OpenAIChatTarget, Target, api_key_for
+from notus_cli.bench.targets import OpenAIChatTarget, Target
 from notus_cli.deploy.state import Deployment, find_deployment, load_deployments
 from notus_cli.errors import ConfigError, EndpointUnreachable
 from notus_cli.runpod.gpus import GpuPool, resolve_pool
-from notus_cli.runpod.serverless import DEFAULT_BASE_URL
 from notus_cli.settings import NotusSettings
+from notus_cli.targets import (
+    RunPodAddress,
+    check_one_target,
+    deployment_endpoint,
+    endpoint_by_id,
+    local_endpoint,
+    openai_server,
+)
 
 ROUTES = ("native", "openai")
 
@@ -62,24 +69,24 @@ def resolve_target(
     """The one target these options name. Raises ConfigError (none, several, unknown name, no key,
     no deployment on `gpu`) or EndpointUnreachable (--local without a running `notus serve`)."""
     check_route(route)
-    given = [flag for flag, value in (("NAME", name), ("--endpoint", endpoint), ("--base-url", base_url)) if value]
-    given += ["--local"] if local else []
-    if len(given) > 1:
-        raise ConfigError(f"give one target, not {' and '.join(given)}", hint="NAME, --endpoint, --local or --base-url")
+    check_one_target(name=name, endpoint=endpoint, local=local, base_url=base_url)
     if name:
-        return _runpod(find_deployment(name), settings, route)
+        return _runpod(deployment_endpoint(find_deployment(name), settings), route)
     if endpoint:
-        return runpod_spec(DEFAULT_BASE_URL, endpoint, "--endpoint", _runpod_key(settings, DEFAULT_BASE_URL), route)
+        return _runpod(endpoint_by_id(endpoint, settings), route)
     if local:
-        return _local(route)
+        found = local_endpoint()
+        if found is None:
+            raise EndpointUnreachable("--local: no `notus serve` is running", hint="start one: notus serve --tiny")
+        return _runpod(found, route)
     url = base_url or settings.bench.base_url
     if url:
         if route != "native":
             raise ConfigError("--route applies to RunPod targets only (NAME, --endpoint, --local)")
-        key = api_key_for(url, settings.bench.api_key, settings.runpod_api_key)
-        return TargetSpec(kind="openai", url=url, source="--base-url", api_key=key)
+        server = openai_server(url, settings, settings.bench.api_key)
+        return TargetSpec(kind="openai", url=url, source=server.source, api_key=server.key)
     if gpu:
-        return _runpod(deployment_on(resolve_pool(gpu), gpu), settings, route)
+        return _runpod(deployment_endpoint(deployment_on(resolve_pool(gpu), gpu), settings), route)
     raise ConfigError(
         "no server to benchmark",
         hint="name a deployment (notus bench NAME), or pass --endpoint ID, --local (notus serve), "
@@ -89,7 +96,7 @@ def resolve_target(
 
 def deployment_on(pool: GpuPool, asked: str) -> Deployment:
     """The one deployment on `pool`. Raises ConfigError (exit 2) saying how to deploy one, or to pick one."""
-    found = [d for d in load_deployments().values() if pool.id in _pools(d)]
+    found = [d for d in load_deployments().values() if pool.id in [part.strip() for part in d.gpu.split(",")]]
     if len(found) == 1:
         return found[0]
     if found:
@@ -101,16 +108,8 @@ def deployment_on(pool: GpuPool, asked: str) -> Deployment:
     )
 
 
-def _pools(deployment: Deployment) -> list[str]:
-    return [part.strip() for part in deployment.gpu.split(",") if part.strip()]
-
-
-def _runpod(deployment: Deployment, settings: NotusSettings, route: str) -> TargetSpec:
-    api_base = deployment.api_base_url or DEFAULT_BASE_URL
-    key = _local_key(api_base) or _runpod_key(settings, api_base)
-    pools = _pools(deployment)
-    source = f"deployment {deployment.name}"
-    return runpod_spec(api_base, deployment.endpoint_id, source, key, route, gpu=pools[0] if pools else None)
+def _runpod(address: RunPodAddress, route: str) -> TargetSpec:
+    return runpod_spec(address.api_base, address.endpoint_id, address.source, address.key, route, gpu=address.gpu)
 
 
 def runpod_spec(
@@ -128,37 +127,6 @@ def check_route(route: str) -> str:
     if route not in ROUTES:
         raise ConfigError(f"--route must be one of {', '.join(ROUTES)}; got '{route}'")
     return route
-
-
-def _runpod_key(settings: NotusSettings, api_base: str) -> SecretStr:
-    if settings.runpod_api_key is None:
-        raise ConfigError(
-            f"a RunPod API key is needed to benchmark an endpoint at {api_base}",
-            hint="set RUNPOD_API_KEY (or runpod_api_key in notus.toml)",
-        )
-    return settings.runpod_api_key
-
-
-def _connection() -> dict[str, Any] | None:
-    from notus_cli.serve.stack import read_connection  # the stack module pulls in the emulator
-
-    return read_connection()
-
-
-def _local_key(api_base: str) -> SecretStr | None:
-    """The running `notus serve`'s key, when `api_base` is its address (a deployment on the emulator)."""
-    connection = _connection()
-    if connection and connection.get("api_base", "").rstrip("/") == api_base.rstrip("/"):
-        return SecretStr(str(connection["api_key"]))
-    return None
-
-
-def _local(route: str) -> TargetSpec:
-    connection = _connection()
-    if connection is None:
-        raise EndpointUnreachable("--local: no `notus serve` is running", hint="start one: notus serve --tiny")
-    key = SecretStr(str(connection["api_key"]))
-    return runpod_spec(str(connection["api_base"]), str(connection["endpoint_id"]), "notus serve", key, route)
 
 
 def make_target(

@@ -26,7 +26,7 @@ from notus_cli.bench.chunks import ChunkTally
 from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError, EndpointUnreachable
-from notus_cli.openai_url import is_runpod_host, openai_base
+from notus_cli.openai_url import openai_base
 from worker.sse import DONE, SSEDecoder
 
 
@@ -48,17 +48,6 @@ class Target(Protocol):
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         """Send one prompt; fill `record` (`sent_at` on time.perf_counter's clock)."""
         ...
-
-
-def api_key_for(base_url: str, bench_key: SecretStr | None, runpod_key: SecretStr | None) -> SecretStr | None:
-    """The key to send: `[bench] api_key` if set, else the RunPod key, but only to RunPod's own API.
-
-    RunPod's OpenAI route (https://api.runpod.ai/v2/ID/openai/v1) takes the account key; no other
-    server is ever sent it.
-    """
-    if bench_key is not None:
-        return bench_key
-    return runpod_key if is_runpod_host(base_url) else None
 
 
 class HttpTarget:
