@@ -157,9 +157,13 @@ async def test_cancelling_a_job_frees_its_vllm_slot(
 ) -> None:
     """The SDK cancels a job's task; the request to vLLM must be aborted, not left generating."""
     await wait_for_running(vllm_server, 0)
-    job = {"messages": HELLO, "max_tokens": 4000, "ignore_eos": True, "stream": stream}
+    # Not the default stop "</s>": random weights write it now and then, which would end the job early.
+    job = {"messages": HELLO, "max_tokens": 4000, "ignore_eos": True, "stop": "<|never|>", "stream": stream}
     task = asyncio.create_task(run(handler, job))
-    await wait_for_running(vllm_server, 1)
+    async with asyncio.timeout(30):
+        while await running_requests(vllm_server) != 1:
+            assert not task.done(), f"the job ended before it was seen running: {task.result()}"
+            await asyncio.sleep(0.2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
