@@ -57,12 +57,17 @@ class RunPodTarget(HttpTarget):
     ) -> None:
         # One connection more than requests in flight: /health polls (cold start) must not wait for a slot.
         connections = max_connections + 1 if max_connections else 0
-        super().__init__(api_key=api_key, timeout=timeout, max_connections=connections, session=session)
+        super().__init__(
+            api_key=api_key,
+            sampling=sampling,
+            ignore_eos=ignore_eos,
+            tokenizer=tokenizer,
+            timeout=timeout,
+            max_connections=connections,
+            session=session,
+        )
         self.endpoint_id = endpoint_id
         self.base_url = f"{api_base.rstrip('/')}/{endpoint_id}"
-        self.sampling = dict(sampling or {})
-        self.ignore_eos = ignore_eos
-        self.tokenizer = tokenizer
         self.info: dict[str, Any] = {}
 
     async def prepare(self) -> dict[str, Any]:

@@ -51,7 +51,8 @@ class Target(Protocol):
 
 
 class HttpTarget:
-    """What every aiohttp-based target shares: one session with its connection cap, key and timeout."""
+    """What every aiohttp-based target shares: one session (connection cap, key, timeout), and the
+    sampling settings every request carries."""
 
     kind = "http"
 
@@ -59,10 +60,16 @@ class HttpTarget:
         self,
         *,
         api_key: SecretStr | None = None,
+        sampling: dict[str, Any] | None = None,
+        ignore_eos: bool = False,
+        tokenizer: Tokenizer | None = None,
         timeout: float = 600.0,
         max_connections: int = 0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
+        self.sampling = dict(sampling or {})
+        self.ignore_eos = ignore_eos
+        self.tokenizer = tokenizer
         self.timeout = timeout
         self.max_connections = max_connections
         self._api_key = api_key
@@ -134,12 +141,17 @@ class OpenAIChatTarget(HttpTarget):
         max_connections: int = 0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        super().__init__(api_key=api_key, timeout=timeout, max_connections=max_connections, session=session)
+        super().__init__(
+            api_key=api_key,
+            sampling=sampling,
+            ignore_eos=ignore_eos,
+            tokenizer=tokenizer,
+            timeout=timeout,
+            max_connections=max_connections,
+            session=session,
+        )
         self.base_url = openai_base(base_url)
         self.model = model
-        self.sampling = dict(sampling or {})
-        self.ignore_eos = ignore_eos
-        self.tokenizer = tokenizer
         self._url = f"{self.base_url}/chat/completions"
 
     async def prepare(self) -> dict[str, Any]:
