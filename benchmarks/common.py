@@ -1,8 +1,8 @@
 """What the benchmark scripts share: running `vllm bench serve` and `notus bench`, pinning CPUs, tables.
 
 `vllm bench serve` runs from vLLM's CPU build in .venv-vllm, through its module (its console
-script does not start there; see the environment notes). Both tools run as separate processes,
-each optionally pinned to the same CPUs, so neither gets an advantage from where it runs.
+script does not start there; see the environment notes). Both tools run as separate, long-lived
+processes, each optionally pinned to the same CPUs, so neither gets an advantage from where it runs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,42 +21,65 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.vllm import cpu_env, vllm_python  # noqa: E402
 
-# Both tools run unmodified, except that the function timing the requests is wrapped to also
-# record the CPU time the process spent in it: CPU per request is the generator's own cost, which
-# a busy machine blurs far less than a request rate does.
-VLLM_BENCH = """
-import sys, time
+# Both tools run unmodified inside a small loop: each reads one JSON line of command-line arguments
+# on stdin, runs that benchmark, and answers with one JSON line of results on the original stdout
+# (everything the tool prints itself goes to stderr). Starting either tool costs seconds of imports,
+# more than a short level lasts, so a long-lived process lets a comparison alternate the tools many
+# times. The function timing the requests is wrapped to also record the CPU time the process spent
+# in it: CPU per request is the generator's own cost, which a busy machine blurs far less than a rate.
+_LOOP = """
+import contextlib, json, os, sys, time
+protocol = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+def timed(measured, seconds):
+    async def wrapper(*args, **kwargs):
+        started = time.process_time()
+        result = await measured(*args, **kwargs)
+        seconds.append(time.process_time() - started)
+        return result
+    return wrapper
+{setup}
+for line in sys.stdin:
+    seconds = []
+    try:
+        result = run(json.loads(line), seconds)
+    except BaseException as exc:  # the parent shows it and stops; SystemExit from either CLI included
+        result = {{"loop_error": f"{{type(exc).__name__}}: {{exc}}"}}
+    protocol.write(json.dumps(result) + "\\n")
+    protocol.flush()
+"""
+VLLM_BENCH = _LOOP.format(
+    setup="""
 import vllm.benchmarks.serve as serve
 from vllm.utils.argparse_utils import FlexibleArgumentParser
-measured = serve.benchmark
-async def timed(*args, **kwargs):
-    started = time.process_time()
-    result = await measured(*args, **kwargs)
-    result["client_cpu_seconds"] = time.process_time() - started
-    return result
-serve.benchmark = timed
 parser = FlexibleArgumentParser()
 serve.add_cli_args(parser)
-serve.main(parser.parse_args(sys.argv[1:]))
-"""
-NOTUS_BENCH = """
-import json, os, sys, time
-import notus_cli.bench.run as run
-from notus_cli.app import main
-measured, seconds = run.run_level, []
-async def timed(*args, **kwargs):
-    started = time.process_time()
-    result = await measured(*args, **kwargs)
-    seconds.append(time.process_time() - started)
+measured = serve.benchmark
+def run(argv, seconds):
+    serve.benchmark = timed(measured, seconds)
+    result = serve.main(parser.parse_args(argv))
+    result["client_cpu_seconds"] = sum(seconds)
     return result
-run.run_level = timed
-sys.argv = ["notus", *sys.argv[1:]]
-try:
-    main()
-finally:
-    with open(os.environ["BENCH_CPU_REPORT"], "w") as report:
-        json.dump(seconds, report)
 """
+)
+NOTUS_BENCH = _LOOP.format(
+    setup="""
+import io
+import notus_cli.bench.run as bench_run
+from notus_cli.app import app
+measured = bench_run.run_level
+def run(argv, seconds):
+    bench_run.run_level = timed(measured, seconds)
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        app(["bench", *argv, "--json"], standalone_mode=False)
+    result = json.loads(captured.getvalue())
+    for level, cpu in zip(result["levels"], seconds):
+        level["client_cpu_seconds"] = cpu
+    return result
+"""
+)
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 
 
@@ -69,33 +91,70 @@ def pinned(cpus: Sequence[int] | None) -> Any:
     return lambda: os.sched_setaffinity(0, chosen)
 
 
-def vllm_bench(args: list[str], *, cpus: Sequence[int] | None = None, log: Path | None = None) -> dict[str, Any]:
-    """Run `vllm bench serve ARGS --save-result`; return its result JSON."""
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [vllm_python(), "-c", VLLM_BENCH, *args]
-        command += ["--save-result", "--result-dir", tmp, "--result-filename", "vllm.json", "--disable-tqdm"]
-        with (log or Path(os.devnull)).open("ab") as sink:
-            subprocess.run(
-                command, check=True, stdout=sink, stderr=subprocess.STDOUT, env=cpu_env(), preexec_fn=pinned(cpus)
-            )
-        result: dict[str, Any] = json.loads((Path(tmp) / "vllm.json").read_text())
+class BenchProcess:
+    """One long-lived `vllm bench serve` or `notus bench` (see _LOOP); `run(args)` is one benchmark."""
+
+    def __init__(self, tool: str, *, cpus: Sequence[int] | None = None, log: Path | None = None) -> None:
+        self.tool = tool
+        if tool == "vllm":
+            command, env = [vllm_python(), "-c", VLLM_BENCH], cpu_env()
+        else:
+            command = [PYTHON, "-c", NOTUS_BENCH]
+            env = {key: value for key, value in os.environ.items() if not key.startswith("NOTUS_")}
+        self._log = (log or Path(os.devnull)).open("ab")
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            cwd=ROOT,
+            text=True,
+            preexec_fn=pinned(cpus),
+        )
+
+    def run(self, args: list[str]) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        if self.tool == "vllm":
+            args = [*args, "--disable-tqdm"]
+        self._process.stdin.write(json.dumps(args) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.tool} bench exited with {self._process.wait()} (see its log)")
+        result: dict[str, Any] = json.loads(line)
+        if "loop_error" in result:
+            raise RuntimeError(f"{self.tool} bench failed: {result['loop_error']}")
         return result
+
+    def close(self) -> None:
+        if self._process.stdin:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
+
+    def __enter__(self) -> BenchProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def vllm_bench(args: list[str], *, cpus: Sequence[int] | None = None, log: Path | None = None) -> dict[str, Any]:
+    """Run `vllm bench serve ARGS` once; return its result JSON (with client_cpu_seconds)."""
+    with BenchProcess("vllm", cpus=cpus, log=log) as tool:
+        return tool.run(args)
 
 
 def notus_bench(args: list[str], *, cpus: Sequence[int] | None = None, out: Path | None = None) -> dict[str, Any]:
-    """Run `notus bench ARGS --json`; return its summary JSON, with each level's client CPU seconds."""
-    command = [PYTHON, "-c", NOTUS_BENCH, "bench", *args, "--json"] + (["--out", str(out)] if out else [])
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "cpu.json"
-        env = {key: value for key, value in os.environ.items() if not key.startswith("NOTUS_")}
-        env["BENCH_CPU_REPORT"] = str(report)
-        done = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=pinned(cpus), cwd=ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(f"notus bench exited with {done.returncode}:\n{done.stderr}")
-        result: dict[str, Any] = json.loads(done.stdout)
-        for level, seconds in zip(result["levels"], json.loads(report.read_text()), strict=True):
-            level["client_cpu_seconds"] = seconds
-    return result
+    """Run `notus bench ARGS --json` once; return its summary JSON, with each level's client CPU seconds."""
+    with BenchProcess("notus", cpus=cpus) as tool:
+        return tool.run([*args, *(["--out", str(out)] if out else [])])
 
 
 def median(values: Sequence[float]) -> float:
