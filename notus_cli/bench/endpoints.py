@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from tokenizers import Tokenizer
 
 from notus_cli.bench.runpod_target import RunPodTarget
-from notus_cli.bench.targets import OpenAIChatTarget, Target
+from notus_cli.bench.targets import HttpOptions, OpenAIChatTarget, Target
 from notus_cli.deploy.state import Deployment, find_deployment, load_deployments
 from notus_cli.errors import ConfigError, EndpointUnreachable
 from notus_cli.runpod.gpus import GpuPool, resolve_pool
@@ -140,7 +140,7 @@ def make_target(
     max_connections: int,
 ) -> Target:
     """The Target for a resolved spec."""
-    common: dict[str, Any] = {
+    common: HttpOptions = {
         "api_key": spec.api_key,
         "sampling": sampling,
         "ignore_eos": ignore_eos,

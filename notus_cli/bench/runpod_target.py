@@ -17,15 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
-
-import aiohttp
-from pydantic import SecretStr
-from tokenizers import Tokenizer
+from typing import Any, Unpack
 
 from notus_cli.bench.chunks import ChunkTally
 from notus_cli.bench.metrics import RequestRecord
-from notus_cli.bench.targets import HttpTarget, error_message, transport_failures
+from notus_cli.bench.targets import HttpOptions, HttpTarget, error_message, transport_failures
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError
 from notus_cli.runpod.serverless import DEFAULT_BASE_URL, FINAL_STATES, Health, JobStatus
@@ -42,30 +38,11 @@ class RunPodTarget(HttpTarget):
 
     kind = "runpod"
 
-    def __init__(
-        self,
-        endpoint_id: str,
-        *,
-        api_key: SecretStr | None,
-        api_base: str = DEFAULT_BASE_URL,
-        sampling: dict[str, Any] | None = None,
-        ignore_eos: bool = False,
-        tokenizer: Tokenizer | None = None,
-        timeout: float = 600.0,
-        max_connections: int = 0,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
+    def __init__(self, endpoint_id: str, *, api_base: str = DEFAULT_BASE_URL, **options: Unpack[HttpOptions]) -> None:
         # One connection more than requests in flight: /health polls (cold start) must not wait for a slot.
-        connections = max_connections + 1 if max_connections else 0
-        super().__init__(
-            api_key=api_key,
-            sampling=sampling,
-            ignore_eos=ignore_eos,
-            tokenizer=tokenizer,
-            timeout=timeout,
-            max_connections=connections,
-            session=session,
-        )
+        if options.get("max_connections"):
+            options["max_connections"] = options["max_connections"] + 1
+        super().__init__(**options)
         self.endpoint_id = endpoint_id
         self.base_url = f"{api_base.rstrip('/')}/{endpoint_id}"
         self.info: dict[str, Any] = {}

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypedDict, Unpack
 
 import aiohttp
 from pydantic import SecretStr
@@ -48,6 +48,18 @@ class Target(Protocol):
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         """Send one prompt; fill `record` (`sent_at` on time.perf_counter's clock)."""
         ...
+
+
+class HttpOptions(TypedDict, total=False):
+    """What a subclass of HttpTarget passes through to it unchanged (see HttpTarget for the defaults)."""
+
+    api_key: SecretStr | None
+    sampling: dict[str, Any] | None
+    ignore_eos: bool
+    tokenizer: Tokenizer | None
+    timeout: float
+    max_connections: int
+    session: aiohttp.ClientSession | None
 
 
 class HttpTarget:
@@ -128,28 +140,8 @@ class OpenAIChatTarget(HttpTarget):
 
     kind = "openai"
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        model: str | None = None,
-        api_key: SecretStr | None = None,
-        sampling: dict[str, Any] | None = None,
-        ignore_eos: bool = False,
-        tokenizer: Tokenizer | None = None,
-        timeout: float = 600.0,
-        max_connections: int = 0,
-        session: aiohttp.ClientSession | None = None,
-    ) -> None:
-        super().__init__(
-            api_key=api_key,
-            sampling=sampling,
-            ignore_eos=ignore_eos,
-            tokenizer=tokenizer,
-            timeout=timeout,
-            max_connections=max_connections,
-            session=session,
-        )
+    def __init__(self, base_url: str, *, model: str | None = None, **options: Unpack[HttpOptions]) -> None:
+        super().__init__(**options)
         self.base_url = openai_base(base_url)
         self.model = model
         self._url = f"{self.base_url}/chat/completions"
