@@ -30,8 +30,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from notus_cli.build.reference import check_part
 from notus_cli.errors import ConfigError
+from notus_cli.image.reference import check_part
 
 CONFIG_FILE = "notus.toml"
 

@@ -12,11 +12,11 @@ import typer
 from rich.progress import Progress as RichProgress
 from rich.progress import TaskID
 
-from notus_cli.build.engine import DockerEngine
-from notus_cli.build.events import Event, Log, Phase, Progress, Step
-from notus_cli.build.pipeline import BuildRequest, build_image, default_cache_dir, plan_build, push_image
-from notus_cli.build.reference import parse_reference
-from notus_cli.build.state import state_dir
+from notus_cli.image.engine import DockerEngine
+from notus_cli.image.events import Event, Log, Phase, Progress, Step
+from notus_cli.image.pipeline import BuildRequest, build_image, default_cache_dir, plan_build, push_image
+from notus_cli.image.reference import parse_reference
+from notus_cli.image.state import state_dir
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
 from notus_cli.settings import NotusSettings, load_settings

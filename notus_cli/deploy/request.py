@@ -12,11 +12,11 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
-from notus_cli.build.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
-from notus_cli.build.state import last_pushed, state_dir
 from notus_cli.deploy.credentials import find_api_key
 from notus_cli.deploy.plan import DeployRequest, check_name, parse_env
 from notus_cli.errors import ConfigError
+from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
+from notus_cli.image.state import last_pushed, state_dir
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.regions import resolve_locations

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from notus_cli.build.context import CHUNK, BuildContext, Entry
-from notus_cli.build.events import Event, Progress
 from notus_cli.errors import BuildError
+from notus_cli.image.context import CHUNK, BuildContext, Entry
+from notus_cli.image.events import Event, Progress
 
 
 def test_stream_is_a_valid_tar_of_exactly_the_announced_size(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from notus_cli.build.pipeline import BuildRequest, plan_build
-from notus_cli.build.weights import Weights, download_weights
 from notus_cli.errors import ModelError
+from notus_cli.image.pipeline import BuildRequest, plan_build
+from notus_cli.image.weights import Weights, download_weights
 from notus_cli.model.safetensors_io import write_safetensors
 from notus_cli.settings import BuildSettings
 from tests.support.fake_hub import FakeHub

@@ -15,11 +15,11 @@ import docker
 import pytest
 
 import worker
-from notus_cli.build.context import BuildContext, Entry
-from notus_cli.build.engine import DockerEngine
-from notus_cli.build.events import Event, Progress
-from notus_cli.build.pipeline import BuildRequest, build_image
 from notus_cli.errors import BuildError
+from notus_cli.image.context import BuildContext, Entry
+from notus_cli.image.engine import DockerEngine
+from notus_cli.image.events import Event, Progress
+from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.settings import BuildSettings
 from tests.image.conftest import Cli
 from tests.support.docker import Dockerd

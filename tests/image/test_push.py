@@ -8,8 +8,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from notus_cli.build.engine import DockerEngine
-from notus_cli.build.state import last_pushed
+from notus_cli.image.engine import DockerEngine
+from notus_cli.image.state import last_pushed
 from tests.image.conftest import Cli
 from tests.support.docker import Registry
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from notus_cli.build.engine import DockerEngine
-from notus_cli.build.pipeline import BuildRequest, build_image
+from notus_cli.image.engine import DockerEngine
+from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.settings import BuildSettings
 from tests.support.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, vllm_python
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from notus_cli.build.weights import local_weights, manifest_bytes
 from notus_cli.errors import ModelError
+from notus_cli.image.weights import local_weights, manifest_bytes
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from notus_cli.build.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
-from notus_cli.build.state import PushedImage, record_push
 from notus_cli.emulator import EmulatorConfig
 from notus_cli.emulator.scaler import command_factory
+from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
+from notus_cli.image.state import PushedImage, record_push
 from tests.support.emulator import ROOT, Harness, echo_command
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from notus_cli.build.events import Phase, Progress, Reporter, ignore
 from notus_cli.errors import ModelError
+from notus_cli.image.events import Phase, Progress, Reporter, ignore
 from notus_cli.model.safetensors_io import read_safetensors_header
 
 # Files vLLM reads to serve a model; everything else in a repository (README, images, original

@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import SecretStr
 
 import worker
-from notus_cli.build.context import BuildContext, Entry
-from notus_cli.build.dockerfile import (
+from notus_cli.errors import RegistryError
+from notus_cli.image.context import BuildContext, Entry
+from notus_cli.image.dockerfile import (
     LABEL_MANIFEST,
     LABEL_MODEL_ID,
     LABEL_REVISION,
@@ -28,11 +29,11 @@ from notus_cli.build.dockerfile import (
     render_app,
     render_base,
 )
-from notus_cli.build.engine import DockerEngine, LayerInfo
-from notus_cli.build.events import Phase, Reporter, ignore
-from notus_cli.build.reference import ImageRef, image_ref
-from notus_cli.build.state import PushedImage, record_push
-from notus_cli.build.weights import (
+from notus_cli.image.engine import DockerEngine, LayerInfo
+from notus_cli.image.events import Phase, Reporter, ignore
+from notus_cli.image.reference import ImageRef, image_ref
+from notus_cli.image.state import PushedImage, record_push
+from notus_cli.image.weights import (
     Weights,
     check_model_files,
     download_weights,
@@ -40,8 +41,7 @@ from notus_cli.build.weights import (
     local_weights,
     serving_files,
 )
-from notus_cli.build.wheels import PythonTarget, fetch_wheels, worker_requirements
-from notus_cli.errors import RegistryError
+from notus_cli.image.wheels import PythonTarget, fetch_wheels, worker_requirements
 from notus_cli.settings import BuildSettings
 
 BASE_REPOSITORY = "notus-base"

@@ -17,11 +17,11 @@ import docker
 import docker.errors
 import requests
 
-from notus_cli.build.context import BuildContext
-from notus_cli.build.events import Layer, Log, Phase, Reporter, Step, ignore
-from notus_cli.build.reference import ImageRef, parse_reference
-from notus_cli.build.wheels import PROBE_CODE, PythonTarget
 from notus_cli.errors import BuildError, RegistryError
+from notus_cli.image.context import BuildContext
+from notus_cli.image.events import Layer, Log, Phase, Reporter, Step, ignore
+from notus_cli.image.reference import ImageRef, parse_reference
+from notus_cli.image.wheels import PROBE_CODE, PythonTarget
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _TAIL = 15

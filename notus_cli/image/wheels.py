@@ -20,8 +20,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from notus_cli.build.events import Phase, Reporter, ignore
 from notus_cli.errors import BuildError
+from notus_cli.image.events import Phase, Reporter, ignore
 
 # Run inside the base image (no network) to learn what wheels it can install.
 PROBE_CODE = (

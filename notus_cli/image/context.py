@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from notus_cli.build.events import Progress, Reporter, ignore
 from notus_cli.errors import BuildError
+from notus_cli.image.events import Progress, Reporter, ignore
 
 BLOCK = 512
 CHUNK = 1 << 20
