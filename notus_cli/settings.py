@@ -31,9 +31,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from notus_cli.errors import ConfigError
+from notus_cli.files import config_file
 from notus_cli.image.reference import check_part
-
-CONFIG_FILE = "notus.toml"
 
 
 class ServeSettings(BaseModel):
@@ -148,7 +147,7 @@ class NotusSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = Path(os.environ.get("NOTUS_CONFIG", CONFIG_FILE))
+        toml_file = config_file()
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
 
 
@@ -163,11 +162,7 @@ def load_settings(**flags: Any) -> NotusSettings:
     except ValidationError as exc:
         raise ConfigError(_describe(exc, given), hint="fix the value, or remove it to use the default") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_path()} is not valid TOML: {exc}") from None
-
-
-def config_path() -> Path:
-    return Path(os.environ.get("NOTUS_CONFIG", CONFIG_FILE))
+        raise ConfigError(f"{config_file()} is not valid TOML: {exc}") from None
 
 
 def _describe(exc: ValidationError, flags: dict[str, Any]) -> str:
@@ -185,7 +180,7 @@ def _describe(exc: ValidationError, flags: dict[str, Any]) -> str:
         elif env_name in os.environ:
             origin = f"environment variable {env_name}"
         else:
-            origin = f"{config_path()}: key '{key}'"
+            origin = f"{config_file()}: key '{key}'"
         model, field = _field(loc)
         if error["type"] == "extra_forbidden":
             problems.append(f"{origin}: unknown setting (known settings: {', '.join(model.model_fields)})")

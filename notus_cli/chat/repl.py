@@ -19,14 +19,14 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from notus_cli.chat.commands import ChatState, run_command
 from notus_cli.chat.render import TerminalView
 from notus_cli.errors import ConfigError, NotusError
+from notus_cli.files import user_data_dir
 
 PROMPT = "you> "
 
 
 def history_file() -> Path:
     """The input history, in the user data dir (mode 0600: it holds what was asked)."""
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "notus" / "chat_history"
+    return user_data_dir() / "chat_history"
 
 
 def open_history(path: Path | None) -> History:

@@ -7,8 +7,6 @@ system prompt, so the model never sees an answer without its question.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 from notus_cli.chat.sampling import checked_params
 from notus_cli.errors import ConfigError
+from notus_cli.files import PRIVATE, write_atomic
 
 FORMAT = "notus-chat/1"
 Message = dict[str, Any]
@@ -139,13 +138,7 @@ class Conversation:
         """Write the conversation as JSON, readable by its owner only (it is private text)."""
         path = path.expanduser()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                json.dump(self.to_json(), handle, indent=2, ensure_ascii=False)
-                handle.write("\n")
-            os.replace(temporary, path)
+            write_atomic(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", mode=PRIVATE)
         except OSError as exc:
             raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
         return path

@@ -12,11 +12,11 @@ import typer
 from rich.progress import Progress as RichProgress
 from rich.progress import TaskID
 
+from notus_cli.files import project_state_dir
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.events import Event, Log, Phase, Progress, Step
 from notus_cli.image.pipeline import BuildRequest, build_image, default_cache_dir, plan_build, push_image
 from notus_cli.image.reference import parse_reference
-from notus_cli.image.state import state_dir
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
 from notus_cli.settings import NotusSettings, load_settings
@@ -89,14 +89,16 @@ def _push(out: Output, settings: NotusSettings, image: str | None, built: dict[s
     else:
         ref = BuildRequest(settings.build, Path()).image
     with _view(out) as view:
-        pushed = push_image(ref, DockerEngine(report=view), settings=settings.build, state_dir=state_dir(), report=view)
+        pushed = push_image(
+            ref, DockerEngine(report=view), settings=settings.build, state_dir=project_state_dir(), report=view
+        )
     if out.json_mode:
         out.json(
             {"build": built, "push": asdict(pushed) | {"reference": pushed.reference}} if built else asdict(pushed)
         )
         return
     out.text(pushed.reference)
-    out.info(f"digest {pushed.digest} recorded in {state_dir() / 'images.json'} for deploy")
+    out.info(f"digest {pushed.digest} recorded in {project_state_dir() / 'images.json'} for deploy")
 
 
 def _show_plan(out: Output, plan: Any) -> None:

@@ -8,7 +8,6 @@ never printed, and the only file written holding it is created 0600.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from notus_cli.errors import ConfigError, RunPodAuthError
+from notus_cli.files import PRIVATE, user_config_dir, write_atomic
 from notus_cli.settings import NotusSettings
 
 CREDENTIALS_FILE = "credentials.toml"
@@ -25,11 +25,6 @@ CREDENTIALS_FILE = "credentials.toml"
 class ApiKey:
     value: SecretStr
     source: str  # where it came from, for messages (never the key itself)
-
-
-def user_config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "notus"
 
 
 def runpodctl_config() -> Path:
@@ -58,15 +53,7 @@ def store_api_key(key: SecretStr) -> Path:
     value = key.get_secret_value().strip()
     if not value or any(c.isspace() or c in '"\\' for c in value):
         raise ConfigError("the API key is empty or has spaces, quotes or backslashes", hint="paste the key alone")
-    path = user_config_dir() / CREDENTIALS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_suffix(".tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(f'api_key = "{value}"\n')
-    os.replace(temporary, path)
-    return path
+    return write_atomic(user_config_dir() / CREDENTIALS_FILE, f'api_key = "{value}"\n', mode=PRIVATE)
 
 
 def _read_key(path: Path, keys: tuple[str, ...]) -> str | None:

@@ -15,8 +15,9 @@ from pydantic import SecretStr
 from notus_cli.deploy.credentials import find_api_key
 from notus_cli.deploy.plan import DeployRequest, check_name, parse_env
 from notus_cli.errors import ConfigError
+from notus_cli.files import project_state_dir
 from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
-from notus_cli.image.state import last_pushed, state_dir
+from notus_cli.image.state import last_pushed
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.regions import resolve_locations
@@ -96,7 +97,7 @@ def api_base_url(settings: NotusSettings) -> str | None:
 
 def _image(settings: NotusSettings, flag: str | None) -> tuple[str, dict[str, str]]:
     image = flag or settings.deploy.image
-    pushed = last_pushed(state_dir())
+    pushed = last_pushed(project_state_dir())
     if image:
         same = pushed is not None and image in (pushed.reference, f"{pushed.repository}:{pushed.tag}")
         return image, dict(pushed.labels) if pushed is not None and same else {}

@@ -7,12 +7,11 @@ ids, never secrets.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from notus_cli.errors import ConfigError
-from notus_cli.settings import config_path
+from notus_cli.files import project_state_dir, write_atomic
 
 STATE_FILE = "deployments.json"
 
@@ -29,14 +28,9 @@ class Deployment:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def state_dir() -> Path:
-    """The project's `.notus/` directory, next to its notus.toml."""
-    return config_path().parent / ".notus"
-
-
 def load_deployments(directory: Path | None = None) -> dict[str, Deployment]:
     """Raises ConfigError when the state file exists but cannot be read."""
-    path = (directory or state_dir()) / STATE_FILE
+    path = (directory or project_state_dir()) / STATE_FILE
     if not path.exists():
         return {}
     try:
@@ -70,10 +64,5 @@ def _raw(directory: Path | None) -> dict[str, dict[str, object]]:
 
 
 def _write(deployments: dict[str, dict[str, object]], directory: Path | None) -> Path:
-    folder = directory or state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"deployments": deployments}, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    path = (directory or project_state_dir()) / STATE_FILE
+    return write_atomic(path, json.dumps({"deployments": deployments}, indent=2, sort_keys=True) + "\n")

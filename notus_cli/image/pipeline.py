@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from pydantic import SecretStr
 
 import worker
 from notus_cli.errors import RegistryError
+from notus_cli.files import user_cache_dir
 from notus_cli.image.context import BuildContext, Entry
 from notus_cli.image.dockerfile import (
     LABEL_MANIFEST,
@@ -93,7 +93,7 @@ def default_cache_dir(settings: BuildSettings) -> Path:
     """Where wheels, probes and file hashes are kept between builds (they are safe to delete)."""
     if settings.cache_dir is not None:
         return settings.cache_dir
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "notus"
+    return user_cache_dir()
 
 
 def build_image(request: BuildRequest, engine: DockerEngine, report: Reporter = ignore) -> BuiltImage:

@@ -24,6 +24,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from notus_cli.errors import ModelError
+from notus_cli.files import write_atomic
 from notus_cli.image.events import Phase, Progress, Reporter, ignore
 from notus_cli.model.safetensors_io import read_safetensors_header
 
@@ -249,10 +250,7 @@ class _HashCache:
     def save(self) -> None:
         if not self.changed:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.entries))
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps(self.entries))
 
 
 # --- the Hugging Face Hub ---

@@ -25,7 +25,6 @@ import importlib.util
 import json
 import math
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -39,6 +38,7 @@ from pydantic import SecretStr
 from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, LocalWorkers, WorkerCommand, new_key
 from notus_cli.emulator.scaler import command_factory
 from notus_cli.errors import ConfigError, EngineError, ModelError
+from notus_cli.files import PRIVATE, user_state_dir, write_atomic
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
 from notus_cli.settings import NotusSettings
@@ -337,13 +337,10 @@ def _served_name(vllm_url: str) -> str:
 
 def connection_file() -> Path:
     """Where a running `notus serve` says how to reach it (mode 0600: it holds the key)."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "notus" / "serve.json"
+    return user_state_dir() / "serve.json"
 
 
 def write_connection(info: StackInfo) -> Path:
-    path = connection_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "url": info.url,
         "api_base": info.api_base,
@@ -353,12 +350,7 @@ def write_connection(info: StackInfo) -> Path:
         "served_model_name": info.served_model_name,
         "pid": os.getpid(),
     }
-    temporary = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(body, handle, indent=2)
-    os.replace(temporary, path)
-    return path
+    return write_atomic(connection_file(), json.dumps(body, indent=2), mode=PRIVATE)
 
 
 def read_connection() -> dict[str, Any] | None:

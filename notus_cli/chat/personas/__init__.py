@@ -7,7 +7,6 @@ holding only the system prompt. `NAME` is looked up in the user's config dir
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,6 +15,7 @@ from typing import Any
 
 from notus_cli.chat.sampling import checked_params
 from notus_cli.errors import ConfigError
+from notus_cli.files import user_config_dir
 
 SUFFIXES = (".toml", ".txt")
 
@@ -30,8 +30,7 @@ class Persona:
 
 def user_dir() -> Path:
     """Where the user's own personas live."""
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "notus" / "personas"
+    return user_config_dir() / "personas"
 
 
 def available() -> dict[str, str]:
