@@ -7,19 +7,13 @@ trusting a tag that may have moved. Nothing secret is stored.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from notus_cli.settings import config_path
+from notus_cli.files import write_atomic
 
 STATE_FILE = "images.json"
-
-
-def state_dir() -> Path:
-    """The project's `.notus/` directory, next to its notus.toml."""
-    return config_path().parent / ".notus"
 
 
 @dataclass(frozen=True)
@@ -30,6 +24,8 @@ class PushedImage:
     image_id: str
     pushed_at: str
     labels: dict[str, str] = field(default_factory=dict)
+    cuda_version: str | None = None  # the base image's CUDA (e.g. "12.8"): deploy's driver constraint
+    size_bytes: int | None = None  # the image's measured size: deploy sizes the container disk from it
 
     @property
     def reference(self) -> str:
@@ -44,11 +40,7 @@ def record_push(state_dir: Path, pushed: PushedImage) -> Path:
     entry = asdict(pushed) | {"reference": pushed.reference}
     state.setdefault("repositories", {})[pushed.repository] = entry
     state["last"] = entry
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, json.dumps(state, indent=2) + "\n")
 
 
 def last_pushed(state_dir: Path, repository: str | None = None) -> PushedImage | None:
