@@ -81,6 +81,9 @@ class BuildSettings(BaseModel):
     registry_username: str | None = Field(None, description="a registry user (else the Docker config is used)")
     registry_password: SecretStr | None = Field(None, description="the registry password or token")
     cache_dir: Path | None = Field(None, description="where wheels and file hashes are cached (default ~/.cache/notus)")
+    platform: Literal["linux/amd64", "linux/arm64"] = Field(
+        "linux/amd64", description="linux/amd64 (what RunPod's GPU hosts run) or linux/arm64 (local use only)"
+    )
 
     @field_validator("image", "tag", "registry", "base_image")
     @classmethod

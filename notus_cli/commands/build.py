@@ -14,7 +14,7 @@ from rich.progress import TaskID
 
 from notus_cli.files import project_state_dir
 from notus_cli.image.engine import DockerEngine
-from notus_cli.image.events import Event, Log, Phase, Progress, Step
+from notus_cli.image.events import Event, Log, Phase, Progress, Step, Warn
 from notus_cli.image.pipeline import BuildRequest, build_image, default_cache_dir, plan_build, push_image
 from notus_cli.image.reference import parse_reference
 from notus_cli.options import JsonOpt
@@ -90,7 +90,7 @@ def _push(out: Output, settings: NotusSettings, image: str | None, built: dict[s
         ref = BuildRequest(settings.build, Path()).image
     with _view(out) as view:
         pushed = push_image(
-            ref, DockerEngine(report=view), settings=settings.build, state_dir=project_state_dir(), report=view
+            ref, DockerEngine(report=view), settings=settings, state_dir=project_state_dir(), report=view
         )
     if out.json_mode:
         out.json(
@@ -144,6 +144,9 @@ class _View:
         self.shown: dict[str, str] = {}
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Warn):  # on stderr, so shown in --json mode too
+            self.out.warn(event.text)
+            return
         if self.out.json_mode:
             return
         if isinstance(event, Phase):

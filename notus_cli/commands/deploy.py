@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from pydantic import SecretStr
 from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
 from notus_cli.deploy.credentials import find_api_key, store_api_key
 from notus_cli.deploy.plan import DEFAULT_MAX_MODEL_LEN, DeployPlan, fit_pools, plan_deploy
+from notus_cli.deploy.registry import normalize_host, store_registry_credentials
 from notus_cli.deploy.request import (
     DEFAULT_NAME,
     DeployFlags,
@@ -20,6 +22,7 @@ from notus_cli.deploy.request import (
     verify_api_key,
 )
 from notus_cli.deploy.status import EndpointStatus, endpoint_status, list_endpoints
+from notus_cli.image.engine import DockerEngine
 from notus_cli.model.fit import Verdict
 from notus_cli.model.shape import NEMOTRON_3_NANO
 from notus_cli.options import JsonOpt, YesOpt
@@ -185,16 +188,50 @@ def gpus(
 
 @app.command("login")
 def login(
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the key with RunPod first.")] = True,
+    registry: Annotated[
+        str | None,
+        typer.Option(help="Log in to this container registry (ghcr.io, docker.io, host:port) instead of RunPod."),
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option("--username", "-u", help="Registry user (prompted for if not given).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the registry password or token from stdin.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Check the key with RunPod (the registry: via Docker) first.")
+    ] = True,
 ) -> None:
-    """Store a RunPod API key in your user config dir (mode 0600); it is read from a hidden prompt or stdin."""
+    """Store a RunPod API key, or a registry's credentials, in your user config dir (mode 0600).
+
+    Secrets are read from a hidden prompt or stdin, never from a flag, and never echoed.
+    """
     out = Output()
+    if registry is not None:
+        _login_registry(out, registry, username, password_stdin=password_stdin, verify=verify)
+        return
+    if username is not None or password_stdin:
+        raise typer.BadParameter("--username and --password-stdin go with --registry HOST", param_hint="--registry")
     key = SecretStr(typer.prompt("RunPod API key", hide_input=True, err=True).strip())
     if verify:
         verify_api_key(load_settings(), key)
     path = store_api_key(key)
     out.info(f"key stored in {path} (readable by you only)")
     out.next_step("notus deploy --dry-run")
+
+
+def _login_registry(out: Output, registry: str, username: str | None, *, password_stdin: bool, verify: bool) -> None:
+    host = normalize_host(registry)
+    user = username if username is not None else typer.prompt(f"Username for {host}", err=True)
+    if password_stdin:
+        secret = SecretStr(sys.stdin.read().rstrip("\r\n"))
+    else:
+        secret = SecretStr(typer.prompt(f"Password or token for {host}", hide_input=True, err=True))
+    if verify:
+        DockerEngine().check_login(host, user, secret)
+    path = store_registry_credentials(host, user, secret)
+    out.info(f"credentials for {host} stored in {path} (readable by you only)")
+    out.next_step("notus push")
 
 
 def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:

@@ -16,8 +16,10 @@ from typing import Any
 import docker
 import docker.errors
 import requests
+from pydantic import SecretStr
 
 from notus_cli.errors import BuildError, RegistryError
+from notus_cli.image.base import daemon_platform, emulation_hint, image_platform
 from notus_cli.image.context import BuildContext
 from notus_cli.image.events import Layer, Log, Phase, Reporter, Step, ignore
 from notus_cli.image.reference import ImageRef, parse_reference
@@ -73,8 +75,18 @@ class DockerEngine:
                 return None
             raise BuildError(f"the Docker daemon failed to inspect {reference}: {_short(exc)}") from None
 
-    def ensure_image(self, reference: str) -> dict[str, Any]:
-        """The image, pulled with per-layer progress if it is not here yet; raises BuildError if it cannot be had."""
+    def platform(self) -> str:
+        """The daemon's own "os/arch": what its RUN steps execute without emulation."""
+        try:
+            return daemon_platform(dict(self.api.version()))
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise BuildError(f"the Docker daemon did not say its platform: {_short(exc)}", hint=DAEMON_HINT) from None
+
+    def ensure_image(self, reference: str, platform: str | None = None) -> dict[str, Any]:
+        """The image, pulled (for `platform`) with per-layer progress if it is not here yet.
+
+        Raises BuildError if it cannot be had.
+        """
         found = self.inspect(reference)
         if found is not None:
             return found
@@ -82,7 +94,11 @@ class DockerEngine:
         parsed = parse_reference(reference, what="the base image")
         try:
             stream = self.api.pull(
-                parsed.repository, tag=parsed.digest or parsed.tag or "latest", stream=True, decode=True
+                parsed.repository,
+                tag=parsed.digest or parsed.tag or "latest",
+                stream=True,
+                decode=True,
+                platform=platform,
             )
             with _drained(stream) as items:
                 for item in items:
@@ -113,9 +129,17 @@ class DockerEngine:
             code = self.api.wait(container, timeout=120).get("StatusCode", 1)
             output = self.api.logs(container, stdout=True, stderr=True).decode(errors="replace")
         except (docker.errors.APIError, requests.RequestException) as exc:
-            raise BuildError(f"{python} in the base image did not answer: {_short(exc)}") from None
+            output, code = _short(exc), -1
         finally:
             self.api.remove_container(container, force=True)
+        if "exec format error" in output:
+            image_arch = image_platform(self.inspect(image) or {})
+            raise BuildError(
+                f"the base image ({image_arch}) cannot run on this Docker daemon",
+                hint=emulation_hint(image_arch, self.platform()),
+            )
+        if code == -1:
+            raise BuildError(f"{python} in the base image did not answer: {output}")
         if code != 0:
             raise BuildError(
                 f"{python} does not run in the base image (exit {code}): {output.strip()[-300:]}",
@@ -126,8 +150,8 @@ class DockerEngine:
         except (ValueError, KeyError, IndexError):
             raise BuildError(f"unexpected answer from {python} in the base image: {output.strip()[-300:]}") from None
 
-    def build(self, context: BuildContext, tag: str) -> str:
-        """Build `context` (its Dockerfile at the root) with no network; return the image id.
+    def build(self, context: BuildContext, tag: str, platform: str | None = None) -> str:
+        """Build `context` (its Dockerfile at the root) for `platform` with no network; return the image id.
 
         Only a successful build is tagged. Raises BuildError naming the failed step and its last lines.
         """
@@ -141,6 +165,7 @@ class DockerEngine:
                 pull=False,
                 network_mode="none",
                 decode=True,
+                platform=platform,
             )
             with _drained(stream) as items:
                 return self._follow_build(items)
@@ -192,7 +217,8 @@ class DockerEngine:
 
         Raises RegistryError (the credentials are never part of the message).
         """
-        hint = f"log in with `docker login {ref.registry or 'docker.io'}`, or set NOTUS_BUILD__REGISTRY_USERNAME and NOTUS_BUILD__REGISTRY_PASSWORD"  # noqa: E501
+        host = ref.registry or "docker.io"
+        hint = f"log in with `notus login --registry {host}` (or `docker login {host}`), or set NOTUS_BUILD__REGISTRY_USERNAME and NOTUS_BUILD__REGISTRY_PASSWORD"  # noqa: E501
         digest = None
         try:
             with _drained(
@@ -209,6 +235,21 @@ class DockerEngine:
         if digest is None:
             raise RegistryError(f"the registry took {ref} but reported no digest")
         return digest
+
+    def check_login(self, host: str, username: str, password: SecretStr) -> None:
+        """Have the daemon log in to `host` (as `docker login` does) without storing anything.
+
+        Raises RegistryError when the registry refuses (the password is never part of the message)
+        and BuildError when no daemon answers.
+        """
+        server = "https://index.docker.io/v1/" if host == "docker.io" else host
+        try:
+            self.api.login(username, password=password.get_secret_value(), registry=server, reauth=True)
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise RegistryError(
+                f"{host} refused the login of {username}: {_short(exc)}",
+                hint="check the user and password (a token needs push scope), or skip the check with --no-verify",
+            ) from None
 
     def pull(self, reference: str, auth: dict[str, str] | None = None) -> None:
         repository, _, digest = reference.partition("@")

@@ -52,7 +52,14 @@ class Layer:
     total: int | None = None
 
 
-Event = Phase | Progress | Step | Log | Layer
+@dataclass(frozen=True)
+class Warn:
+    """Something the build went on without, that the person should know (e.g. the base image's CUDA is unknown)."""
+
+    text: str
+
+
+Event = Phase | Progress | Step | Log | Layer | Warn
 Reporter = Callable[[Event], None]
 
 

@@ -18,8 +18,10 @@ from typing import Any
 from pydantic import SecretStr
 
 import worker
+from notus_cli.deploy.registry import DOCKER_HUB, find_registry_credentials
 from notus_cli.errors import RegistryError
 from notus_cli.files import user_cache_dir
+from notus_cli.image.base import LABEL_CUDA, base_labels, check_base
 from notus_cli.image.context import BuildContext, Entry
 from notus_cli.image.dockerfile import (
     LABEL_MANIFEST,
@@ -42,7 +44,7 @@ from notus_cli.image.weights import (
     serving_files,
 )
 from notus_cli.image.wheels import PythonTarget, fetch_wheels, worker_requirements
-from notus_cli.settings import BuildSettings
+from notus_cli.settings import BuildSettings, NotusSettings
 
 BASE_REPOSITORY = "notus-base"
 
@@ -70,6 +72,9 @@ class BuiltImage:
     base_reused: bool
     layers: list[LayerInfo]
     labels: dict[str, str]
+    cuda_version: str | None = None  # the base image's, "12.8"; None when it does not say
+    size_bytes: int | None = None  # the built image's size as the daemon measures it (uncompressed)
+    platform: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,10 @@ def build_image(request: BuildRequest, engine: DockerEngine, report: Reporter = 
     reference = str(request.image)
     if settings.model_path is not None:  # seconds, before the daemon is asked for anything
         check_model_files(settings.model_path, serving_files(settings.model_path))
-    base = engine.ensure_image(settings.base_image)
+    base = engine.ensure_image(settings.base_image, platform=settings.platform)
+    cuda = check_base(
+        base, target=settings.platform, daemon=engine.platform(), base_image=settings.base_image, report=report
+    )
     target = _probe(engine, base["Id"], settings.base_python, request.cache_dir)
     weights = _weights(request, report)
     wheels = fetch_wheels(worker_requirements(), target, cache_dir=request.cache_dir, report=report)
@@ -127,14 +135,14 @@ def build_image(request: BuildRequest, engine: DockerEngine, report: Reporter = 
         entries += [Entry.file(f"wheels/{p.name}", p) for p in sorted(wheels.directory.glob("*.whl"))]
         entries += [Entry.file(f"weights/model/{f.name}", f.source) for f in weights.files]
         entries.append(Entry.text("weights/weights-manifest.json", weights.manifest))
-        engine.build(BuildContext(entries), base_tag)
+        engine.build(BuildContext(entries), base_tag, platform=settings.platform)
     labels = image_labels(
         model_id=weights.model_id,
         revision=weights.revision,
         manifest_digest=weights.manifest_digest,
         base_image=settings.base_image,
         base_digest=_repo_digest(base),
-    )
+    ) | base_labels(cuda_version=cuda, platform=settings.platform)
     app_dockerfile = render_app(
         base_stage=base_tag,
         served_model_name=settings.served_model_name or weights.model_id,
@@ -143,10 +151,13 @@ def build_image(request: BuildRequest, engine: DockerEngine, report: Reporter = 
     )
     report(Phase("building the code layer"))
     image_id = engine.build(
-        BuildContext([Entry.text("Dockerfile", app_dockerfile), *_code_entries(request.code_dir)]), reference
+        BuildContext([Entry.text("Dockerfile", app_dockerfile), *_code_entries(request.code_dir)]),
+        reference,
+        platform=settings.platform,
     )
     layers = engine.layers(reference, skip=engine.history_length(base["Id"]))
-    return BuiltImage(reference, image_id, base_tag, reused, layers, labels)
+    size = int((engine.inspect(reference) or {}).get("Size") or 0) or None
+    return BuiltImage(reference, image_id, base_tag, reused, layers, labels, cuda, size, settings.platform)
 
 
 def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
@@ -189,19 +200,16 @@ def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
 
 
 def push_image(
-    ref: ImageRef, engine: DockerEngine, *, settings: BuildSettings, state_dir: Path, report: Reporter = ignore
+    ref: ImageRef, engine: DockerEngine, *, settings: NotusSettings, state_dir: Path, report: Reporter = ignore
 ) -> PushedImage:
-    """Push a local image and remember its digest for deploy; raises RegistryError."""
+    """Push a local image with the registry's credentials (`find_registry_credentials`, the one lookup)
+    and remember its digest, CUDA version and size for deploy; raises RegistryError."""
     image = engine.inspect(str(ref))
     if image is None:
         raise RegistryError(f"there is no image {ref} on this Docker daemon", hint="build it first: notus build")
-    auth = None
-    if settings.registry_username and settings.registry_password:
-        auth = {"username": settings.registry_username, "password": settings.registry_password.get_secret_value()}
-        if ref.registry:
-            auth["serveraddress"] = ref.registry
-    report(Phase(f"pushing {ref}"))
-    digest = engine.push(ref, auth)
+    credentials = find_registry_credentials(ref.registry or DOCKER_HUB, settings)
+    report(Phase(f"pushing {ref}" + (f" as {credentials.username} ({credentials.source})" if credentials else "")))
+    digest = engine.push(ref, credentials.docker_auth() if credentials else {})  # {}: no second lookup by docker-py
     labels = (image.get("Config") or {}).get("Labels") or {}
     pushed = PushedImage(
         repository=ref.repository,
@@ -210,6 +218,8 @@ def push_image(
         image_id=str(image["Id"]),
         pushed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         labels={k: v for k, v in labels.items() if k in (LABEL_MODEL_ID, LABEL_REVISION, LABEL_MANIFEST)},
+        cuda_version=labels.get(LABEL_CUDA),
+        size_bytes=int(image.get("Size") or 0) or None,
     )
     record_push(state_dir, pushed)
     return pushed
