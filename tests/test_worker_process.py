@@ -149,3 +149,67 @@ def _requests(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
 
 def vllm_server_model(server: VllmServer) -> str:
     return str(httpx.get(f"{server.base_url}/v1/models", timeout=10).json()["data"][0]["id"])
+
+
+def fitness_command(log_dir: Path, **env: str) -> WorkerCommand:
+    """`python -m worker` with the runpod SDK's start-up fitness checks on, as on RunPod.
+
+    The emulator's worker env switches them off (RUNPOD_SKIP_AUTO_SYSTEM_CHECKS, RUNPOD_SKIP_GPU_CHECK)
+    and wins over a command's env, so `env -u` removes both before Python starts.
+    """
+    argv = (
+        "env",
+        "-u",
+        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS",
+        "-u",
+        "RUNPOD_SKIP_GPU_CHECK",
+        sys.executable,
+        "-m",
+        "worker",
+    )
+    return WorkerCommand(argv=argv, env={"NOTUS_MAX_NUM_SEQS": "8", **env}, log_dir=log_dir)
+
+
+def test_the_sdks_fitness_checks_run_with_real_settings_and_pass(
+    emulator: Harness, vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    """The runpod SDK's checks (runpod/serverless/modules/rp_fitness.py, rp_system_fitness.py) with its
+    default thresholds: at least 4 GB of memory available, 10% of / free, a TCP connection to
+    8.8.8.8:53 (these machines have one). The GPU checks (rp_gpu_fitness.py, and the CUDA ones) register
+    only when `nvidia-smi` answers; no GPU exists here, so the SDK itself leaves them out, and the
+    worker then takes and finishes a job."""
+    endpoint, pool = emulator.endpoint(
+        workers=0, command=fitness_command(tmp_path, NOTUS_VLLM_URL=vllm_server.base_url)
+    )
+    pool.start(1)
+    try:
+        emulator.wait_ready(endpoint, 1, timeout=180)
+        with emulator.http(endpoint.id) as client:
+            body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+            assert client.post("/runsync", json={"input": body}).json()["status"] == "COMPLETED"
+    finally:
+        pool.stop()
+    log = (tmp_path / "worker-1.log").read_text()
+    for passed in ("Memory check passed", "Disk space check passed", "Network connectivity passed"):
+        assert passed in log
+    assert "All fitness checks passed" in log
+    assert "GPU fitness check" not in log  # not registered: no nvidia-smi here
+
+
+def test_a_failed_fitness_check_ends_the_worker_and_reports_why(
+    emulator: Harness, vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    """A real threshold the machine cannot meet (RUNPOD_MIN_MEMORY_GB, read by the SDK): the worker
+    exits 1 before taking jobs and tells the endpoint why through its ping, as RunPod's host sees it."""
+    command = fitness_command(tmp_path, NOTUS_VLLM_URL=vllm_server.base_url, RUNPOD_MIN_MEMORY_GB="100000")
+    endpoint, pool = emulator.endpoint(workers=0, command=command)
+    [worker] = pool.start(1)
+    try:
+        wait_for(lambda: worker.exit_code is not None, timeout=180, interval=0.2)
+        reason = emulator.emulator.call(lambda: endpoint.workers[worker.pod_id].unhealthy)
+    finally:
+        pool.stop()
+    assert worker.exit_code == 1
+    assert reason is not None
+    assert "Insufficient memory" in reason
+    assert "Worker is unhealthy, exiting" in (tmp_path / "worker-1.log").read_text()
