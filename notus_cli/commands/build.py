@@ -65,6 +65,8 @@ def build(
         for layer in built.layers:
             layers.add_row(layer.instruction[:90], _size(layer.size))
         out.result(layers)
+        size = _size(built.size_bytes) if built.size_bytes else "size unknown"
+        out.info(f"{built.platform}, CUDA {built.cuda_version or 'unknown'}, {size}")
         out.text(built.reference)
     if push:
         _push(out, settings, built.reference, built=asdict(built))

@@ -21,7 +21,7 @@ import worker
 from notus_cli.deploy.registry import DOCKER_HUB, find_registry_credentials
 from notus_cli.errors import RegistryError
 from notus_cli.files import user_cache_dir
-from notus_cli.image.base import LABEL_CUDA, base_labels, check_base
+from notus_cli.image.base import LABEL_CUDA, base_labels, check_base, cuda_version
 from notus_cli.image.context import BuildContext, Entry
 from notus_cli.image.dockerfile import (
     LABEL_MANIFEST,
@@ -218,7 +218,7 @@ def push_image(
         image_id=str(image["Id"]),
         pushed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         labels={k: v for k, v in labels.items() if k in (LABEL_MODEL_ID, LABEL_REVISION, LABEL_MANIFEST)},
-        cuda_version=labels.get(LABEL_CUDA),
+        cuda_version=labels.get(LABEL_CUDA) or cuda_version(image),  # an image not built by notus: its env
         size_bytes=int(image.get("Size") or 0) or None,
     )
     record_push(state_dir, pushed)
