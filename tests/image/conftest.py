@@ -78,10 +78,10 @@ class Cli:
         self.project = project
         self.env = env
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
+    def __call__(self, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> CliResult:
         full_env = dict(os.environ) | {"PYTHONPATH": str(ROOT)} | self.env | (env or {})
         done = subprocess.run(
-            [sys.executable, "-m", "notus_cli", *args],
+            [sys.executable, "-m", "notus_cli", *args], input=stdin,
             cwd=self.project, env=full_env, capture_output=True, text=True, timeout=900, check=False,
         )  # fmt: skip
         return CliResult(done.returncode, done.stdout, done.stderr)
