@@ -175,7 +175,7 @@ def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
         manifest_digest="sha256:<computed at build time>",
         base_image=settings.base_image,
         base_digest=None,
-    )
+    ) | base_labels(cuda_version="<read from the base image at build time>", platform=settings.platform)
     dockerfiles = {
         "base.Dockerfile": render_base(
             base_image=settings.base_image,
