@@ -21,6 +21,7 @@ from typing import Any
 
 from worker.engine import Engine, EngineFailed, EngineInfo
 from worker.handler import ChatHandler
+from worker.model_cache import CachedModelMissing, resolve_weights
 from worker.settings import SettingsError, WorkerSettings, load_worker_settings
 
 log = logging.getLogger("notus.worker")
@@ -34,6 +35,11 @@ def main(argv: list[str]) -> int:
         print(f"notus worker: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
+    try:
+        settings = resolve_weights(settings)
+    except CachedModelMissing as exc:
+        log.error("%s; the worker exits (RunPod downloads a cached model before a worker starts)", exc)
+        return 1
     engine = Engine(settings)
     owner = os.getpid()
 
@@ -59,6 +65,8 @@ def main(argv: list[str]) -> int:
         info.served_model_name,
         info.max_model_len,
     )
+    if engine.process is not None:
+        log.info("vLLM start-up: %s", engine.phases.sentence())
     engine.supervise(_exit_now)
     handler = ChatHandler(
         base_url=engine.base_url,
