@@ -81,6 +81,15 @@ class BuildSettings(BaseModel):
     registry_username: str | None = Field(None, description="a registry user (else the Docker config is used)")
     registry_password: SecretStr | None = Field(None, description="the registry password or token")
     cache_dir: Path | None = Field(None, description="where wheels and file hashes are cached (default ~/.cache/notus)")
+    weights: Literal["cached", "baked"] | None = Field(
+        None, description="cached (RunPod caches the Hub model) or baked (in the image); default: by model_path"
+    )
+    weight_layer_gb: float = Field(5.0, gt=0, le=100, description="the most GB of weights per image layer, above 0")
+
+    @property
+    def weights_mode(self) -> Literal["cached", "baked"]:
+        """Cached for a Hub model, baked for a local directory, unless set (see the README)."""
+        return self.weights or ("baked" if self.model_path is not None else "cached")
 
     @field_validator("image", "tag", "registry", "base_image")
     @classmethod
