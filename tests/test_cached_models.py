@@ -22,8 +22,10 @@ import pytest
 from notus_cli.emulator import LocalWorkers
 from notus_cli.emulator.endpoint import Endpoint
 from notus_cli.emulator.models import CachedModels, ModelReference
+from notus_cli.serve.vllm import vllm_env
 from tests.support.control import notus, notus_env, pushed_project
 from tests.support.emulator import Harness, wait_for
+from tests.support.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, vllm_python
 from worker.model_cache import CachedModelMissing, find_snapshot
 
 COMMIT = "1f0e2d3c4b5a69788796a5b4c3d2e1f0a1b2c3d4"
@@ -157,3 +159,36 @@ def test_the_emulator_refuses_two_cached_models_on_one_endpoint(control_emulator
         headers={"Authorization": f"Bearer {control_emulator.key}"},
     ).json()
     assert "errors" in body
+
+
+@pytest.mark.vllm
+def test_a_worker_runs_vllm_offline_on_the_cached_snapshot(tiny_model: Path, tmp_path: Path) -> None:
+    """The container's path for cached weights, minus the GPU: `python -m worker` finds the snapshot in
+    a cache laid out like RunPod's, starts its own vLLM (CPU build) on it with the Hub unreachable,
+    answers one job, and logs how vLLM's start-up split into model load and warm-up."""
+    snapshot = lay_out(tmp_path / "hub", tiny_model, COMMIT)
+    env = vllm_env({}) | {
+        "NOTUS_VLLM_PYTHON": vllm_python(),
+        "NOTUS_MAX_MODEL_LEN": str(MAX_MODEL_LEN),
+        "NOTUS_VLLM_ARGS": TEST_VLLM_ARGS,
+        "NOTUS_WEIGHTS": "cached",
+        "NOTUS_MODEL": MODEL,
+        "NOTUS_MODEL_REVISION": COMMIT,
+        "NOTUS_MODEL_CACHE": str(tmp_path / "hub"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens: any Hub request would fail
+    }
+    job = {"input": {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--test_input", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("NOTUS_")}, **env},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["object"] == "chat.completion"
+    assert f"--model {snapshot}" in result.stderr
+    assert f"--served-model-name {MODEL}" in result.stderr
+    split = next(line for line in result.stderr.splitlines() if "vLLM start-up: model load" in line)
+    assert "model load ?" not in split  # vLLM logged its weight-loading time and the worker read it
+    assert "engine warm-up ?" not in split

@@ -42,3 +42,38 @@ def test_deploy_then_chat_through_the_deployed_endpoint(local_stack: LocalStack,
     down = notus("down", "chat", "--yes", cwd=tmp_path, env=env)
     assert down.returncode == 0, down.stderr
     assert key not in result.stdout + result.stderr + down.stdout + down.stderr
+
+
+def test_cached_weights_deploy_then_chat(local_stack: LocalStack, tmp_path: Path) -> None:
+    """`--weights cached`: the endpoint names the model at a pinned commit; the emulator "downloads" it
+    (the stack's tiny model, published under its served name) into its RunPod-like cache before the
+    worker starts, and the worker checks that snapshot is there before taking the job."""
+    info = local_stack.info
+    key = info.api_key.get_secret_value()
+    commit = "5a" * 20
+    env = notus_env(info.url, key) | {"NOTUS_BUILD__REVISION": commit}
+    args = ("deploy", "cached", "--image", "registry.test/notus:code-only", "--weights", "cached")
+    result = notus(*args, "--max-model-len", "4096", "--yes", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    endpoint_id = json.loads((tmp_path / ".notus" / "deployments.json").read_text())["deployments"]["cached"][
+        "endpoint_id"
+    ]
+    try:
+        request = {"input": {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8}}
+        response = httpx.post(
+            f"{info.api_base}/{endpoint_id}/runsync",
+            json=request,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=180,
+        ).json()
+        assert response["status"] == "COMPLETED", response
+        (completion,) = response["output"]
+        assert completion["object"] == "chat.completion"
+        repo = "models--" + info.served_model_name.replace("/", "--")
+        snapshot = local_stack.cached_models.root / repo / "snapshots" / commit
+        assert (snapshot / "config.json").is_file()
+        logs = "".join(p.read_text() for p in (info.log_dir / endpoint_id).glob("worker-*.log"))
+        assert f"at {snapshot}" in logs  # the worker found the pinned snapshot in the cache
+    finally:
+        down = notus("down", "cached", "--yes", cwd=tmp_path, env=env)
+        assert down.returncode == 0, down.stderr
