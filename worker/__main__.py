@@ -75,6 +75,7 @@ def main(argv: list[str]) -> int:
         log_content=settings.log_content,
         request_timeout=settings.request_timeout,
         max_connections=settings.job_concurrency + 8,
+        startup=engine.phases.as_dict() if engine.process is not None else None,
     )
     try:
         if test_input is not None:

@@ -20,6 +20,9 @@ import threading
 from dataclasses import dataclass
 from typing import IO
 
+# A job input that asks a worker for these figures instead of a completion (`notus bench --cold-start`
+# sends it right after the cold request, so the worker that just started answers): {"startup": {...}}.
+STARTUP_QUERY = {"notus": "startup"}
 _NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 PATTERNS = {
     "weights": re.compile(rf"Loading weights took {_NUMBER} seconds"),
