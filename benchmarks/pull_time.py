@@ -1,6 +1,7 @@
 """Pull time of baked weights in one image layer vs split into bounded layers, side by side.
 
     .venv/bin/python -m benchmarks.pull_time [--size-gb 2] [--layer-gb 0.5] [--stream-mbps 50] [--runs 2]
+    .venv/bin/python -m benchmarks.pull_time --paper
 
 Starts a private dockerd and Debian's docker-registry on loopback (as the tests do), writes a
 model of --size-gb (the tiny model plus 512 MiB safetensors shards of random bytes, see
@@ -13,6 +14,9 @@ start to the container's exit. Figures are medians of --runs.
 Two registry paths are measured: loopback as is, and through a proxy that holds each TCP
 connection to --stream-mbps (MB/s): registries and their CDNs limit a single stream's throughput,
 and that limit is what parallel layer downloads (dockerd: 3 at a time by default) get around.
+
+`--paper` prints, without running anything, what the two layouts mean for Nemotron's 63 GB at a
+few per-stream, host-link and extraction speeds (the model is in `paper_seconds`).
 
 Left out (the CPU machines cannot run it): the GPU worker's "vLLM ready". The padding shards are
 not weights vLLM could load, and a vLLM start is the same for both layouts once the files are on
@@ -145,13 +149,48 @@ def measure(
     return results
 
 
+# (per-stream MB/s, host link MB/s, extraction MB/s): a slow registry stream, a typical one, a fast one;
+# extraction is gunzip + write, single-threaded per layer in dockerd, a few hundred MB/s.
+PAPER_SPEEDS = ((50, 1250, 300), (100, 1250, 300), (250, 1250, 300), (100, 3000, 1000), (500, 3000, 1000))
+
+
+def paper_seconds(total_gb: float, layer_gb: float, stream: float, link: float, extract: float) -> tuple[float, float]:
+    """Seconds to pull `total_gb` as one layer vs layers of `layer_gb` (speeds in MB/s), on paper.
+
+    One layer: one stream downloads it all, then it is extracted: total/stream + total/extract.
+    Split: dockerd downloads 3 layers at once and extracts each as soon as it and the ones before
+    it are in, so after the first layer arrives the rest flows at the slowest of 3 streams, the
+    link and extraction: layer/stream + total/min(3 x stream, link, extract).
+    """
+    mb, layer = total_gb * 1000, min(layer_gb, total_gb) * 1000
+    one = mb / stream + mb / extract
+    split = layer / stream + mb / min(3 * stream, link, extract)
+    return one, split
+
+
+def print_paper(total_gb: float = 63.0, layer_gb: float = 5.0) -> None:
+    print(f"On paper: {total_gb:g} GB of weights, one layer vs layers of <= {layer_gb:g} GB (3 parallel downloads)")
+    print(f"{'per stream MB/s':>16}{'link MB/s':>11}{'extract MB/s':>14}{'one layer':>11}{'split':>9}{'ratio':>8}")
+    for stream, link, extract in PAPER_SPEEDS:
+        one, split = paper_seconds(total_gb, layer_gb, stream, link, extract)
+        print(f"{stream:16}{link:11}{extract:14}{_minutes(one):>11}{_minutes(split):>9}{split / one:8.2f}")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=2.0, help="GiB of weights (default 2; 63 is Nemotron)")
     parser.add_argument("--layer-gb", type=float, default=0.5, help="the split layout's bound per layer, GB")
     parser.add_argument("--stream-mbps", type=float, default=50.0, help="per-connection MB/s of the throttled path")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--paper", action="store_true", help="print the 63 GB figures on paper and exit")
     options = parser.parse_args()
+    if options.paper:
+        print_paper()
+        return
     work = Path(tempfile.mkdtemp(prefix="notus-pull-", dir="/tmp"))
     daemon = start_dockerd(work / "dockerd")
     registry = start_registry(work / "registry")

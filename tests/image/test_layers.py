@@ -20,6 +20,7 @@ import pytest
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.settings import BuildSettings
+from tests.image.conftest import offline_hub
 from tests.support.fake_hub import FakeHub
 
 pytestmark = pytest.mark.docker
@@ -85,14 +86,8 @@ def test_weights_are_split_into_bounded_layers_with_the_manifest_first(
 
 @pytest.fixture
 def hub(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    import huggingface_hub.constants
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read once, at import
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    server = FakeHub("acme/tiny", tiny_model).start()
-    yield server
-    server.stop()
+    with offline_hub("acme/tiny", tiny_model, tmp_path / "hf-cache", monkeypatch) as server:
+        yield server
 
 
 def test_a_cached_weights_image_holds_no_weights_and_names_the_commit(
