@@ -41,6 +41,7 @@ from benchmarks.build_cache import write_model
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.image.reference import image_ref
+from notus_cli.image.weights import local_weights, weight_layers
 from notus_cli.settings import BuildSettings
 from tests.support.docker import Registry, import_base_image, start_dockerd, start_registry
 from tests.support.vllm import free_port
@@ -101,9 +102,13 @@ def build_and_push(
     engine = DockerEngine(api)
     built = build_image(BuildRequest(settings, cache), engine)
     engine.push(image_ref(settings.image, tag, registry.address), _auth(registry))
-    # weight layers are the COPYs to /opt/notus/ itself (the venv and the code go to its subfolders)
-    weight_layers = sum(1 for layer in built.layers if layer.instruction.rstrip().endswith(" in /opt/notus/"))
-    return built.reference, weight_layers
+    return built.reference, layer_count(model, cache, layer_gb)
+
+
+def layer_count(model: Path, cache: Path, layer_gb: float) -> int:
+    """How many weight layers the build made: the build's own grouping (the hashes are cached by then)."""
+    files = local_weights(model, model_id="bench/pull", cache_dir=cache).files
+    return len(weight_layers(files, max_bytes=int(layer_gb * 1e9)))
 
 
 def forget_images(api: docker.APIClient) -> None:
