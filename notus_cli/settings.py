@@ -84,6 +84,15 @@ class BuildSettings(BaseModel):
     platform: Literal["linux/amd64", "linux/arm64"] = Field(
         "linux/amd64", description="linux/amd64 (what RunPod's GPU hosts run) or linux/arm64 (local use only)"
     )
+    weights: Literal["cached", "baked"] | None = Field(
+        None, description="cached (RunPod caches the Hub model) or baked (in the image); default: by model_path"
+    )
+    weight_layer_gb: float = Field(5.0, gt=0, le=100, description="the most GB of weights per image layer, above 0")
+
+    @property
+    def weights_mode(self) -> Literal["cached", "baked"]:
+        """Cached for a Hub model, baked for a local directory, unless set (see the README)."""
+        return self.weights or ("baked" if self.model_path is not None else "cached")
 
     @field_validator("image", "tag", "registry", "base_image")
     @classmethod

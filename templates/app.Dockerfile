@@ -2,7 +2,7 @@
 # Rendered by `notus build` from templates/app.Dockerfile.
 FROM ${base_stage}
 # Everything the container needs to start with no network and no token.
-ENV NOTUS_MODEL="/opt/notus/model" \
+ENV ${model_env} \
     NOTUS_SERVED_MODEL_NAME=${served_model_name} \
     NOTUS_VLLM_PYTHON=${vllm_python} \
     HF_HUB_OFFLINE="1" \

@@ -15,5 +15,7 @@ RUN ${python} -m venv --without-pip /opt/notus/venv \
 
 FROM ${base_image}
 COPY --from=deps /opt/notus/venv /opt/notus/venv
-# The weights as their own layer: /opt/notus/model plus /opt/notus/weights-manifest.json (sha256 per file).
-COPY weights/ /opt/notus/
+# The weights in layers of bounded size, config and tokenizer first (Docker pulls layers in parallel):
+# together /opt/notus/model plus /opt/notus/weights-manifest.json (sha256 per file).
+# With cached weights there are none: RunPod puts the model on the host (see the README).
+${weight_copies}

@@ -21,6 +21,7 @@ from typing import Any
 
 from worker.engine import Engine, EngineFailed, EngineInfo
 from worker.handler import ChatHandler
+from worker.model_cache import CachedModelMissing, resolve_weights
 from worker.settings import SettingsError, WorkerSettings, load_worker_settings
 
 log = logging.getLogger("notus.worker")
@@ -34,6 +35,11 @@ def main(argv: list[str]) -> int:
         print(f"notus worker: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
+    try:
+        settings = resolve_weights(settings)
+    except CachedModelMissing as exc:
+        log.error("%s; the worker exits (RunPod downloads a cached model before a worker starts)", exc)
+        return 1
     engine = Engine(settings)
     owner = os.getpid()
 
@@ -59,6 +65,8 @@ def main(argv: list[str]) -> int:
         info.served_model_name,
         info.max_model_len,
     )
+    if engine.process is not None:
+        log.info("vLLM start-up: %s", engine.phases.sentence())
     engine.supervise(_exit_now)
     handler = ChatHandler(
         base_url=engine.base_url,
@@ -67,6 +75,7 @@ def main(argv: list[str]) -> int:
         log_content=settings.log_content,
         request_timeout=settings.request_timeout,
         max_connections=settings.job_concurrency + 8,
+        startup=engine.phases.as_dict() if engine.process is not None else None,
     )
     try:
         if test_input is not None:

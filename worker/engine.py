@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from worker.model_cache import OFFLINE_ENV
 from worker.settings import WorkerSettings
+from worker.startup import StartupPhases, relay_vllm_log
 
 log = logging.getLogger("notus.worker")
 
@@ -57,6 +59,9 @@ def vllm_command(settings: WorkerSettings, port: int) -> list[str]:
         command += ["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser]
     if settings.trust_remote_code:
         command.append("--trust-remote-code")
+    command += ["--load-format", settings.load_format]
+    if settings.safetensors_load_strategy:
+        command += ["--safetensors-load-strategy", settings.safetensors_load_strategy]
     return command + settings.extra_vllm_args
 
 
@@ -66,6 +71,7 @@ class Engine:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
+        self.phases = StartupPhases()
         self._stopping = threading.Event()
         if settings.vllm_url:
             self.base_url = settings.vllm_url
@@ -79,8 +85,13 @@ class Engine:
             return
         command = vllm_command(self.settings, self.port)
         log.info("starting vLLM: %s", " ".join(command[1:]))
-        # vLLM logs to stderr: stdout is reserved for results (see --test_input)
-        self.process = subprocess.Popen(command, start_new_session=True, stdout=sys.stderr)
+        env = {**os.environ, **OFFLINE_ENV} if os.path.isdir(self.settings.model) else None  # a local model: no Hub
+        # vLLM's output goes on to stderr (stdout is reserved for results, see --test_input), read on
+        # the way for the lines that time its start-up phases.
+        self.process = subprocess.Popen(
+            command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        )
+        self.phases = relay_vllm_log(self.process, sys.stderr)
 
     def wait_until_ready(self, timeout: float) -> EngineInfo:
         """Poll /health until vLLM answers, then read the model's context length.

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from worker import completions
 from worker.job_errors import JobError
 from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, parse_job_input
 from worker.sse import DONE, SSEDecoder, encode
+from worker.startup import STARTUP_QUERY
 
 log = logging.getLogger("notus.worker")
 
@@ -75,8 +76,10 @@ class ChatHandler:
         log_content: bool = False,
         request_timeout: float = 900.0,
         max_connections: int = 256,
+        startup: Mapping[str, float | None] | None = None,
     ) -> None:
         self.base_url = base_url
+        self.startup = dict(startup or {})  # vLLM's start-up phases, answered to STARTUP_QUERY
         self.model = served_model_name
         self.max_model_len = max_model_len
         self.log_content = log_content
@@ -98,6 +101,11 @@ class ChatHandler:
 
     async def handle(self, job: dict[str, Any]) -> AsyncIterator[Any]:
         stats = JobStats(job_id=str(job.get("id", "?")))
+        if job.get("input") == STARTUP_QUERY:
+            stats.kind = "startup"
+            stats.report()
+            yield {"startup": self.startup}
+            return
         try:
             request = parse_job_input(job.get("input"), model=self.model, max_model_len=self.max_model_len)
         except InvalidRequest as exc:

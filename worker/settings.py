@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.model_cache import MODEL_ID, RUNPOD_MODEL_CACHE
 
 DEFAULT_MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
 
@@ -39,6 +42,18 @@ class WorkerSettings(BaseSettings):
     startup_timeout: float = Field(1800.0, gt=0, description="seconds to wait for vLLM to become healthy")
     request_timeout: float = Field(900.0, gt=0, description="seconds one request to vLLM may take")
     log_content: bool = Field(False, description="true to log message text (off by default for privacy)")
+    # Where the weights come from: baked into the image at NOTUS_MODEL, or a RunPod cached model
+    # (NOTUS_MODEL is then its Hugging Face id, found at NOTUS_MODEL_REVISION under NOTUS_MODEL_CACHE).
+    weights: Literal["baked", "cached"] = Field("baked", description="baked or cached")
+    model_revision: str = Field("main", min_length=1, description="the deployed commit (or a branch) of a cached model")
+    model_cache: str = Field(RUNPOD_MODEL_CACHE, min_length=1, description="the Hugging Face hub cache RunPod fills")
+    # Load-time flags (see the README, "Getting the weights to the GPU"): our images and cached
+    # models only ever hold safetensors, so vLLM need not look for other formats; the load strategy
+    # stays vLLM's own default (lazy mmap, prefetch on NFS) unless set: "prefetch" suits network volumes.
+    load_format: str = Field("safetensors", min_length=1, description="a vLLM --load-format, e.g. safetensors or auto")
+    safetensors_load_strategy: Literal["", "lazy", "eager", "prefetch"] = Field(
+        "", description="empty (vLLM's default), lazy, eager or prefetch"
+    )
 
     @field_validator("vllm_args")
     @classmethod
@@ -52,6 +67,12 @@ class WorkerSettings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else None
+
+    @model_validator(mode="after")
+    def _cached_model_id(self) -> WorkerSettings:
+        if self.weights == "cached" and not MODEL_ID.fullmatch(self.model):
+            raise ValueError(f"NOTUS_MODEL {self.model!r} must be a Hugging Face id (org/name) with cached weights")
+        return self
 
     @model_validator(mode="after")
     def _concurrency_within_engine(self) -> WorkerSettings:

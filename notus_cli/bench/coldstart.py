@@ -9,20 +9,26 @@ ready) to the first that shows one ready is the worker start; queue = delayTime 
 (the scheduler's wait before and after); first token = TTFT − delayTime (the worker's own time to
 the first chunk, plus one /stream poll). Health is polled every POLL seconds, so each boundary is
 known to about that much; a worker counts as ready by the time it took the job at the latest.
+
+Inside the worker start, the worker itself knows how long vLLM spent loading the model and warming
+up its engine (torch.compile, CUDA graphs), from vLLM's own log lines (worker/startup.py); right
+after the cold request one job asks it for those figures (STARTUP_QUERY).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.runpod_target import RunPodTarget
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError, NotusError
+from worker.startup import STARTUP_QUERY
 
 POLL = 0.1  # /health while the cold request waits
 ZERO_POLL = 2.0  # /health while waiting for the endpoint to scale to zero
@@ -59,6 +65,8 @@ class ColdStart:
     first_token: float | None
     job_id: str | None
     error: str | None = None
+    worker_load: float | None = None  # vLLM's model load, as the worker read it from vLLM's log
+    worker_warmup: float | None = None  # vLLM's engine warm-up (profile, KV cache, compile, CUDA graphs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +83,11 @@ class ColdStart:
             f"worker start {_s(self.worker_start)}",
             f"first token {_s(self.first_token)}",
         ]
-        return f"Cold start: first token after {_s(self.ttft)} = " + " + ".join(parts)
+        sentence = f"Cold start: first token after {_s(self.ttft)} = " + " + ".join(parts)
+        if self.worker_load is not None or self.worker_warmup is not None:
+            sentence += f"; in the worker start, vLLM: model load {_s(self.worker_load)}, "
+            sentence += f"engine warm-up {_s(self.worker_warmup)}"
+        return sentence
 
 
 def _s(seconds: float | None) -> str:
@@ -132,7 +144,25 @@ async def measure_cold_start(
         watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watch
-    return split(record, waited, sightings)
+    cold = split(record, waited, sightings)
+    if not record.ok:
+        return cold
+    phases = await worker_phases(target)
+    return replace(cold, worker_load=phases.get("load"), worker_warmup=phases.get("warmup"))
+
+
+async def worker_phases(target: RunPodTarget) -> dict[str, float]:
+    """The start-up phases the worker read from vLLM's log; empty if it does not say (an older worker)."""
+    try:
+        status, body = await target._call("POST", "/runsync", {"input": STARTUP_QUERY})
+        output = json.loads(body).get("output") if status < 400 else None
+    except (NotusError, ValueError):
+        return {}
+    item = output[0] if isinstance(output, list) and output else output
+    startup = item.get("startup") if isinstance(item, dict) else None
+    if not isinstance(startup, dict):
+        return {}
+    return {key: float(value) for key, value in startup.items() if isinstance(value, int | float)}
 
 
 @dataclass

@@ -40,6 +40,12 @@ def build(
     served_model_name: Annotated[
         str | None, typer.Option(help="Model name clients see (default: the model id).")
     ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="cached (no weights in the image; RunPod caches the Hub model) or baked (default: by source)."
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and Dockerfiles; touch no daemon.")
     ] = False,
@@ -49,7 +55,7 @@ def build(
     """Bake the model into an image: dependencies, then the weights as their own layer, then the worker code."""
     out = Output(json_mode=json_mode)
     flags = dict(model_path=model_path, model_id=model_id, revision=revision, image=image, tag=tag)
-    flags |= dict(registry=registry, base_image=base_image, served_model_name=served_model_name)
+    flags |= dict(registry=registry, base_image=base_image, served_model_name=served_model_name, weights=weights)
     settings = load_settings(build={k: v for k, v in flags.items() if v is not None})
     request = BuildRequest(settings.build, default_cache_dir(settings.build), hf_token=settings.hf_token)
     if dry_run:

@@ -51,6 +51,10 @@ def deploy(
     region: Annotated[str | None, typer.Option(help="is (Iceland), eu (Europe) or data-centre ids.")] = None,
     max_model_len: Annotated[int | None, typer.Option(help="Context length (default 32768).", min=256)] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="Worker env K=V (repeatable; wins).")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="cached (RunPod caches the model at the pinned commit) or baked (default: as built)."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: YesOpt = False,
     json_mode: JsonOpt = False,
@@ -74,6 +78,7 @@ def deploy(
         region=region,
         max_model_len=max_model_len,
         env=tuple(env or ()),
+        weights=weights,
     )
     request = deploy_request(settings, flags)
     with control_plane(settings) as control:
@@ -280,6 +285,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
                 "template": report.template.model_dump() if report.template else None,
                 "health": asdict(report.health) if report.health else None,
                 "health_error": report.health_error,
+                "downloading": report.downloading,
             }
         )
         return
@@ -292,12 +298,15 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
         ("scaler", f"{e.scaler_type} {e.scaler_value}, idle timeout {e.idle_timeout} s"),
         ("locations", e.locations or "any"),
         ("flashboot", e.flash_boot_type),
+        ("weights", report.weights),
     ):
         rows.add_row(key, value)
     if report.health is not None:
         jobs, workers = report.health.jobs, report.health.workers
         rows.add_row("jobs", ", ".join(f"{k} {v}" for k, v in jobs.items()))
         rows.add_row("workers now", ", ".join(f"{k} {v}" for k, v in workers.items() if v) or "none (scaled to zero)")
+        if report.downloading:
+            rows.add_row("cached model", report.downloading)
     else:
         rows.add_row("health", f"unavailable: {report.health_error}")
     out.result(rows)

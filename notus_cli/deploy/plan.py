@@ -53,7 +53,9 @@ SETTINGS = (
     "scaler_value",
     "flash_boot_type",
     "locations",
+    "model_references",
 )
+HF_MODEL_URL = "https://huggingface.co"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class DeployRequest:
     env: tuple[tuple[str, str], ...] = ()
     model_revision: str | None = None
     model_dir: Path | None = None  # read the model's config.json from here, when at hand
+    weights: str = "baked"  # or "cached": RunPod caches model_id at model_revision (a commit) for the workers
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ def plan_deploy(request: DeployRequest, *, endpoints: list[EndpointInfo], templa
         flash_boot_type=_flashboot(request.flashboot),
         locations=request.locations,
         execution_timeout_ms=existing.execution_timeout_ms if existing else None,
+        model_references=_model_references(request, existing),
     )
     changes = _diff(template, endpoint, existing, current, by_name.get(template.name))
     return DeployPlan(
@@ -194,9 +198,34 @@ def plan_deploy(request: DeployRequest, *, endpoints: list[EndpointInfo], templa
     )
 
 
-def container_disk_gb(shape: ModelShape, *, fp8: bool) -> int:
-    """Room for the image (base + weights) with headroom, in whole tens of GB (Nemotron BF16: 100)."""
-    weights_gb = weights_bytes(shape, fp8_experts=fp8) / 1e9
+def model_reference(model_id: str, revision: str) -> str:
+    """RunPod's cached-model reference (runpodctl `--model-reference`: https://huggingface.co/<org>/<model>:<ref>)."""
+    return f"{HF_MODEL_URL}/{model_id}:{revision}"
+
+
+def _model_references(request: DeployRequest, existing: EndpointInfo | None) -> tuple[str, ...] | None:
+    """Cached: the pinned reference. Baked: none, cleared only if the endpoint had one (else not sent)."""
+    if request.weights == "cached":
+        return (model_reference(request.model_id, request.model_revision or "main"),)
+    return () if existing is not None and existing.model_references else None
+
+
+def _cached_env(request: DeployRequest) -> dict[str, str]:
+    """What the worker needs to find a cached model (see worker/model_cache.py); nothing when baked."""
+    if request.weights != "cached":
+        return {}
+    return {
+        "NOTUS_WEIGHTS": "cached",
+        "NOTUS_MODEL": request.model_id,
+        "NOTUS_MODEL_REVISION": str(request.model_revision),
+    }
+
+
+def container_disk_gb(shape: ModelShape, *, fp8: bool, baked: bool = True) -> int:
+    """Room for the image (base + weights) with headroom, in whole tens of GB (Nemotron BF16: 100).
+
+    Cached weights do not count: RunPod keeps them on its own volume, not the container disk."""
+    weights_gb = weights_bytes(shape, fp8_experts=fp8) / 1e9 if baked else 0.0
     return max(10, math.ceil((weights_gb + BASE_IMAGE_GB) * DISK_HEADROOM / 10) * 10)
 
 
@@ -212,9 +241,10 @@ def _template(
         "NOTUS_MAX_MODEL_LEN": str(max_model_len),
         "NOTUS_MAX_NUM_SEQS": str(max_num_seqs),
         "NOTUS_TENSOR_PARALLEL_SIZE": str(request.gpu_count),
+        **_cached_env(request),
         **dict(request.env),  # the operator's --env wins
     }
-    disk = request.container_disk_gb or container_disk_gb(shape, fp8=fp8)
+    disk = request.container_disk_gb or container_disk_gb(shape, fp8=fp8, baked=request.weights != "cached")
     content = json.dumps({"image": request.image, "env": env, "disk": disk}, sort_keys=True)
     digest = hashlib.sha256(content.encode()).hexdigest()[:6]
     return TemplateInput(
@@ -258,6 +288,7 @@ def _diff(
         f"{field_name}: {getattr(existing, field_name)!r} -> {getattr(endpoint, field_name)!r}"
         for field_name in SETTINGS
         if getattr(existing, field_name) != getattr(endpoint, field_name)
+        and not (field_name == "model_references" and endpoint.model_references is None)  # None: not sent
     ]
     if differences:
         changes.append(Change("update endpoint", "; ".join(differences)))

@@ -16,12 +16,14 @@ from notus_cli.deploy.credentials import find_api_key
 from notus_cli.deploy.plan import DeployRequest, check_name, parse_env
 from notus_cli.errors import ConfigError
 from notus_cli.files import project_state_dir
-from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
+from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION, LABEL_WEIGHTS
 from notus_cli.image.state import last_pushed
+from notus_cli.image.weights import hub_files
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.regions import resolve_locations
 from notus_cli.settings import NotusSettings
+from worker.model_cache import COMMIT
 
 T = TypeVar("T")
 DEFAULT_NAME = "notus"
@@ -45,6 +47,7 @@ class DeployFlags:
     region: str | None = None
     max_model_len: int | None = None
     env: tuple[str, ...] = ()
+    weights: str | None = None  # cached | baked
 
 
 def deploy_request(settings: NotusSettings, flags: DeployFlags) -> DeployRequest:
@@ -57,11 +60,17 @@ def deploy_request(settings: NotusSettings, flags: DeployFlags) -> DeployRequest
             f"--workers-min {workers_min} exceeds --workers-max {workers_max}", hint="raise --workers-max"
         )
     image, labels = _image(settings, flags.image)
+    model_id = labels.get(LABEL_MODEL_ID, settings.build.model_id)
+    weights = _weights(settings, flags.weights, labels)
+    revision = labels.get(LABEL_REVISION)
+    if weights == "cached":
+        revision = _pinned_revision(settings, model_id, revision or settings.build.revision)
     return DeployRequest(
         name=check_name(flags.name or DEFAULT_NAME),
         image=image,
-        model_id=labels.get(LABEL_MODEL_ID, settings.build.model_id),
-        model_revision=labels.get(LABEL_REVISION),
+        model_id=model_id,
+        model_revision=revision,
+        weights=weights,
         pools=tuple(resolve_pools(_pick(flags.gpu, d.gpu))),
         gpu_count=_pick(flags.gpu_count, d.gpu_count),
         workers_min=workers_min,
@@ -106,6 +115,27 @@ def _image(settings: NotusSettings, flag: str | None) -> tuple[str, dict[str, st
             "no image to deploy", hint="pass --image REF, or build and push one with `notus build --push`"
         )
     return pushed.reference, dict(pushed.labels)
+
+
+def _weights(settings: NotusSettings, flag: str | None, labels: dict[str, str]) -> str:
+    """--weights, else how the image was built (its label), else [build] weights, else baked (as before).
+
+    Raises ConfigError for a value other than cached or baked."""
+    weights = flag or labels.get(LABEL_WEIGHTS) or settings.build.weights or "baked"
+    if weights not in ("cached", "baked"):
+        raise ConfigError(f"--weights '{weights}': choose cached or baked", hint="see `notus deploy --help`")
+    return weights
+
+
+def _pinned_revision(settings: NotusSettings, model_id: str, revision: str) -> str:
+    """The commit a cached model is pinned to: RunPod caches exactly it, and the worker checks it.
+
+    A branch or tag is resolved on the Hugging Face Hub; raises ModelError if that fails."""
+    if COMMIT.fullmatch(revision):
+        return revision
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    commit, _files = hub_files(model_id, revision=revision, token=token, endpoint=None)
+    return commit
 
 
 def _pick(flag: T | None, setting: T) -> T:

@@ -22,6 +22,22 @@ class EndpointStatus:
     health: Health | None
     health_error: str | None = None  # why health could not be read (the settings are still shown)
 
+    @property
+    def weights(self) -> str:
+        """Where the workers' weights come from: the cached model's reference, or "baked into the image"."""
+        references = self.endpoint.model_references or ()
+        return f"cached model {', '.join(references)}" if references else "baked into the image"
+
+    @property
+    def downloading(self) -> str | None:
+        """While a cached-model endpoint's workers initialize, RunPod may be downloading the model
+        (runpod/docs serverless/workers/overview.mdx: Initializing covers "downloading cached models",
+        not billed); /health only counts them as initializing, so this says what that can mean."""
+        starting = self.health.workers.get("initializing", 0) if self.health else 0
+        if not starting or not self.endpoint.model_references:
+            return None
+        return f"{starting} initializing: starting, or waiting while RunPod downloads the cached model (not billed)"
+
 
 @dataclass(frozen=True)
 class Listed:

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from notus_cli.emulator.http import presented_key, read_json
+from notus_cli.emulator.models import check_model_references
 from notus_cli.emulator.scaler import Scaler, ScalingSpec
 from notus_cli.runpod.gpus import POOLS, POOLS_BY_ID
 
@@ -58,12 +59,13 @@ SCHEMA = build_schema(
       id: String! name: String! templateId: String! gpuIds: String! gpuCount: Int! locations: String
       networkVolumeId: String idleTimeout: Int! scalerType: String! scalerValue: Int! workersMin: Int!
       workersMax: Int! workersStandby: Int! flashBootType: String! executionTimeoutMs: Int
-      allowedCudaVersions: String
+      allowedCudaVersions: String modelReferences: [String]
     }
     input EndpointInput {
       id: String name: String! templateId: String! gpuIds: String! gpuCount: Int locations: String
       networkVolumeId: String idleTimeout: Int scalerType: String scalerValue: Int workersMin: Int
       workersMax: Int workersStandby: Int flashBootType: String executionTimeoutMs: Int allowedCudaVersions: String
+      modelReferences: [String]
     }
     input UpdateEndpointTemplateInput { endpointId: String! templateId: String! }
     type Mutation {
@@ -89,6 +91,7 @@ ENDPOINT_DEFAULTS: dict[str, Any] = {
     "flashBootType": "OFF",
     "executionTimeoutMs": 600_000,
     "allowedCudaVersions": None,
+    "modelReferences": [],
 }
 TEMPLATE_DEFAULTS: dict[str, Any] = {
     "dockerArgs": "",
@@ -252,6 +255,7 @@ class ControlPlane:
             idle_timeout=spec["idleTimeout"],
             scaler_type=spec["scalerType"],
             scaler_value=spec["scalerValue"],
+            model_references=tuple(spec["modelReferences"] or ()),
         )
 
     def _rescale(self, spec: dict[str, Any]) -> None:
@@ -327,3 +331,4 @@ def _check_endpoint(spec: dict[str, Any], templates: dict[str, dict[str, Any]]) 
         raise GraphQLError("workersMin must be from 0 to workersMax")
     if spec["gpuCount"] < 1:
         raise GraphQLError("gpuCount must be at least 1")
+    check_model_references(spec["modelReferences"] or [])

@@ -49,6 +49,7 @@ class ScalingSpec:
     idle_timeout: float
     scaler_type: str  # QUEUE_DELAY | REQUEST_COUNT
     scaler_value: int
+    model_references: tuple[str, ...] = ()  # cached models, in the cache before a worker starts (models.py)
 
 
 @dataclass(eq=False)
@@ -123,7 +124,10 @@ class Scaler:
         template_id = self.spec.template_id
         if template_id not in self.pools:
             self.pools[template_id] = self.factory(self.endpoint, self.spec.env)
-        return self.pools[template_id]
+        pool = self.pools[template_id]
+        if pool.command.model_references != self.spec.model_references:  # the endpoint's, not the template's
+            pool.command = replace(pool.command, model_references=self.spec.model_references)
+        return pool
 
     def _start(self) -> None:
         pool, template_id = self._pool(), self.spec.template_id

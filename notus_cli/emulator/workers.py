@@ -37,6 +37,7 @@ from notus_cli.guard import guarded
 if TYPE_CHECKING:
     from notus_cli.emulator.app import Emulator
     from notus_cli.emulator.endpoint import Endpoint
+    from notus_cli.emulator.models import CachedModels
 
 RESTART_WINDOW = 60.0
 
@@ -50,6 +51,9 @@ class WorkerCommand:
     log_dir: Path | None = None  # None: the worker writes to this process's stdout/stderr
     cwd: Path | None = None
     ping_interval_ms: int = 5000
+    # RunPod cached models: each worker starts once these are in the cache, which it gets as NOTUS_MODEL_CACHE
+    model_references: tuple[str, ...] = ()
+    cached_models: CachedModels | None = None
 
 
 def worker_env(emulator_url: str, endpoint: Endpoint, pod_id: str, *, ping_interval_ms: int = 5000) -> dict[str, str]:
@@ -163,8 +167,12 @@ class LocalWorkers:
         assert self.emulator.url is not None
         env.update(worker_env(self.emulator.url, self.endpoint, pod_id, ping_interval_ms=self.command.ping_interval_ms))
         env.update(HOME=str(self._home), PYTHONUNBUFFERED="1")
-        log_path, log = self._open_log(label)
         self.emulator.call_soon(lambda: self.endpoint.register(pod_id, label=label, local=True))
+        cache = self.command.cached_models
+        if cache is not None and self.command.model_references:
+            cache.ensure(self.command.model_references)  # the worker is initializing meanwhile, as on RunPod
+            env["NOTUS_MODEL_CACHE"] = str(cache.root)
+        log_path, log = self._open_log(label)
         try:
             process = subprocess.Popen(
                 guarded(self.command.argv),

@@ -4,6 +4,10 @@ A build is two daemon builds. Part 1 (dependencies + weights) is keyed by a hash
 (base image id, wheels, weights manifest, its Dockerfile) and tagged `notus-base:<key>`; when
 that tag exists, part 1 is skipped and the weights are not even sent. Part 2 (settings, labels,
 code) is small and always built on top. So a code change costs seconds, not a 60 GB upload.
+
+Baked weights go in several layers of bounded size (`weights.weight_layers`), so a pull downloads
+them in parallel; cached weights (`--weights cached`) put none in the image: the model id and the
+commit RunPod is to cache go into its labels and ENV instead.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pydantic import SecretStr
 
 import worker
 from notus_cli.deploy.registry import DOCKER_HUB, find_registry_credentials
-from notus_cli.errors import RegistryError
+from notus_cli.errors import ConfigError, RegistryError
 from notus_cli.files import user_cache_dir
 from notus_cli.image.base import LABEL_CUDA, base_labels, check_base, cuda_version
 from notus_cli.image.context import BuildContext, Entry
@@ -27,6 +31,7 @@ from notus_cli.image.dockerfile import (
     LABEL_MANIFEST,
     LABEL_MODEL_ID,
     LABEL_REVISION,
+    LABEL_WEIGHTS,
     image_labels,
     render_app,
     render_base,
@@ -36,17 +41,21 @@ from notus_cli.image.events import Phase, Reporter, ignore
 from notus_cli.image.reference import ImageRef, image_ref
 from notus_cli.image.state import PushedImage, record_push
 from notus_cli.image.weights import (
+    WeightFile,
+    WeightLayer,
     Weights,
     check_model_files,
     download_weights,
     hub_files,
     local_weights,
     serving_files,
+    weight_layers,
 )
 from notus_cli.image.wheels import PythonTarget, fetch_wheels, worker_requirements
 from notus_cli.settings import BuildSettings, NotusSettings
 
 BASE_REPOSITORY = "notus-base"
+TRACE_LABELS = (LABEL_MODEL_ID, LABEL_REVISION, LABEL_MANIFEST, LABEL_WEIGHTS)  # what a push records for deploy
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,7 @@ def build_image(request: BuildRequest, engine: DockerEngine, report: Reporter = 
     """
     settings = request.settings
     reference = str(request.image)
+    cached = _check_weights_mode(settings)
     if settings.model_path is not None:  # seconds, before the daemon is asked for anything
         check_model_files(settings.model_path, serving_files(settings.model_path))
     base = engine.ensure_image(settings.base_image, platform=settings.platform)
@@ -116,38 +126,41 @@ def build_image(request: BuildRequest, engine: DockerEngine, report: Reporter = 
         base, target=settings.platform, daemon=engine.platform(), base_image=settings.base_image, report=report
     )
     target = _probe(engine, base["Id"], settings.base_python, request.cache_dir)
-    weights = _weights(request, report)
+    model = _cached_model(request, report) if cached else _weights(request, report)
     wheels = fetch_wheels(worker_requirements(), target, cache_dir=request.cache_dir, report=report)
+    groups = weight_layers(model.files, max_bytes=_layer_bytes(settings)) if isinstance(model, Weights) else []
     base_dockerfile = render_base(
         base_image=settings.base_image,
         python=target.executable,
         pip_wheel=wheels.pip_wheel,
         requirements=wheels.requirements,
+        weight_layers=[group.name for group in groups],
     )
-    key_source = [base["Id"], wheels.digest, weights.manifest_digest, base_dockerfile]
+    key_source = [base["Id"], wheels.digest, model.manifest_digest, base_dockerfile]
     base_tag = f"{BASE_REPOSITORY}:{hashlib.sha256(json.dumps(key_source).encode()).hexdigest()[:20]}"
     reused = engine.inspect(base_tag) is not None
     if reused:
         report(Phase(f"dependency and weight layers unchanged: reusing {base_tag}"))
     else:
-        report(Phase(f"building the dependency and weight layers ({_gib(weights.size)} of weights)"))
+        report(Phase(f"building the dependency and weight layers ({_gib(model.size)} of weights)"))
         entries = [Entry.text("Dockerfile", base_dockerfile)]
         entries += [Entry.file(f"wheels/{p.name}", p) for p in sorted(wheels.directory.glob("*.whl"))]
-        entries += [Entry.file(f"weights/model/{f.name}", f.source) for f in weights.files]
-        entries.append(Entry.text("weights/weights-manifest.json", weights.manifest))
+        entries += _weight_entries(groups, model.manifest if isinstance(model, Weights) else b"")
         engine.build(BuildContext(entries), base_tag, platform=settings.platform)
     labels = image_labels(
-        model_id=weights.model_id,
-        revision=weights.revision,
-        manifest_digest=weights.manifest_digest,
+        model_id=model.model_id,
+        revision=model.revision,
+        manifest_digest=model.manifest_digest if isinstance(model, Weights) else None,
         base_image=settings.base_image,
         base_digest=_repo_digest(base),
+        weights="cached" if cached else "baked",
     ) | base_labels(cuda_version=cuda, platform=settings.platform)
     app_dockerfile = render_app(
         base_stage=base_tag,
-        served_model_name=settings.served_model_name or weights.model_id,
+        served_model_name=settings.served_model_name or model.model_id,
         vllm_python=target.executable,
         labels=labels,
+        cached=(model.model_id, model.revision) if cached else None,
     )
     report(Phase("building the code layer"))
     image_id = engine.build(
@@ -166,36 +179,47 @@ def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
     Local model files are checked (not hashed); a Hub model is listed, not downloaded.
     """
     settings = request.settings
+    cached = _check_weights_mode(settings)
     model_id, revision, files = _model_listing(request, report)
     code = _code_entries(request.code_dir)
     requirements = worker_requirements()
     labels = image_labels(
         model_id=model_id,
         revision=revision,
-        manifest_digest="sha256:<computed at build time>",
+        manifest_digest=None if cached else "sha256:<computed at build time>",
         base_image=settings.base_image,
         base_digest=None,
+        weights="cached" if cached else "baked",
     ) | base_labels(cuda_version="<read from the base image at build time>", platform=settings.platform)
+    listed = [WeightFile(name, Path(name), size, "") for name, size in files]
+    groups = [] if cached else weight_layers(listed, max_bytes=_layer_bytes(settings))
     dockerfiles = {
         "base.Dockerfile": render_base(
             base_image=settings.base_image,
             python=settings.base_python,
             pip_wheel="pip-<version>-py3-none-any.whl",
             requirements=requirements,
+            weight_layers=[group.name for group in groups],
         ),
         "app.Dockerfile": render_app(
             base_stage=f"{BASE_REPOSITORY}:<key>",
             served_model_name=settings.served_model_name or model_id,
             vllm_python=settings.base_python,
             labels=labels,
+            cached=(model_id, revision) if cached else None,
         ),
     }
     layers = [
         PlannedLayer("base image", None, settings.base_image),
         PlannedLayer("worker venv", None, f"{len(requirements)} requirements: {', '.join(requirements)}"),
-        PlannedLayer("weights", sum(size for _, size in files), f"{len(files)} files in /opt/notus/model + manifest"),
-        PlannedLayer("code", sum(e.size for e in code), f"{len(code)} files of the worker in /opt/notus/app"),
     ]
+    for group in groups:
+        extra = " + manifest" if group.with_manifest else ""
+        layers.append(PlannedLayer(f"weights {group.name}", group.size, f"{len(group.files)} files{extra}"))
+    if cached:
+        size = sum(size for _, size in files)
+        layers.append(PlannedLayer("weights", 0, f"none: RunPod caches {model_id}@{revision[:12]} ({_gib(size)})"))
+    layers.append(PlannedLayer("code", sum(e.size for e in code), f"{len(code)} files of the worker in /opt/notus/app"))
     return BuildPlan(str(request.image), settings.base_image, layers, labels, dockerfiles, files)
 
 
@@ -217,12 +241,58 @@ def push_image(
         digest=digest,
         image_id=str(image["Id"]),
         pushed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        labels={k: v for k, v in labels.items() if k in (LABEL_MODEL_ID, LABEL_REVISION, LABEL_MANIFEST)},
+        labels={k: v for k, v in labels.items() if k in TRACE_LABELS},
         cuda_version=labels.get(LABEL_CUDA) or cuda_version(image),  # an image not built by notus: its env
         size_bytes=int(image.get("Size") or 0) or None,
     )
     record_push(state_dir, pushed)
     return pushed
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """A Hub model RunPod caches on its hosts: only its id and the commit go into the image."""
+
+    model_id: str
+    revision: str  # the commit `revision` resolved to
+    size: int  # bytes of its serving files on the Hub (what RunPod downloads)
+    files: tuple[()] = ()
+
+    @property
+    def manifest_digest(self) -> str:
+        return f"cached:{self.model_id}@{self.revision}"
+
+
+def _check_weights_mode(settings: BuildSettings) -> bool:
+    """True for cached weights. Raises ConfigError for cached weights from a local directory."""
+    if settings.weights_mode == "cached" and settings.model_path is not None:
+        raise ConfigError(
+            "--weights cached takes the model from the Hugging Face Hub, not from --model-path",
+            hint="pass --weights baked to bake the local directory, or drop --model-path",
+        )
+    return settings.weights_mode == "cached"
+
+
+def _cached_model(request: BuildRequest, report: Reporter) -> CachedModel:
+    settings = request.settings
+    report(Phase(f"resolving {settings.model_id}@{settings.revision} on the Hugging Face Hub (cached weights)"))
+    token = request.hf_token.get_secret_value() if request.hf_token else None
+    commit, remote = hub_files(settings.model_id, revision=settings.revision, token=token, endpoint=request.hf_endpoint)
+    return CachedModel(settings.model_id, commit, sum(int(meta.size or 0) for meta in remote.values()))
+
+
+def _layer_bytes(settings: BuildSettings) -> int:
+    return int(settings.weight_layer_gb * 1e9)
+
+
+def _weight_entries(layers: list[WeightLayer], manifest: bytes) -> list[Entry]:
+    """The build context's weights/<layer>/: model/<file> for each file, the manifest in the first."""
+    entries = []
+    for layer in layers:
+        entries += [Entry.file(f"weights/{layer.name}/model/{f.name}", f.source) for f in layer.files]
+        if layer.with_manifest:
+            entries.append(Entry.text(f"weights/{layer.name}/weights-manifest.json", manifest))
+    return entries
 
 
 def _weights(request: BuildRequest, report: Reporter) -> Weights:

@@ -192,6 +192,45 @@ def manifest_bytes(files: Iterable[WeightFile]) -> bytes:
     return (json.dumps({"format": MANIFEST_FORMAT, "files": entries}, indent=2) + "\n").encode()
 
 
+# --- image layers: weights in several bounded layers, so a pull runs in parallel ---
+
+
+@dataclass(frozen=True)
+class WeightLayer:
+    """One image layer of weights: `weights/<name>/` in the build context, copied to /opt/notus/."""
+
+    name: str
+    files: tuple[WeightFile, ...]
+    with_manifest: bool = False  # the manifest travels with the first layer (config and tokenizer)
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def weight_layers(files: Iterable[WeightFile], *, max_bytes: int) -> list[WeightLayer]:
+    """Group the files into layers of at most `max_bytes` each (a bigger shard gets a layer of its own).
+
+    The first layer holds every small file (config, tokenizer, index, custom code) and the
+    manifest, so it is the one a pull finishes first; the safetensors shards follow in name order,
+    packed whole into the next layers. Docker pulls layers in parallel (3 at a time by default)
+    and some registries refuse very large blobs, which one 60 GB layer would be. The grouping
+    depends only on the names and sizes, so unchanged weights give the same layers (and cache hits).
+    """
+    ordered = sorted(files, key=lambda f: f.name)
+    small = tuple(f for f in ordered if not f.name.endswith(".safetensors"))
+    layers = [WeightLayer("layer-00", small, with_manifest=True)]
+    group: list[WeightFile] = []
+    for shard in (f for f in ordered if f.name.endswith(".safetensors")):
+        if group and sum(f.size for f in group) + shard.size > max_bytes:
+            layers.append(WeightLayer(f"layer-{len(layers):02d}", tuple(group)))
+            group = []
+        group.append(shard)
+    if group:
+        layers.append(WeightLayer(f"layer-{len(layers):02d}", tuple(group)))
+    return layers
+
+
 # --- hashing, with a stat cache so a rebuild does not re-read gigabytes that did not change ---
 
 

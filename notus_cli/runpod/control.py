@@ -66,6 +66,7 @@ class EndpointInput(_Wire):
     flash_boot_type: FlashBootType = "FLASHBOOT"
     locations: str | None = None
     execution_timeout_ms: int | None = None
+    model_references: tuple[str, ...] | None = None  # cached models: https://huggingface.co/<org>/<name>:<rev>
     id: str | None = None
 
 

@@ -39,7 +39,7 @@ M = TypeVar("M", bound=BaseModel)
 _TEMPLATE_FIELDS = "id name imageName containerDiskInGb volumeInGb dockerArgs isServerless readme env { key value }"
 _ENDPOINT_FIELDS = (
     "id name templateId gpuIds gpuCount workersMin workersMax workersStandby idleTimeout scalerType scalerValue "
-    "flashBootType locations executionTimeoutMs"
+    "flashBootType locations executionTimeoutMs modelReferences"
 )
 Q_TEMPLATES = f"query Templates {{ myself {{ podTemplates {{ {_TEMPLATE_FIELDS} }} }} }}"
 Q_ENDPOINTS = f"query Endpoints {{ myself {{ endpoints {{ {_ENDPOINT_FIELDS} }} }} }}"

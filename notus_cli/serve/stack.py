@@ -25,7 +25,9 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,12 +38,14 @@ import httpx
 from pydantic import SecretStr
 
 from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, LocalWorkers, WorkerCommand, new_key
+from notus_cli.emulator.models import CachedModels
 from notus_cli.emulator.scaler import command_factory
 from notus_cli.errors import ConfigError, EngineError, ModelError
 from notus_cli.files import PRIVATE, user_state_dir, write_atomic
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
 from notus_cli.settings import NotusSettings
+from worker.model_cache import MODEL_ID
 from worker.settings import WorkerSettings
 
 # --enforce-eager skips torch.compile (start-up on the CPU roughly halves). vLLM 0.32's CPU build
@@ -161,6 +165,8 @@ class LocalStack:
         self.workers: LocalWorkers | None = None
         self._info: StackInfo | None = None
         self._vllm_python = ""
+        # RunPod's model cache on this "host": endpoints deployed with --weights cached find their model here
+        self.cached_models = CachedModels(Path(tempfile.mkdtemp(prefix="notus-model-cache-")))
 
     @property
     def info(self) -> StackInfo:
@@ -198,6 +204,8 @@ class LocalStack:
         self.server.start()
         self._progress(f"emulator listening on {self.server.url}")
         command = self._worker_command(vllm_url, served)
+        if MODEL_ID.fullmatch(served):  # the emulated Hub has the served model under its name
+            self.cached_models.publish(served, model)
         self.workers = LocalWorkers(self.emulator, self.endpoint, command)
         self.emulator.worker_factory = command_factory(self.emulator, command)  # endpoints made with `notus deploy`
         self.workers.start(config.workers)
@@ -275,7 +283,9 @@ class LocalStack:
             "NOTUS_CONCURRENCY": str(config.concurrency or math.ceil(config.max_num_seqs / config.workers)),
             **config.worker_env,
         }
-        return WorkerCommand(argv=(sys.executable, "-m", "worker"), env=env, log_dir=config.log_dir)
+        return WorkerCommand(
+            argv=(sys.executable, "-m", "worker"), env=env, log_dir=config.log_dir, cached_models=self.cached_models
+        )
 
     def _wait_for_workers(self) -> None:
         assert self.workers is not None
@@ -316,6 +326,7 @@ class LocalStack:
             self.vllm.stop()
         if self.server is not None:
             self.server.stop()
+        shutil.rmtree(self.cached_models.root, ignore_errors=True)
         if self._info is not None and self.config.write_connection:
             remove_connection(self._info)
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import docker
 import pytest
 
 from tests.support.docker import Dockerd, Registry, import_base_image, start_dockerd, start_registry
+from tests.support.fake_hub import FakeHub
 from tests.support.vllm import ROOT
 
 
@@ -101,3 +103,18 @@ def docker_cli(cli: Cli, dockerd: Dockerd, base_image: str) -> Cli:
     """`notus` against the test dockerd, building on the local base image by default."""
     cli.env |= {"DOCKER_HOST": dockerd.host, "NOTUS_BUILD__BASE_IMAGE": base_image}
     return cli
+
+
+@contextmanager
+def offline_hub(repo_id: str, directory: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """A loopback Hub serving `directory` as `repo_id`, with huggingface_hub online and caching under `cache`."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read once, at import
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    server = FakeHub(repo_id, directory).start()
+    try:
+        yield server
+    finally:
+        server.stop()

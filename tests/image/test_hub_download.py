@@ -19,6 +19,7 @@ from notus_cli.image.pipeline import BuildRequest, plan_build
 from notus_cli.image.weights import Weights, download_weights
 from notus_cli.model.safetensors_io import write_safetensors
 from notus_cli.settings import BuildSettings
+from tests.image.conftest import offline_hub
 from tests.support.fake_hub import FakeHub
 
 TOKEN = "hf_loopbackTokenNeverLeavesTheHost"
@@ -26,17 +27,11 @@ TOKEN = "hf_loopbackTokenNeverLeavesTheHost"
 
 @pytest.fixture
 def hub(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    import huggingface_hub.constants
-
     repo = tmp_path / "repo"
     shutil.copytree(tiny_model, repo)
     (repo / "original.bin").write_bytes(b"a format we do not serve")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read once, at import
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    server = FakeHub("acme/tiny", repo).start()
-    yield server
-    server.stop()
+    with offline_hub("acme/tiny", repo, tmp_path / "hf-cache", monkeypatch) as server:
+        yield server
 
 
 def fetch(hub: FakeHub, tmp_path: Path, *, revision: str = "main", model_id: str = "acme/tiny") -> Weights:

@@ -108,33 +108,35 @@ def test_baked_settings_and_entrypoint_need_no_network_or_token(built: Built) ->
     assert config["Entrypoint"] == ["/opt/notus/venv/bin/python", "-m", "worker"]
 
 
-def test_layer_order_weights_alone_then_a_small_code_layer_last(built: Built, tiny_model: Path) -> None:
+def test_layer_order_weights_in_layers_then_a_small_code_layer_last(built: Built, tiny_model: Path) -> None:
     sized = [h for h in built.history if h["Size"] > 0]
-    *_, venv, weights, code = sized
+    *_, venv, small_files, shards, code = sized
     assert "/opt/notus/venv" in venv["CreatedBy"]
-    assert "/opt/notus/" in weights["CreatedBy"]
+    assert "/opt/notus/" in small_files["CreatedBy"]  # config, tokenizer and manifest first
+    assert "/opt/notus/" in shards["CreatedBy"]
     assert "/opt/notus/app/" in code["CreatedBy"]
     assert code["Size"] < 256 * 1024
-    weight_layer, code_layer = built.files[built.layer_order[-2]], built.files[built.layer_order[-1]]
-    assert {p.removeprefix("opt/notus/model/") for p in weight_layer if p.startswith("opt/notus/model/")} == {
-        p.name for p in tiny_model.iterdir() if p.name != "README.md"
+    first, second = built.files[built.layer_order[-3]], built.files[built.layer_order[-2]]
+    code_layer = built.files[built.layer_order[-1]]
+    model_files = {p.name for p in tiny_model.iterdir() if p.name != "README.md"}
+    assert set(second) == {"opt/notus/model/model.safetensors"}
+    assert {p.removeprefix("opt/notus/model/") for p in first if p.startswith("opt/notus/model/")} == model_files - {
+        "model.safetensors"
     }
-    assert set(weight_layer) - {p for p in weight_layer if p.startswith("opt/notus/model/")} == {
-        "opt/notus/weights-manifest.json"
-    }
+    assert "opt/notus/weights-manifest.json" in first
     worker_files = {
         p.relative_to(Path(worker.__file__).parent).as_posix() for p in Path(worker.__file__).parent.rglob("*.py")
     }
     assert {p.removeprefix("opt/notus/app/worker/") for p in code_layer} == worker_files
-    assert any(p.startswith("opt/notus/venv/") for p in built.files[built.layer_order[-3]])
+    assert any(p.startswith("opt/notus/venv/") for p in built.files[built.layer_order[-4]])
 
 
 def test_manifest_hashes_match_the_files_in_the_image(built: Built) -> None:
-    weight_layer = built.files[built.layer_order[-2]]
-    manifest = json.loads(weight_layer["opt/notus/weights-manifest.json"])
+    everything = {path: data for layer in built.files.values() for path, data in layer.items()}
+    manifest = json.loads(everything["opt/notus/weights-manifest.json"])
     assert manifest["files"]
     for entry in manifest["files"]:
-        data = weight_layer[f"opt/notus/model/{entry['path']}"]
+        data = everything[f"opt/notus/model/{entry['path']}"]
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
         assert len(data) == entry["size"]
 
@@ -179,10 +181,13 @@ def test_dry_run_prints_the_plan_without_a_daemon(cli: Cli, tiny_model: Path) ->
     result = cli("build", "--model-path", str(tiny_model), "--dry-run", "--json")
     assert result.code == 0, result.stderr
     plan = json.loads(result.stdout)
-    weights = next(layer for layer in plan["layers"] if layer["name"] == "weights")
-    assert weights["size"] == sum(p.stat().st_size for p in tiny_model.iterdir() if p.name != "README.md")
+    weights = [layer for layer in plan["layers"] if layer["name"].startswith("weights ")]
+    assert [layer["name"] for layer in weights] == ["weights layer-00", "weights layer-01"]
+    model_bytes = sum(p.stat().st_size for p in tiny_model.iterdir() if p.name != "README.md")
+    assert sum(w["size"] for w in weights) == model_bytes
     assert plan["base_image"] == "vllm/vllm-openai:v0.32.0"
-    assert "COPY weights/ /opt/notus/" in plan["dockerfiles"]["base.Dockerfile"]
+    assert "COPY weights/layer-00/ /opt/notus/" in plan["dockerfiles"]["base.Dockerfile"]
+    assert "COPY weights/layer-01/ /opt/notus/" in plan["dockerfiles"]["base.Dockerfile"]
     assert 'ENTRYPOINT ["/opt/notus/venv/bin/python", "-m", "worker"]' in plan["dockerfiles"]["app.Dockerfile"]
     text = cli("build", "--model-path", str(tiny_model), "--dry-run")
     assert text.code == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from notus_cli.errors import ModelError
-from notus_cli.image.weights import local_weights, manifest_bytes
+from notus_cli.image.weights import local_weights, manifest_bytes, weight_layers
 
 
 @pytest.fixture
@@ -96,3 +96,28 @@ def test_broken_models_fail_with_a_message_naming_the_problem(
         local_weights(model, model_id="org/tiny", cache_dir=tmp_path / "cache")
     assert message in caught.value.message
     assert "\n" not in caught.value.message
+
+
+def test_weight_layers_are_bounded_small_files_first_and_every_file_in_exactly_one(model: Path, tmp_path: Path) -> None:
+    for n in (3, 4, 5):
+        (model / f"model-0000{n}-of-00005.safetensors").write_bytes((model / "model.safetensors").read_bytes())
+    weights = local_weights(model, model_id="org/tiny", cache_dir=tmp_path / "cache")
+    shard = (model / "model.safetensors").stat().st_size
+    layers = weight_layers(weights.files, max_bytes=2 * shard + 10)
+    assert [layer.name for layer in layers] == ["layer-00", "layer-01", "layer-02"]
+    assert layers[0].with_manifest
+    assert not any(f.name.endswith(".safetensors") for f in layers[0].files)  # config, tokenizer, template
+    assert [len(layer.files) for layer in layers[1:]] == [2, 2]
+    assert all(layer.size <= 2 * shard + 10 for layer in layers[1:])
+    names = [f.name for layer in layers for f in layer.files]
+    assert sorted(names) == sorted(f.name for f in weights.files)  # each once: the manifest still covers all
+    assert weight_layers(reversed(weights.files), max_bytes=2 * shard + 10) == layers  # order-independent
+
+
+def test_a_shard_larger_than_the_bound_gets_a_layer_of_its_own(model: Path, tmp_path: Path) -> None:
+    weights = local_weights(sharded(model), model_id="org/tiny", cache_dir=tmp_path / "cache")
+    layers = weight_layers(weights.files, max_bytes=1000)
+    assert [[f.name for f in layer.files] for layer in layers[1:]] == [
+        ["model-00001-of-00002.safetensors"],
+        ["model-00002-of-00002.safetensors"],
+    ]
