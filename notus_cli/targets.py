@@ -9,7 +9,6 @@ settings give).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from notus_cli.deploy.credentials import find_api_key
 from notus_cli.deploy.state import Deployment
 from notus_cli.errors import ConfigError, RunPodAuthError
 from notus_cli.openai_url import is_runpod_host, openai_base
-from notus_cli.runpod.serverless import DEFAULT_BASE_URL
+from notus_cli.runpod.urls import RUNPOD_API_URL
 from notus_cli.settings import NotusSettings
 
 TARGET_FLAGS = "NAME, --endpoint ID, --local or --base-url URL"
@@ -52,7 +51,7 @@ def check_one_target(*, name: str | None, endpoint: str | None, local: bool, bas
 
 def deployment_endpoint(deployment: Deployment, settings: NotusSettings) -> RunPodAddress:
     """A deployment's endpoint, with the key its API base takes. Raises ConfigError without one."""
-    api_base = deployment.api_base_url or DEFAULT_BASE_URL
+    api_base = deployment.api_base_url or RUNPOD_API_URL
     key = _local_key(api_base) or runpod_key(settings, api_base)
     pools = [part.strip() for part in deployment.gpu.split(",") if part.strip()]
     return RunPodAddress(
@@ -61,8 +60,8 @@ def deployment_endpoint(deployment: Deployment, settings: NotusSettings) -> RunP
 
 
 def endpoint_by_id(endpoint_id: str, settings: NotusSettings) -> RunPodAddress:
-    """A RunPod endpoint by id (RUNPOD_ENDPOINT_BASE_URL moves the API, as for the runpod SDK)."""
-    api_base = os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL
+    """A RunPod endpoint by id, under the settings' API base (RUNPOD_ENDPOINT_BASE_URL moves it, as for the SDK)."""
+    api_base = settings.runpod_api_url
     return RunPodAddress(api_base, endpoint_id, runpod_key(settings, api_base), f"endpoint {endpoint_id}")
 
 
@@ -77,11 +76,11 @@ def local_endpoint() -> RunPodAddress | None:
 
 def openai_server(base_url: str, settings: NotusSettings, key: SecretStr | None = None) -> OpenAIAddress:
     """Any OpenAI-compatible server. `key` (a command's own setting) wins; then the RunPod key for
-    RunPod's hosts (their OpenAI route), OPENAI_API_KEY for any other."""
+    RunPod's hosts (their OpenAI route), the settings' OPENAI_API_KEY for any other."""
     if key is None and is_runpod_host(base_url):
         key = runpod_key(settings, base_url)
-    elif key is None and os.environ.get("OPENAI_API_KEY"):
-        key = SecretStr(os.environ["OPENAI_API_KEY"])
+    elif key is None:
+        key = settings.openai_api_key
     return OpenAIAddress(openai_base(base_url), key)
 
 

@@ -271,10 +271,10 @@ def test_api_key_is_sent_and_never_shown(tiny_model: Path, tmp_path: Path) -> No
 def test_the_runpod_key_only_goes_to_runpod(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "rp-key")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    settings, own = load_settings(), SecretStr("own-key")
+    own = SecretStr("own-key")
 
     def key(url: str, given: SecretStr | None = None) -> str | None:
-        found = openai_server(url, settings, given).key
+        found = openai_server(url, load_settings(), given).key  # OPENAI_API_KEY is read through the settings
         return found.get_secret_value() if found else None
 
     assert key("https://api.runpod.ai/v2/abc/openai/v1") == "rp-key"
