@@ -260,7 +260,7 @@ def test_api_key_is_sent_and_never_shown(tiny_model: Path, tmp_path: Path) -> No
         refused = notus(*args, "--base-url", base_url)
         accepted = notus(*args, "--base-url", base_url, env={"NOTUS_BENCH__API_KEY": secret})
     assert refused.returncode == 1
-    assert "refused the API key (HTTP 401)" in refused.stderr
+    assert "Error: the server rejected the API key (HTTP 401)" in refused.stderr
     assert "NOTUS_BENCH__API_KEY" in refused.stderr
     assert accepted.returncode == 0, accepted.stderr
     written = "".join(path.read_text(errors="replace") for path in (tmp_path / "out").iterdir())

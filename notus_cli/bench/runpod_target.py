@@ -21,7 +21,7 @@ from typing import Any, Unpack
 
 from notus_cli.bench.chunks import ChunkTally
 from notus_cli.bench.metrics import RequestRecord
-from notus_cli.bench.targets import HttpOptions, HttpTarget, error_message, transport_failures
+from notus_cli.bench.senders import HttpOptions, HttpTarget, error_message, transport_failures
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError
 from notus_cli.runpod.serverless import FINAL_STATES, Health, JobStatus
