@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +21,8 @@ from notus_cli.bench.run import BenchOptions, run_benchmark
 from notus_cli.bench.workload import count_tokens, load_tokenizer
 from notus_cli.settings import load_settings
 from notus_cli.targets import openai_server
+from tests.support.common import notus
 from tests.support.openai_stub import StubConfig, running_stub
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +45,6 @@ def options(base_url: str, tokenizer: Path | None, **overrides: object) -> Bench
     }  # fmt: skip
     values.update(overrides)
     return BenchOptions(**values)  # type: ignore[arg-type]
-
-
-def notus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(("NOTUS_", "RUNPOD_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args],
-        capture_output=True,
-        text=True,
-        env={**clean, **(env or {})},
-        cwd=ROOT,
-        timeout=300,
-    )
 
 
 def test_measured_latencies_follow_the_server_timing(timed_stub: str, tiny_model: Path) -> None:

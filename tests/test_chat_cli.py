@@ -12,9 +12,8 @@ import json
 import os
 import re
 import stat
-import subprocess
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pexpect
@@ -22,9 +21,11 @@ import pytest
 
 from notus_cli.deploy.state import Deployment, save_deployment
 from notus_cli.serve.stack import LocalStack, write_connection
-from tests.support.emulator import Harness, wait_for
+from tests.support.common import ROOT, notus_command, wait_for
+from tests.support.common import notus as run_notus
+from tests.support.emulator import Harness
 
-ROOT = Path(__file__).resolve().parents[1]
+TERMINAL = {"PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
 PROMPT = "you>"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
 # Short, repeatable answers from the random model.
@@ -33,19 +34,10 @@ SHORT = ("-s", "temperature=0", "-s", "max_tokens=12", "--no-think")
 
 def env(**extra: str) -> dict[str, str]:
     """The test's hermetic environment (conftest), with this worktree's code first."""
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", **extra}
+    return {**os.environ, "PYTHONPATH": str(ROOT), **TERMINAL, **extra}
 
 
-def notus(*args: str, cwd: Path, stdin: str = "", **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args],
-        input=stdin,
-        cwd=cwd,
-        env=env(**extra),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+notus = partial(run_notus, env=TERMINAL, timeout=180)
 
 
 def plain(text: str) -> str:
@@ -56,9 +48,10 @@ class Repl:
     """`notus chat` in a pseudo-terminal of 50 x 120."""
 
     def __init__(self, *args: str, cwd: Path) -> None:
+        program, *arguments = notus_command("chat", *args)
         self.child = pexpect.spawn(
-            sys.executable,
-            ["-m", "notus_cli", "chat", *args],
+            program,
+            arguments,
             cwd=str(cwd),
             env=env(),
             encoding="utf-8",

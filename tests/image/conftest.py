@@ -9,9 +9,6 @@ when a tool is missing: CI must run these tests, so a missing package fails loud
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +16,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.support.common import ROOT, notus
 from tests.support.docker import Dockerd, Registry, import_base_image, start_dockerd, start_registry
-from tests.support.vllm import ROOT
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +76,7 @@ class Cli:
         self.env = env
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
-        full_env = dict(os.environ) | {"PYTHONPATH": str(ROOT)} | self.env | (env or {})
-        done = subprocess.run(
-            [sys.executable, "-m", "notus_cli", *args],
-            cwd=self.project, env=full_env, capture_output=True, text=True, timeout=900, check=False,
-        )  # fmt: skip
+        done = notus(*args, cwd=self.project, env=self.env | (env or {}), timeout=900)
         return CliResult(done.returncode, done.stdout, done.stderr)
 
 

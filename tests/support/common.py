@@ -26,6 +26,11 @@ def wait_for(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.
         time.sleep(interval)
 
 
+def notus_command(*args: str) -> list[str]:
+    """The command line that runs `notus ARGS` (for a test that must hold the process: Popen, pexpect)."""
+    return [sys.executable, "-m", "notus_cli", *args]
+
+
 def notus(
     *args: str,
     cwd: Path | None = None,
@@ -43,7 +48,7 @@ def notus(
     """
     full = {**(os.environ if base_env is None else base_env), "PYTHONPATH": str(ROOT), **(env or {}), **extra_env}
     return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args],
+        notus_command(*args),
         input=stdin,
         cwd=cwd,
         env=full,
