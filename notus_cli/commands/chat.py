@@ -81,8 +81,8 @@ def chat(
     backend = resolve_backend(load_settings(), target)
     try:
         if once is not None or piped:
-            answer_once(backend, options, once if once is not None else sys.stdin.read(), json_mode=json_mode)
+            answer_once(backend, options, once if once is not None else sys.stdin.read(), out)
         else:
-            interactive(backend, options, out.out)
+            interactive(backend, options, out)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
