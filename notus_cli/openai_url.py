@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from notus_cli.errors import ConfigError
+from notus_cli.runpod.urls import RUNPOD_HOST
 
 
 def openai_base(url: str) -> str:
@@ -18,4 +19,4 @@ def openai_base(url: str) -> str:
 def is_runpod_host(url: str) -> bool:
     """RunPod's own API (its OpenAI route takes the account key); no other host is ever sent that key."""
     host = urlsplit(url.strip()).hostname or ""
-    return host == "api.runpod.ai" or host.endswith(".runpod.ai")
+    return host == RUNPOD_HOST or host.endswith("." + RUNPOD_HOST.split(".", 1)[1])

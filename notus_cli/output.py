@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,16 +24,21 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from notus_cli.errors import NotusError
 
 
 class Output:
-    def __init__(self, *, json_mode: bool = False) -> None:
+    """`stdout`/`stderr` replace the two consoles (tests hand in ones that write to a buffer)."""
+
+    def __init__(
+        self, *, json_mode: bool = False, stdout: Console | None = None, stderr: Console | None = None
+    ) -> None:
         self.json_mode = json_mode
         no_color = json_mode or "NO_COLOR" in os.environ
-        self.out = Console(no_color=no_color, highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, no_color=no_color, highlight=False)
+        self.out = stdout or Console(no_color=no_color, highlight=False, soft_wrap=True)
+        self.err = stderr or Console(stderr=True, no_color=no_color, highlight=False)
 
     @property
     def interactive(self) -> bool:
@@ -47,12 +51,20 @@ class Output:
         """Plain text on stdout, with no markup interpretation (answers, ids, URLs)."""
         self.out.print(text, markup=False, highlight=False)
 
+    def stream(self, text: str) -> None:
+        """Text on stdout as it arrives (an answer streamed to a pipe): no newline, no markup, flushed."""
+        self.out.file.write(text)
+        self.out.file.flush()
+
     def json(self, data: Any) -> None:
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-        sys.stdout.flush()
+        self.stream(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
     def info(self, message: str) -> None:
         self.err.print(message)
+
+    def note(self, message: str, *, style: str | None = "yellow") -> None:
+        """One line on stderr in `style`, taken literally (no markup): notices, stats, banners."""
+        self.err.print(Text(message, style=style or ""), soft_wrap=True)
 
     def warn(self, message: str) -> None:
         self.err.print(f"[yellow]Warning:[/] {message}")
@@ -61,10 +73,11 @@ class Output:
         self.err.print(f"Next: [bold]{command}[/]")
 
     def error(self, exc: NotusError) -> None:
-        # soft_wrap: one error is one line, however narrow the terminal or log viewer
-        self.err.print(f"[red]Error:[/] {exc.message}", markup=True, highlight=False, soft_wrap=True)
+        # soft_wrap: one error is one line, however narrow the terminal or log viewer; the message is
+        # taken literally (a server's error text may hold brackets rich would read as markup)
+        self.err.print(Text.assemble(("Error: ", "red"), exc.message), highlight=False, soft_wrap=True)
         if exc.hint:
-            self.err.print(f"[dim]Hint:[/] {exc.hint}", soft_wrap=True)
+            self.err.print(Text.assemble(("Hint: ", "dim"), exc.hint), soft_wrap=True)
 
     @contextmanager
     def progress(self, *, transfer: bool = False) -> Iterator[Progress]:
@@ -85,6 +98,34 @@ class Output:
             return
         with Live(renderable, console=self.err, refresh_per_second=4, transient=True):
             yield
+
+    @contextmanager
+    def live_result(self, renderable: RenderableType) -> Iterator[None]:
+        """A result drawn on stdout as it grows (a streamed answer at a terminal); it stays when done."""
+        with Live(renderable, console=self.out, refresh_per_second=8, transient=False):
+            yield
+
+    @contextmanager
+    def status(self, message: str) -> Iterator[None]:
+        """A spinner with `message` on stderr while the block runs; nothing when nobody is watching."""
+        if not self.interactive:
+            yield
+            return
+        with self.err.status(Text(message)):
+            yield
+
+
+class Latest:
+    """A renderable that shows whatever was put in it last: hand it to Output.live, then update it."""
+
+    def __init__(self, renderable: RenderableType = "") -> None:
+        self.renderable = renderable
+
+    def update(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich__(self) -> RenderableType:
+        return self.renderable
 
 
 def table(*columns: str, title: str | None = None) -> Table:

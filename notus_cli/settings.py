@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from notus_cli.errors import ConfigError
 from notus_cli.files import config_file
 from notus_cli.image.reference import check_part
+from notus_cli.runpod.urls import RUNPOD_API_URL, RUNPOD_GRAPHQL_URL
 
 
 class ServeSettings(BaseModel):
@@ -143,8 +144,17 @@ class NotusSettings(BaseSettings):
     hf_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("hf_token", "HF_TOKEN"), description="a Hugging Face access token"
     )
-    runpod_api_url: str = Field("https://api.runpod.ai/v2", description="RunPod's serverless API base URL")
-    runpod_graphql_url: str = Field("https://api.runpod.io/graphql", description="RunPod's GraphQL API URL")
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY"),
+        description="the key for an OpenAI-compatible server (--base-url); never sent to RunPod",
+    )
+    runpod_api_url: str = Field(
+        RUNPOD_API_URL,
+        validation_alias=AliasChoices("runpod_api_url", "NOTUS_RUNPOD_API_URL", "RUNPOD_ENDPOINT_BASE_URL"),
+        description="RunPod's serverless API base URL (the runpod SDK's RUNPOD_ENDPOINT_BASE_URL works too)",
+    )
+    runpod_graphql_url: str = Field(RUNPOD_GRAPHQL_URL, description="RunPod's GraphQL API URL")
     serve: ServeSettings = Field(ServeSettings(), description="the [serve] section (notus serve)")
     build: BuildSettings = Field(BuildSettings(), description="the [build] section")
     bench: BenchSettings = Field(BenchSettings(), description="the [bench] table: base_url, model, tokenizer, gpu")

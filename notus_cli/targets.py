@@ -1,15 +1,24 @@
-"""Which endpoint a command talks to: `notus chat` and `notus bench` read their target flags alike.
+"""Where a request goes: the one reading of the target flags `notus chat` and `notus bench` share.
 
 A target is a deployment by name (its endpoint id and API base from .notus/deployments.json), a
 RunPod endpoint id, the running `notus serve`, or the base URL of any OpenAI-compatible server; at
-most one may be given. The RunPod key only ever goes to RunPod's API; a deployment on the local
-emulator gets that emulator's own key, and any other server OPENAI_API_KEY (or a key the command's
-settings give).
+most one may be given. `resolve_address` turns the flags into an address (a `RunPodAddress` or an
+`OpenAIAddress`) and raises the same errors for both commands:
+
+    several targets, none at all, an unknown name, no RunPod key   ConfigError (exit 2)
+    --local while no `notus serve` is running                      EndpointUnreachable (exit 3)
+
+Once requests flow, a refused key is a RunPodAuthError from a RunPod endpoint and a ServerError from
+an OpenAI-compatible server, in chat and bench alike (both exit 1). Each command then turns the
+address into what it sends with: chat a backend (notus_cli.chat.targets), bench a request sender
+(notus_cli.bench.endpoints).
+
+The RunPod key only ever goes to RunPod's API; a deployment on the local emulator gets that emulator's
+own key, and any other server OPENAI_API_KEY (or a key the command's settings give).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +26,24 @@ from typing import Any
 from pydantic import SecretStr
 
 from notus_cli.deploy.credentials import find_api_key
-from notus_cli.deploy.state import Deployment
-from notus_cli.errors import ConfigError, RunPodAuthError
+from notus_cli.deploy.state import Deployment, find_deployment, load_deployments
+from notus_cli.errors import ConfigError, EndpointUnreachable, RunPodAuthError
 from notus_cli.openai_url import is_runpod_host, openai_base
-from notus_cli.runpod.serverless import DEFAULT_BASE_URL
+from notus_cli.runpod.gpus import resolve_pool
+from notus_cli.runpod.urls import RUNPOD_API_URL
 from notus_cli.settings import NotusSettings
 
 TARGET_FLAGS = "NAME, --endpoint ID, --local or --base-url URL"
+
+
+@dataclass(frozen=True)
+class TargetFlags:
+    """The target flags as given on the command line (at most one of them)."""
+
+    name: str | None = None
+    endpoint: str | None = None
+    local: bool = False
+    base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,15 @@ class RunPodAddress:
     source: str  # how it was named: "deployment prod", "endpoint abc123", "notus serve"
     gpu: str | None = None  # the pool a deployment runs on
 
+    @property
+    def label(self) -> str:
+        """What a person reads: "prod (abc123)", "endpoint abc123", "notus serve at http://…"."""
+        if self.source == "notus serve":
+            return f"notus serve at {self.api_base.removesuffix('/v2')}"
+        if self.source.startswith("deployment "):
+            return f"{self.source.removeprefix('deployment ')} ({self.endpoint_id})"
+        return self.source
+
 
 @dataclass(frozen=True)
 class OpenAIAddress:
@@ -41,18 +70,61 @@ class OpenAIAddress:
     key: SecretStr | None
     source: str = "--base-url"
 
+    @property
+    def label(self) -> str:
+        return self.base_url
 
-def check_one_target(*, name: str | None, endpoint: str | None, local: bool, base_url: str | None) -> None:
+
+Address = RunPodAddress | OpenAIAddress
+
+
+def resolve_address(
+    settings: NotusSettings,
+    flags: TargetFlags,
+    *,
+    default_base_url: str | None = None,
+    openai_key: SecretStr | None = None,
+    gpu: str | None = None,
+    default_local: bool = False,
+) -> Address:
+    """The one target `flags` name.
+
+    With no target flag: `default_base_url` (a command's setting), then the deployment on `gpu`, then
+    the running `notus serve` when `default_local`. `openai_key` (a command's own key setting) wins for
+    OpenAI-compatible servers. Raises ConfigError (several or no targets, unknown name, no key, no or
+    several deployments on `gpu`) or EndpointUnreachable (--local without a running `notus serve`).
+    """
+    check_one_target(flags)
+    if flags.base_url:
+        return openai_server(flags.base_url, settings, openai_key)
+    if flags.name:
+        return deployment_endpoint(find_deployment(flags.name), settings)
+    if flags.endpoint:
+        return endpoint_by_id(flags.endpoint, settings)
+    if flags.local:
+        return require_local()
+    if default_base_url:
+        return openai_server(default_base_url, settings, openai_key)
+    if gpu:
+        return deployment_endpoint(deployment_on(gpu), settings)
+    found = local_endpoint() if default_local else None
+    if found is not None:
+        return found
+    hint = "no `notus serve` is running to use by default" if default_local else "or --gpu GPU: its deployment"
+    raise ConfigError(f"say which endpoint to use: {TARGET_FLAGS}", hint=hint)
+
+
+def check_one_target(flags: TargetFlags) -> None:
     """Raises ConfigError when more than one target is given."""
-    given = [flag for flag, value in (("NAME", name), ("--endpoint", endpoint), ("--base-url", base_url)) if value]
-    given += ["--local"] if local else []
+    named = (("NAME", flags.name), ("--endpoint", flags.endpoint), ("--base-url", flags.base_url))
+    given = [flag for flag, value in named if value] + (["--local"] if flags.local else [])
     if len(given) > 1:
         raise ConfigError(f"give one target, not {' and '.join(given)}", hint=TARGET_FLAGS)
 
 
 def deployment_endpoint(deployment: Deployment, settings: NotusSettings) -> RunPodAddress:
     """A deployment's endpoint, with the key its API base takes. Raises ConfigError without one."""
-    api_base = deployment.api_base_url or DEFAULT_BASE_URL
+    api_base = deployment.api_base_url or RUNPOD_API_URL
     key = _local_key(api_base) or runpod_key(settings, api_base)
     pools = [part.strip() for part in deployment.gpu.split(",") if part.strip()]
     return RunPodAddress(
@@ -60,9 +132,24 @@ def deployment_endpoint(deployment: Deployment, settings: NotusSettings) -> RunP
     )
 
 
+def deployment_on(gpu: str) -> Deployment:
+    """The one deployment on the pool `gpu` names. Raises ConfigError saying how to deploy one, or pick one."""
+    pool = resolve_pool(gpu)
+    found = [d for d in load_deployments().values() if pool.id in [part.strip() for part in d.gpu.split(",")]]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(sorted(d.name for d in found))
+        raise ConfigError(f"several deployments run on {pool.id}: {names}", hint="name one (NAME)")
+    raise ConfigError(
+        f"no deployment runs on GPU '{gpu}' ({pool.id})",
+        hint=f"deploy one with `notus deploy NAME --gpu {gpu}`, or add --deploy to benchmark a temporary endpoint",
+    )
+
+
 def endpoint_by_id(endpoint_id: str, settings: NotusSettings) -> RunPodAddress:
-    """A RunPod endpoint by id (RUNPOD_ENDPOINT_BASE_URL moves the API, as for the runpod SDK)."""
-    api_base = os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_BASE_URL
+    """A RunPod endpoint by id, under the settings' API base (RUNPOD_ENDPOINT_BASE_URL moves it, as for the SDK)."""
+    api_base = settings.runpod_api_url
     return RunPodAddress(api_base, endpoint_id, runpod_key(settings, api_base), f"endpoint {endpoint_id}")
 
 
@@ -75,13 +162,23 @@ def local_endpoint() -> RunPodAddress | None:
     return RunPodAddress(str(connection["api_base"]), str(connection["endpoint_id"]), key, "notus serve")
 
 
+def require_local() -> RunPodAddress:
+    """--local: the running `notus serve`. Raises EndpointUnreachable when none is running."""
+    found = local_endpoint()
+    if found is None:
+        raise EndpointUnreachable(
+            f"--local: no `notus serve` is running (no live {connection_file()})", hint="start one: notus serve --tiny"
+        )
+    return found
+
+
 def openai_server(base_url: str, settings: NotusSettings, key: SecretStr | None = None) -> OpenAIAddress:
     """Any OpenAI-compatible server. `key` (a command's own setting) wins; then the RunPod key for
-    RunPod's hosts (their OpenAI route), OPENAI_API_KEY for any other."""
+    RunPod's hosts (their OpenAI route), the settings' OPENAI_API_KEY for any other."""
     if key is None and is_runpod_host(base_url):
         key = runpod_key(settings, base_url)
-    elif key is None and os.environ.get("OPENAI_API_KEY"):
-        key = SecretStr(os.environ["OPENAI_API_KEY"])
+    elif key is None:
+        key = settings.openai_api_key
     return OpenAIAddress(openai_base(base_url), key)
 
 

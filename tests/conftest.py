@@ -16,6 +16,12 @@ from tests.support.emulator import Harness
 from tests.support.vllm import VllmServer, start_vllm
 
 ISOLATED_PREFIXES = ("NOTUS_", "RUNPOD_", "HF_", "HUGGING_FACE", "OPENAI_")
+# What makes a test an integration test (marker `integration`, left out of `scripts/test --fast`): a
+# fixture that starts processes (SDK workers, vLLM, dockerd, the OpenAI stub) or a call that does
+# (the CLI in a process of its own, pexpect, subprocess).
+PROCESS_FIXTURES = {"emulator", "control_emulator", "local_stack", "vllm_server", "dockerd", "cli"}
+PROCESS_FIXTURES |= {"timed_stub", "fast_stub", "keyed_stub"}
+PROCESS_CALLS = {"notus", "notus_command", "running_stub", "subprocess", "pexpect", "Repl", "run_worker"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,9 +32,20 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start processes `integration`, so the fast tier can leave them out."""
+    for item in items:
+        function = getattr(item, "function", None)
+        names = set(function.__code__.co_names) if function is not None else set()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if names & PROCESS_CALLS or fixtures & PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(autouse=True)
 def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's config, keys or terminal: own HOME, no colour, fixed width."""
+    """No test sees the developer's config, keys, project or terminal: own HOME and XDG dirs, a fresh
+    working directory whose notus.toml is the config file (NOTUS_CONFIG), no colour, fixed width."""
     keep = {"NOTUS_VLLM_PYTHON"}
     for name in list(os.environ):
         if name.startswith(ISOLATED_PREFIXES) and name not in keep:
@@ -42,6 +59,8 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NOTUS_CONFIG", str(tmp_path / "notus.toml"))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ from notus_cli.bench.deploy_hooks import temporary_endpoints
 from notus_cli.deploy.state import load_deployments
 from notus_cli.runpod.gpus import resolve_pool
 from notus_cli.settings import load_settings
+from tests.support.common import notus_command, wait_for
 from tests.support.control import Session, notus_env, pushed_project
-from tests.support.emulator import Harness, wait_for
+from tests.support.emulator import Harness
 
 DIGEST = "sha256:" + "be" * 32
 CREATED = re.compile(r"created endpoint (bench-ampere-80-[0-9a-f]{6}) \((\w+)\)")
@@ -154,8 +154,8 @@ def test_ctrl_c_and_an_endpoint_made_twice_leave_nothing(
 
 def test_ctrl_c_during_the_run_removes_the_endpoint(harness: Harness, project: Path, tiny_model: Path) -> None:
     """SIGINT to `notus bench --deploy` while its jobs run: exit 130, a line saying so, nothing left."""
-    command = [sys.executable, "-m", "notus_cli", "bench", "--gpu", "a100", "--deploy", "--yes", *workload(tiny_model),
-               "--concurrency", "1", "--num-prompts", "100000", "--duration", "60"]  # fmt: skip
+    command = notus_command("bench", "--gpu", "a100", "--deploy", "--yes", *workload(tiny_model),
+                            "--concurrency", "1", "--num-prompts", "100000", "--duration", "60")  # fmt: skip
     env = notus_env(harness.url, harness.key)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
     with subprocess.Popen(command, cwd=project, env=env, **quiet) as bench:

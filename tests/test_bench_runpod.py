@@ -14,8 +14,6 @@ import csv
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -37,9 +35,9 @@ from notus_cli.emulator import EmulatorConfig, Endpoint, LocalWorkers
 from notus_cli.errors import BenchError, ConfigError, EndpointUnreachable
 from notus_cli.serve.stack import LocalStack
 from notus_cli.settings import load_settings
-from tests.support.emulator import Harness, echo_command, wait_for
+from tests.support.common import notus, wait_for
+from tests.support.emulator import Harness, echo_command
 
-ROOT = Path(__file__).resolve().parents[1]
 FIRST, GAP = 0.05, 0.01  # the echo worker's chat timings
 OUTPUT_LEN = 10
 EXECUTION = FIRST + (OUTPUT_LEN - 1) * GAP  # the least time a job can take on the worker
@@ -68,13 +66,6 @@ def options(target: TargetSpec, tokenizer: Path | None, **overrides: object) -> 
     }  # fmt: skip
     values.update(overrides)
     return BenchOptions(**values)  # type: ignore[arg-type]
-
-
-def notus(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in a process of its own, seeing this test's project (NOTUS_CONFIG) and RunPod key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTUS_") or k == "NOTUS_CONFIG"}
-    command = [sys.executable, "-m", "notus_cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
 
 def send_one(target: RunPodTarget, content: str, max_tokens: int = OUTPUT_LEN) -> RequestRecord:

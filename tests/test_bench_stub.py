@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +21,8 @@ from notus_cli.bench.run import BenchOptions, run_benchmark
 from notus_cli.bench.workload import count_tokens, load_tokenizer
 from notus_cli.settings import load_settings
 from notus_cli.targets import openai_server
+from tests.support.common import notus
 from tests.support.openai_stub import StubConfig, running_stub
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +45,6 @@ def options(base_url: str, tokenizer: Path | None, **overrides: object) -> Bench
     }  # fmt: skip
     values.update(overrides)
     return BenchOptions(**values)  # type: ignore[arg-type]
-
-
-def notus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith(("NOTUS_", "RUNPOD_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args],
-        capture_output=True,
-        text=True,
-        env={**clean, **(env or {})},
-        cwd=ROOT,
-        timeout=300,
-    )
 
 
 def test_measured_latencies_follow_the_server_timing(timed_stub: str, tiny_model: Path) -> None:
@@ -260,7 +244,7 @@ def test_api_key_is_sent_and_never_shown(tiny_model: Path, tmp_path: Path) -> No
         refused = notus(*args, "--base-url", base_url)
         accepted = notus(*args, "--base-url", base_url, env={"NOTUS_BENCH__API_KEY": secret})
     assert refused.returncode == 1
-    assert "refused the API key (HTTP 401)" in refused.stderr
+    assert "Error: the server rejected the API key (HTTP 401)" in refused.stderr
     assert "NOTUS_BENCH__API_KEY" in refused.stderr
     assert accepted.returncode == 0, accepted.stderr
     written = "".join(path.read_text(errors="replace") for path in (tmp_path / "out").iterdir())
@@ -271,10 +255,10 @@ def test_api_key_is_sent_and_never_shown(tiny_model: Path, tmp_path: Path) -> No
 def test_the_runpod_key_only_goes_to_runpod(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "rp-key")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    settings, own = load_settings(), SecretStr("own-key")
+    own = SecretStr("own-key")
 
     def key(url: str, given: SecretStr | None = None) -> str | None:
-        found = openai_server(url, settings, given).key
+        found = openai_server(url, load_settings(), given).key  # OPENAI_API_KEY is read through the settings
         return found.get_secret_value() if found else None
 
     assert key("https://api.runpod.ai/v2/abc/openai/v1") == "rp-key"

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from notus_cli.bench.run import BenchOptions, run_benchmark
+from tests.support.common import notus
 from tests.support.vllm import SERVED_NAME, VllmServer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.vllm
@@ -51,14 +47,10 @@ def test_bench_measures_vllm_streaming_chat(vllm_server: VllmServer, tiny_model:
 
 @pytest.mark.vllm
 def test_bench_cli_against_vllm_writes_a_report(vllm_server: VllmServer, tiny_model: Path, tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("NOTUS_")}
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "notus_cli", "bench", "--base-url", f"{vllm_server.base_url}/v1",
-            "--tokenizer", str(tiny_model), "--input-len", "16", "--output-len", "8", "--concurrency", "2",
-            "--num-prompts", "4", "--out", str(tmp_path / "out"), "--json",
-        ],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+    done = notus(
+        "bench", "--base-url", f"{vllm_server.base_url}/v1",
+        "--tokenizer", str(tiny_model), "--input-len", "16", "--output-len", "8", "--concurrency", "2",
+        "--num-prompts", "4", "--out", str(tmp_path / "out"), "--json", timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)["levels"][0]["summary"]

@@ -12,9 +12,8 @@ import json
 import os
 import re
 import stat
-import subprocess
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pexpect
@@ -22,9 +21,11 @@ import pytest
 
 from notus_cli.deploy.state import Deployment, save_deployment
 from notus_cli.serve.stack import LocalStack, write_connection
-from tests.support.emulator import Harness, wait_for
+from tests.support.common import ROOT, notus_command, wait_for
+from tests.support.common import notus as run_notus
+from tests.support.emulator import Harness
 
-ROOT = Path(__file__).resolve().parents[1]
+TERMINAL = {"PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
 PROMPT = "you>"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
 # Short, repeatable answers from the random model.
@@ -33,19 +34,10 @@ SHORT = ("-s", "temperature=0", "-s", "max_tokens=12", "--no-think")
 
 def env(**extra: str) -> dict[str, str]:
     """The test's hermetic environment (conftest), with this worktree's code first."""
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", **extra}
+    return {**os.environ, "PYTHONPATH": str(ROOT), **TERMINAL, **extra}
 
 
-def notus(*args: str, cwd: Path, stdin: str = "", **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args],
-        input=stdin,
-        cwd=cwd,
-        env=env(**extra),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+notus = partial(run_notus, env=TERMINAL, timeout=180)
 
 
 def plain(text: str) -> str:
@@ -56,9 +48,10 @@ class Repl:
     """`notus chat` in a pseudo-terminal of 50 x 120."""
 
     def __init__(self, *args: str, cwd: Path) -> None:
+        program, *arguments = notus_command("chat", *args)
         self.child = pexpect.spawn(
-            sys.executable,
-            ["-m", "notus_cli", "chat", *args],
+            program,
+            arguments,
             cwd=str(cwd),
             env=env(),
             encoding="utf-8",
@@ -246,8 +239,8 @@ def test_a_wrong_key_is_a_clear_error(emulator: Harness, tmp_path: Path) -> None
         (("--base-url", "http://127.0.0.1:9", "--once", "hi"), 3, "http://127.0.0.1:9/v1 is unreachable"),
         (("--base-url", "ftp://x", "--once", "hi"), 2, "--base-url must start with http:// or https://"),
         (("--local", "--endpoint", "abc", "--once", "hi"), 2, "give one target, not --endpoint and --local"),
-        (("--local", "--once", "hi"), 2, "no `notus serve` is running"),
-        (("--once", "hi"), 2, "say which endpoint to chat with"),
+        (("--local", "--once", "hi"), 3, "no `notus serve` is running"),
+        (("--once", "hi"), 2, "say which endpoint to use"),
         (("nobody", "--once", "hi"), 2, "no deployment named 'nobody'"),
         (("--endpoint", "abc", "--once", "hi"), 2, "a RunPod API key is needed"),
         (("--base-url", "http://127.0.0.1:9", "-s", "temperature=3", "--once", "hi"), 2, "temperature: must be a"),

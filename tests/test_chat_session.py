@@ -20,6 +20,7 @@ from notus_cli.chat.sampling import parse_assignment, parse_setting
 from notus_cli.chat.session import Conversation, TokenEstimate, Turn
 from notus_cli.chat.turn import Asker
 from notus_cli.errors import ConfigError, ContextOverflow, JobFailed
+from notus_cli.output import Output
 
 
 def conversation(turns: int, *, words: int = 50) -> Conversation:
@@ -213,7 +214,8 @@ def test_answer_takes_content_and_reasoning_from_chunks() -> None:
 
 
 def state(tmp_path: Path) -> ChatState:
-    view = TerminalView(Console(file=io.StringIO(), width=100))
+    screen = Console(file=io.StringIO(), width=100)
+    view = TerminalView(Output(stdout=screen, stderr=screen))
     return ChatState(Asker(backend=None, conversation=Conversation()), view, ModelInfo("m", 4096), "test")  # type: ignore[arg-type]
 
 
@@ -280,7 +282,7 @@ def test_reasoning_streams_as_a_short_tail_then_folds(tmp_path: Path) -> None:
     assert reasoning_tail(thought).splitlines() == ["…step 34", *[f"step {i}" for i in range(35, 40)]]
     assert reasoning_tail("short") == "short"
     console = Console(file=io.StringIO(), width=100)
-    view = TerminalView(console)
+    view = TerminalView(Output(stdout=console, stderr=console))
     answer = Answer(reasoning=thought, chunks=40)
     console.print(view._frame(answer, streaming=True))
     answer.content = "**Yes.**"
@@ -290,3 +292,19 @@ def test_reasoning_streams_as_a_short_tail_then_folds(tmp_path: Path) -> None:
     assert "step 3\n" not in screen, "only the tail while thinking"
     assert "▸ thought for 80 words (/thoughts shows them)" in screen
     assert "Yes." in screen
+
+
+def test_the_chat_writes_through_output_answers_on_stdout_the_rest_on_stderr() -> None:
+    """A slash command's answer is a result (stdout); errors, notices and the stats line go to stderr."""
+    stdout, stderr = Console(file=io.StringIO(), width=100), Console(file=io.StringIO(), width=100)
+    view = TerminalView(Output(stdout=stdout, stderr=stderr))
+    chat = ChatState(Asker(backend=None, conversation=Conversation()), view, ModelInfo("m", 4096), "test")  # type: ignore[arg-type]
+    run_command("/set temperature 0.25", chat)
+    view.error(ConfigError("no [bold]such[/bold] thing", hint="try another"))
+    view.notice("trimmed 2 turns")
+    view.finished(Answer(content="Yes.", chunks=3))
+    said, rest = stdout.file.getvalue(), stderr.file.getvalue()  # type: ignore[attr-defined]
+    assert said == "temperature = 0.25\n"
+    assert "Error: no [bold]such[/bold] thing\nHint: try another\n" in rest, "taken literally, not as markup"
+    assert "trimmed 2 turns" in rest
+    assert "3 tokens" in rest

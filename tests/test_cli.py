@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pytest
 
 from notus_cli import __version__
+from notus_cli.app import app
 from notus_cli.errors import ConfigError
 from notus_cli.settings import load_settings
-
-
-def notus(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "notus_cli", *args], capture_output=True, text=True, cwd=cwd)
+from tests.support.common import notus
 
 
 def test_version() -> None:
@@ -24,10 +21,24 @@ def test_version() -> None:
     assert result.stdout.strip() == f"notus {__version__}"
 
 
+EXPECTED_COMMANDS = {
+    "serve", "chat", "model", "build", "push", "deploy", "status", "endpoints", "down", "gpus", "login", "bench",
+}  # fmt: skip
+
+
 def test_help_lists_only_working_commands() -> None:
+    """Every command --help lists is one the app has, the list is the whole set, and each one runs (--help)."""
     result = notus("--help")
     assert result.returncode == 0
-    assert "model" in result.stdout
+    listed = set(re.findall(r"^│ ([a-z]+) ", result.stdout, flags=re.MULTILINE))
+    assert listed == EXPECTED_COMMANDS
+    registered = {c.name for c in app.registered_commands} | {g.name or "" for g in app.registered_groups}
+    registered |= {c.name for g in app.registered_groups for c in g.typer_instance.registered_commands if not g.name}
+    assert listed == registered - {""}
+    for command in sorted(listed):
+        shown = notus(command, "--help")
+        assert shown.returncode == 0, (command, shown.stderr)
+        assert "Usage:" in shown.stdout, command
 
 
 def test_unknown_command_is_a_usage_error() -> None:

@@ -18,7 +18,8 @@ from notus_cli.errors import RunPodQueryError
 from notus_cli.runpod.control import EndpointInput, EnvVar, TemplateInput
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.serverless import RetryPolicy
-from tests.support.emulator import Harness, wait_for
+from tests.support.common import wait_for
+from tests.support.emulator import Harness
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_scale_from_zero_counts_the_cold_start_then_back_to_zero(harness: Harnes
             name="cold", template_id=template_id, gpu_ids="AMPERE_80", workers_min=0, workers_max=1, idle_timeout=1
         )
     )
-    time.sleep(0.5)
+    harness.wait_sweeps()  # the autoscaler has looked at the new endpoint (twice)
     assert live_workers(harness, endpoint.id) == 0  # workersMin 0: nothing runs until a job comes
     with harness.http(endpoint.id) as client:
         submitted = time.monotonic()
@@ -147,7 +148,7 @@ def test_queue_scales_up_to_workers_max(harness: Harness, runpod: RunPodGraphQL)
     with harness.http(endpoint.id) as client:
         ids = [client.post("/run", json={"input": {"sleep": 3}}).json()["id"] for _ in range(8)]
         wait_for(lambda: live_workers(harness, endpoint.id) == 2, timeout=20)
-        time.sleep(1.0)
+        harness.wait_sweeps(5)  # five more autoscaler ticks while the burst of 8 jobs runs
         assert live_workers(harness, endpoint.id) == 2  # never above workersMax
         for job_id in ids:
             wait_for(lambda job_id=job_id: client.get(f"/status/{job_id}").json()["status"] == "COMPLETED", 60)

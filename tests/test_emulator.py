@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from notus_cli.emulator import Endpoint
-from tests.support.emulator import Harness, wait_for
+from tests.support.common import wait_for
+from tests.support.emulator import Harness
 
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
@@ -210,7 +211,7 @@ def test_a_killed_workers_jobs_fail_and_queued_jobs_wait_for_another(emulator: H
         assert failed["status"] == "FAILED"
         assert json.loads(failed["error"])["type"] == "worker_lost"
         waiting = client.post("/run", json={"input": {"echo": "later"}}).json()["id"]
-        time.sleep(0.5)
+        emulator.wait_sweeps()
         assert client.get(f"/status/{waiting}").json()["status"] == "IN_QUEUE"
         pool.start(1)
         assert final_status(client, waiting)["output"] == [{"index": 0, "echo": "later"}]

@@ -73,33 +73,46 @@ def test_a_rejected_key_says_so_without_showing_it(harness: Harness) -> None:
     assert wrong not in str(caught.value.message) + str(caught.value.hint)
 
 
-def test_429_and_500_are_retried_then_succeed(harness: Harness, client: RunPodGraphQL) -> None:
+def test_429_and_500_are_retried_then_succeed(
+    harness: Harness, client: RunPodGraphQL, sent: list[dict[str, object]]
+) -> None:
+    """Queries only: whether a mutation may be sent again is a rule of its own."""
     harness.emulator.control.inject(429)
     harness.emulator.control.inject(500)
-    assert isinstance(client.endpoints(), list)  # third attempt
+    assert isinstance(client.endpoints(), list)
+    assert len(sent) == 3, "two retries, then the answer"
+    assert all(body["query"] == sent[0]["query"] for body in sent), "the same query each time"
 
 
-def test_429_that_persists_is_rate_limited(harness: Harness, client: RunPodGraphQL) -> None:
+def test_429_that_persists_is_rate_limited(
+    harness: Harness, client: RunPodGraphQL, sent: list[dict[str, object]]
+) -> None:
     harness.emulator.control.inject(429, count=3)
     with pytest.raises(RunPodRateLimited):
         client.gpu_pools()
+    assert len(sent) == FAST.attempts, "every attempt the policy allows, and no more"
 
 
-def test_500_that_persists_is_an_error(harness: Harness, client: RunPodGraphQL) -> None:
+def test_500_that_persists_is_an_error(harness: Harness, client: RunPodGraphQL, sent: list[dict[str, object]]) -> None:
     harness.emulator.control.inject(503, count=3)
     with pytest.raises(RunPodError, match="HTTP 503"):
         client.gpu_types()
+    assert len(sent) == FAST.attempts
 
 
 def test_timeouts_are_retried_and_bounded(harness: Harness) -> None:
     url = f"{harness.url}/graphql?api_key={harness.key}"
     short = httpx.Timeout(0.3, connect=1.0)
-    with RunPodGraphQL(SecretStr(harness.key), url=url, retry=FAST, timeout=short) as runpod:
+    attempts: list[httpx.Request] = []
+    http = httpx.Client(event_hooks={"request": [attempts.append]})
+    with http, RunPodGraphQL(SecretStr(harness.key), url=url, retry=FAST, http=http, timeout=short) as runpod:
         harness.emulator.control.inject(delay=1.0)
-        assert runpod.gpu_pools()  # the second attempt answers
+        assert runpod.gpu_pools()
+        assert len(attempts) == 2, "the first attempt timed out, the second answered"
         harness.emulator.control.inject(delay=1.0, count=3)
         with pytest.raises(EndpointUnreachable) as caught:
             runpod.gpu_pools()
+        assert len(attempts) == 2 + FAST.attempts, "bounded: as many attempts as the policy allows"
     assert harness.key not in caught.value.message
     assert "api_key=***" in caught.value.message
 

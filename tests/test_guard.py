@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from notus_cli.guard import guarded
-from tests.support.emulator import ROOT, wait_for
+from tests.support.common import ROOT, wait_for
 from tests.support.procs import running
 
 

@@ -8,13 +8,15 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.common import notus as run_notus
+from tests.support.common import notus_command
 from tests.support.procs import descendants, running
 
 README_EXAMPLE = {
@@ -30,15 +32,7 @@ README_EXAMPLE = {
 }
 
 
-def notus(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+notus = partial(run_notus, timeout=120)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +70,7 @@ def test_a_port_in_use_fails_before_anything_starts(tmp_path: Path) -> None:
 def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     errors = (tmp_path / "stderr.txt").open("w")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "notus_cli", "serve", "--tiny", "--port", "0", "--workers", "2", "--json"],
+        notus_command("serve", "--tiny", "--port", "0", "--workers", "2", "--json"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=errors,

@@ -7,13 +7,13 @@ import hashlib
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from notus_cli.model.safetensors_io import read_safetensors_header
 from notus_cli.model.tiny import SPECIAL_TOKENS, write_tiny_model
+from tests.support.common import notus
 from tests.support.vllm import vllm_python
 
 EXPECTED_FILES = {
@@ -55,9 +55,7 @@ def test_weights_are_bf16_and_shaped_like_the_config(tmp_path: Path) -> None:
 
 def test_refuses_a_non_empty_directory_without_force(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
-    result = subprocess.run(
-        [sys.executable, "-m", "notus_cli", "model", "tiny", str(tmp_path)], capture_output=True, text=True
-    )
+    result = notus("model", "tiny", str(tmp_path))
     assert result.returncode == 1
     assert "is not empty" in result.stderr
     assert "--force" in result.stderr

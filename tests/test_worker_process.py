@@ -17,7 +17,8 @@ import pytest
 
 from notus_cli.emulator import WorkerCommand
 from notus_cli.serve.vllm import vllm_env
-from tests.support.emulator import Harness, wait_for
+from tests.support.common import wait_for
+from tests.support.emulator import Harness
 from tests.support.procs import children, descendants, running
 from tests.support.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, VllmServer, vllm_python
 

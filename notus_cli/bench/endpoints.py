@@ -1,6 +1,7 @@
-"""Where `notus bench` aims: a deployment by name, a RunPod endpoint id, the running `notus serve`,
-an OpenAI-compatible URL, or the deployment on a given GPU. One `TargetSpec` says which, and
-`make_target` turns it into the Target the load generator drives.
+"""Where `notus bench` aims, as the load generator needs it: notus_cli.targets reads the flags into an
+address (as for `notus chat`), `resolve_target` adds bench's --route and keeps it as a `TargetSpec`
+(what the report records), and `make_target` turns that into the request sender the load generator
+drives (notus_cli.bench.senders).
 
 RunPod endpoints are benchmarked through their native job API by default (queue delay and
 execution time per request); `route="openai"` goes through their OpenAI route instead.
@@ -15,19 +16,10 @@ from pydantic import SecretStr
 from tokenizers import Tokenizer
 
 from notus_cli.bench.runpod_target import RunPodTarget
-from notus_cli.bench.targets import HttpOptions, OpenAIChatTarget, Target
-from notus_cli.deploy.state import Deployment, find_deployment, load_deployments
-from notus_cli.errors import ConfigError, EndpointUnreachable
-from notus_cli.runpod.gpus import GpuPool, resolve_pool
+from notus_cli.bench.senders import HttpOptions, OpenAIChatTarget, Target
+from notus_cli.errors import ConfigError
 from notus_cli.settings import NotusSettings
-from notus_cli.targets import (
-    RunPodAddress,
-    check_one_target,
-    deployment_endpoint,
-    endpoint_by_id,
-    local_endpoint,
-    openai_server,
-)
+from notus_cli.targets import OpenAIAddress, RunPodAddress, TargetFlags, resolve_address
 
 ROUTES = ("native", "openai")
 
@@ -66,46 +58,22 @@ def resolve_target(
     gpu: str | None = None,
     route: str = "native",
 ) -> TargetSpec:
-    """The one target these options name. Raises ConfigError (none, several, unknown name, no key,
-    no deployment on `gpu`) or EndpointUnreachable (--local without a running `notus serve`)."""
+    """The one target these options name (read by notus_cli.targets, as for `notus chat`).
+
+    Without a target flag: [bench] base_url, then the deployment on `gpu`. Raises ConfigError (none,
+    several, unknown name, no key, no deployment on `gpu`, --route with an OpenAI URL) or
+    EndpointUnreachable (--local without a running `notus serve`).
+    """
     check_route(route)
-    check_one_target(name=name, endpoint=endpoint, local=local, base_url=base_url)
-    if name:
-        return _runpod(deployment_endpoint(find_deployment(name), settings), route)
-    if endpoint:
-        return _runpod(endpoint_by_id(endpoint, settings), route)
-    if local:
-        found = local_endpoint()
-        if found is None:
-            raise EndpointUnreachable("--local: no `notus serve` is running", hint="start one: notus serve --tiny")
-        return _runpod(found, route)
-    url = base_url or settings.bench.base_url
-    if url:
+    flags = TargetFlags(name=name, endpoint=endpoint, local=local, base_url=base_url)
+    address = resolve_address(
+        settings, flags, default_base_url=settings.bench.base_url, openai_key=settings.bench.api_key, gpu=gpu
+    )
+    if isinstance(address, OpenAIAddress):
         if route != "native":
             raise ConfigError("--route applies to RunPod targets only (NAME, --endpoint, --local)")
-        server = openai_server(url, settings, settings.bench.api_key)
-        return TargetSpec(kind="openai", url=url, source=server.source, api_key=server.key)
-    if gpu:
-        return _runpod(deployment_endpoint(deployment_on(resolve_pool(gpu), gpu), settings), route)
-    raise ConfigError(
-        "no server to benchmark",
-        hint="name a deployment (notus bench NAME), or pass --endpoint ID, --local (notus serve), "
-        "--base-url URL (an OpenAI-compatible server) or --gpu GPU",
-    )
-
-
-def deployment_on(pool: GpuPool, asked: str) -> Deployment:
-    """The one deployment on `pool`. Raises ConfigError (exit 2) saying how to deploy one, or to pick one."""
-    found = [d for d in load_deployments().values() if pool.id in [part.strip() for part in d.gpu.split(",")]]
-    if len(found) == 1:
-        return found[0]
-    if found:
-        names = ", ".join(sorted(d.name for d in found))
-        raise ConfigError(f"several deployments run on {pool.id}: {names}", hint="name one: notus bench NAME")
-    raise ConfigError(
-        f"no deployment runs on GPU '{asked}' ({pool.id})",
-        hint=f"deploy one with `notus deploy NAME --gpu {asked}`, or add --deploy to benchmark a temporary endpoint",
-    )
+        return TargetSpec(kind="openai", url=address.base_url, source=address.source, api_key=address.key)
+    return _runpod(address, route)
 
 
 def _runpod(address: RunPodAddress, route: str) -> TargetSpec:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from notus_cli.bench.metrics import LevelSummary, RequestRecord, Slos, summarize
-from notus_cli.bench.targets import Target
+from notus_cli.bench.senders import Target
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError, ConfigError
 

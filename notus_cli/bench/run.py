@@ -30,7 +30,7 @@ from notus_cli.bench.endpoints import TargetSpec, make_target
 from notus_cli.bench.load import LevelResult, LoadLevel, LoadPlan, Progress, make_plan, run_level, sweep_saturation
 from notus_cli.bench.metrics import DEFINITIONS, LevelSummary, RequestRecord, Slos, parse_slos
 from notus_cli.bench.runpod_target import RunPodTarget
-from notus_cli.bench.targets import Target
+from notus_cli.bench.senders import Target
 from notus_cli.bench.workload import Workload, load_tokenizer, random_workload, sharegpt_workload
 from notus_cli.errors import BenchError, ConfigError
 from notus_cli.runpod.gpus import POOLS_BY_ID, GpuPool, resolve_pool

@@ -21,10 +21,11 @@ from typing import Any, Unpack
 
 from notus_cli.bench.chunks import ChunkTally
 from notus_cli.bench.metrics import RequestRecord
-from notus_cli.bench.targets import HttpOptions, HttpTarget, error_message, transport_failures
+from notus_cli.bench.senders import HttpOptions, HttpTarget, error_message, transport_failures
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError
-from notus_cli.runpod.serverless import DEFAULT_BASE_URL, FINAL_STATES, Health, JobStatus
+from notus_cli.runpod.serverless import FINAL_STATES, Health, JobStatus
+from notus_cli.runpod.urls import RUNPOD_API_URL as DEFAULT_BASE_URL
 from worker.job_errors import parse_job_error
 
 POLL_PAUSE = 0.1  # between /stream polls a server answered at once with nothing new

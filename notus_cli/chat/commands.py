@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -21,6 +20,7 @@ from notus_cli.chat.sampling import parse_setting
 from notus_cli.chat.session import Conversation
 from notus_cli.chat.turn import Asker
 from notus_cli.errors import ConfigError
+from notus_cli.output import Output
 from worker.params import SAMPLING_PARAMS
 
 
@@ -32,15 +32,16 @@ class ChatState:
     target: str
 
     @property
-    def console(self) -> Console:
-        return self.view.console
+    def out(self) -> Output:
+        return self.view.out
 
     @property
     def conversation(self) -> Conversation:
         return self.asker.conversation
 
     def say(self, message: str) -> None:
-        self.console.print(Text(message), soft_wrap=True)
+        """What a slash command answers: on stdout, taken literally."""
+        self.out.result(Text(message))
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _help(state: ChatState, _arg: str) -> None:
     listing = Table.grid(padding=(0, 2))
     for name, command in COMMANDS.items():
         listing.add_row(f"{name} {command.usage}".strip(), command.help)
-    state.console.print(listing)
+    state.out.result(listing)
     state.say("Enter sends; Esc then Enter (or Alt-Enter) starts a new line. Ctrl-C stops an answer, Ctrl-D leaves.")
 
 
@@ -137,7 +138,7 @@ def _show(state: ChatState, _arg: str) -> None:
     table = Table.grid(padding=(0, 2))
     for key, value in rows:
         table.add_row(key, Text(value))
-    state.console.print(table)
+    state.out.result(table)
     if not conversation.params:
         state.say("sampling: the server's defaults (/set PARAM VALUE to change)")
 

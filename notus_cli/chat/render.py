@@ -1,24 +1,24 @@
 """What the person sees: answers as live Markdown with the reasoning apart, a stats line after each.
 
 `TerminalView` is for a person at a terminal; `PlainView` is for pipes and scripts: the answer's
-text and nothing else on stdout.
+text and nothing else on stdout. Both write through the command's Output: the answer (and what a
+slash command asked for) on stdout, notices, stats and errors on stderr.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
+from rich.console import Group, RenderableType
 from rich.markdown import Markdown
 from rich.text import Text
 
 from notus_cli.chat.answer import Answer
 from notus_cli.errors import NotusError
+from notus_cli.output import Output
 
 TAIL_LINES, TAIL_WIDTH = 6, 400
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a terminal would obey them; text needs only \t and \n
@@ -60,8 +60,8 @@ def reasoning_tail(text: str, lines: int = TAIL_LINES) -> str:
 
 
 class TerminalView:
-    def __init__(self, console: Console, *, show_reasoning: bool = True) -> None:
-        self.console = console
+    def __init__(self, out: Output, *, show_reasoning: bool = True) -> None:
+        self.out = out
         self.show_reasoning = show_reasoning
 
     def _frame(self, answer: Answer | None, streaming: bool) -> RenderableType:
@@ -84,9 +84,9 @@ class TerminalView:
     def thoughts(self, answer: Answer | None) -> None:
         """The last answer's whole reasoning (for /thoughts)."""
         if answer is None or not answer.reasoning:
-            self.console.print(Text("no reasoning in the last answer", style="dim"))
+            self.out.note("no reasoning in the last answer", style="dim")
             return
-        self.console.print(Text(CONTROL.sub("", answer.reasoning.strip()), style="dim italic"))
+        self.out.result(Text(CONTROL.sub("", answer.reasoning.strip()), style="dim italic"))
 
     @contextmanager
     def answering(self) -> Iterator[Callable[[Answer], None]]:
@@ -96,13 +96,8 @@ class TerminalView:
         def update(answer: Answer) -> None:
             current[:] = [answer]
 
-        live = Live(
-            get_renderable=lambda: self._frame(current[0] if current else None, streaming[0]),
-            console=self.console,
-            refresh_per_second=8,
-            transient=False,
-        )
-        with live:
+        frame = Frame(lambda: self._frame(current[0] if current else None, streaming[0]))
+        with self.out.live_result(frame):
             try:
                 yield update
             finally:
@@ -110,22 +105,31 @@ class TerminalView:
 
     def finished(self, answer: Answer) -> None:
         if answer.completion is not None:  # not streamed: show it whole
-            self.console.print(self._frame(answer, False))
-        self.console.print(Text(stats_line(answer), style="dim"))
+            self.out.result(self._frame(answer, False))
+        self.out.note(stats_line(answer), style="dim")
 
     def notice(self, message: str) -> None:
-        self.console.print(Text(message, style="yellow"))
+        self.out.note(message)
 
     def error(self, exc: NotusError) -> None:
-        self.console.print(Text.assemble(("Error: ", "red"), exc.message), soft_wrap=True)
-        if exc.hint:
-            self.console.print(Text.assemble(("Hint: ", "dim"), exc.hint), soft_wrap=True)
+        self.out.error(exc)
+
+
+class Frame:
+    """A renderable drawn by calling `draw` each time (the live answer redraws what has arrived)."""
+
+    def __init__(self, draw: Callable[[], RenderableType]) -> None:
+        self.draw = draw
+
+    def __rich__(self) -> RenderableType:
+        return self.draw()
 
 
 class PlainView:
     """The answer's text on stdout as it arrives; notices and errors on stderr."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Output) -> None:
+        self.out = out
         self._written = 0
 
     @contextmanager
@@ -133,15 +137,13 @@ class PlainView:
         self._written = 0
 
         def update(answer: Answer) -> None:
-            sys.stdout.write(answer.content[self._written :])
-            sys.stdout.flush()
+            self.out.stream(answer.content[self._written :])
             self._written = len(answer.content)
 
         yield update
 
     def finished(self, answer: Answer) -> None:
-        sys.stdout.write(answer.content[self._written :] + "\n")
-        sys.stdout.flush()
+        self.out.stream(answer.content[self._written :] + "\n")
 
     def notice(self, message: str) -> None:
-        print(message, file=sys.stderr)
+        self.out.note(message, style=None)

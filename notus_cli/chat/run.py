@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from dataclasses import dataclass, field
-
-from rich.console import Console
-from rich.text import Text
 
 from notus_cli.chat.backends import Backend, ModelInfo
 from notus_cli.chat.commands import ChatState
@@ -19,6 +14,7 @@ from notus_cli.chat.sampling import parse_assignment, parse_setting
 from notus_cli.chat.session import Conversation
 from notus_cli.chat.turn import Asker
 from notus_cli.errors import ConfigError
+from notus_cli.output import Output
 
 
 @dataclass(frozen=True)
@@ -56,20 +52,20 @@ async def start(backend: Backend, conversation: Conversation, options: ChatOptio
     return asker, model
 
 
-def interactive(backend: Backend, options: ChatOptions, console: Console) -> None:
+def interactive(backend: Backend, options: ChatOptions, out: Output) -> None:
     """The REPL (history file unless --no-history)."""
     conversation = conversation_for(options)
     history = open_history(history_file() if options.history else None)
-    view = TerminalView(console)
+    view = TerminalView(out)
 
     async def main() -> None:
         try:
-            with console.status(f"connecting to {backend.label}"):
+            with out.status(f"connecting to {backend.label}"):
                 asker, model = await start(backend, conversation, options)
             state = ChatState(asker, view, model, backend.label)
             context = f", context {asker.max_model_len} tokens" if asker.max_model_len else ""
-            console.print(Text(f"{backend.label} · {model.name or 'model'}{context}", style="bold"))
-            console.print(Text("/help for commands · Esc Enter for a new line · Ctrl-D leaves", style="dim"))
+            out.note(f"{backend.label} · {model.name or 'model'}{context}", style="bold")
+            out.note("/help for commands · Esc Enter for a new line · Ctrl-D leaves", style="dim")
             await repl(state, view, history)
         finally:
             await backend.aclose()
@@ -77,19 +73,20 @@ def interactive(backend: Backend, options: ChatOptions, console: Console) -> Non
     asyncio.run(main())
 
 
-def answer_once(backend: Backend, options: ChatOptions, question: str, *, json_mode: bool) -> None:
+def answer_once(backend: Backend, options: ChatOptions, question: str, out: Output) -> None:
     """One question, one answer on stdout: its text (pipes), or the chat.completion with --json."""
     if not question.strip():
         raise ConfigError("no question: pass --once TEXT or pipe the question on stdin")
     conversation = conversation_for(options)
-    view: View = TerminalView(Console(), show_reasoning=False) if sys.stdout.isatty() and not json_mode else PlainView()
+    json_mode = out.json_mode
+    view: View = TerminalView(out, show_reasoning=False) if out.out.is_terminal and not json_mode else PlainView(out)
 
     async def main() -> None:
         try:
             asker, _model = await start(backend, conversation, options)
             if json_mode:
                 result = await asker.ask(question.strip(), stream=False, on_notice=view.notice)
-                sys.stdout.write(json.dumps(result.completion, indent=2, ensure_ascii=False) + "\n")
+                out.json(result.completion)
                 return
             with view.answering() as update:
                 answer = await asker.ask(question.strip(), on_text=update, on_notice=view.notice)

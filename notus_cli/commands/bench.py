@@ -1,12 +1,11 @@
-"""`notus bench ...`: measure latency, throughput and cost; compare runs."""
+"""`notus bench [NAME]` and `notus bench compare RUN...`: measure latency, throughput and cost; compare runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from typer.core import TyperGroup
 
 from notus_cli.bench import DEFAULT_INPUT_LEN
 from notus_cli.errors import ConfigError
@@ -14,47 +13,15 @@ from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
 
 if TYPE_CHECKING:
+    from notus_cli.bench.coldstart import EndpointScaler
+    from notus_cli.bench.live import LiveView
     from notus_cli.bench.run import BenchOptions, BenchRun
     from notus_cli.settings import NotusSettings
 
-TARGET_NAME = "bench_target_name"
-
-
-class BenchGroup(TyperGroup):
-    """`notus bench NAME [OPTIONS]` beside `notus bench compare`: a first word that is no subcommand
-    names a deployment (Click would otherwise read it as an unknown subcommand)."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        position = self._first_word(args)
-        if position is not None and args[position] not in self.commands:
-            ctx.meta[TARGET_NAME] = args[position]
-            args = args[:position] + args[position + 1 :]
-        result: list[str] = super().parse_args(ctx, args)
-        return result
-
-    def _first_word(self, args: list[str]) -> int | None:
-        valued = {opt for p in self.params if not getattr(p, "is_flag", True) for opt in p.opts}
-        skip = False
-        for i, arg in enumerate(args):
-            if skip:
-                skip = False
-            elif arg == "--":
-                return i + 1 if i + 1 < len(args) else None
-            elif arg.startswith("-"):
-                skip = "=" not in arg and arg in valued
-            else:
-                return i
-        return None
-
-
-app = typer.Typer(
-    cls=BenchGroup,
-    help="Measure TTFT, TPOT, ITL, throughput, goodput, cold start and cost of a deployment (NAME), a RunPod "
-    "endpoint or any OpenAI-compatible server; compare runs.",
-    invoke_without_command=True,
-    subcommand_metavar="[NAME | compare RUN...]",
-    epilog="Examples: notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod · "
-    "notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --goodput ttft:500,tpot:50 --gpu a100",
+EXAMPLES = (
+    "Examples: notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod · "
+    "notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --goodput ttft:500,tpot:50 --gpu a100 · "
+    "notus bench compare runs/a100 runs/h100"
 )
 
 GPU_HELP = (
@@ -75,9 +42,16 @@ def _numbers(option: str, text: str | None, kind: type[int] | type[float]) -> li
         ) from None
 
 
-@app.callback()
 def bench(
-    ctx: typer.Context,
+    words: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="NAME | compare RUN...",
+            help="A deployment's name (from `notus deploy`); or `compare` and two or more bench.json files "
+            "(or the --out directories holding them) to show side by side.",
+            show_default=False,
+        ),
+    ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (vllm serve).")
     ] = None,
@@ -168,9 +142,15 @@ def bench(
     ] = None,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Benchmark a deployment (NAME), a RunPod endpoint or any OpenAI server: TTFT, TPOT, ITL, throughput, cost."""
-    if ctx.invoked_subcommand is not None:
+    """Measure TTFT, TPOT, ITL, throughput, goodput, cold start and cost of a deployment (NAME), a RunPod
+    endpoint or any OpenAI-compatible server; compare runs."""
+    given = words or []
+    first, rest = (given[0] if given else None), given[1:]
+    if first == "compare":
+        compare(rest, json_mode=json_mode)
         return
+    if rest:
+        raise ConfigError(f"give one deployment NAME, not {' '.join(given)}", hint="or: notus bench compare RUN...")
     from notus_cli.bench import files  # imported here: the bench modules pull in aiohttp, numpy, matplotlib
     from notus_cli.bench.endpoints import resolve_target
     from notus_cli.bench.live import LiveView
@@ -180,10 +160,17 @@ def bench(
     out_ = Output(json_mode=json_mode)
     all_settings = load_settings()
     settings = all_settings.bench
-    name = ctx.meta.get(TARGET_NAME)
     if force_cold and not cold_start:
         raise ConfigError("--force-cold goes with --cold-start")
+    if deploy and (first or endpoint or local or base_url):
+        raise ConfigError("--deploy benches the endpoint it creates: drop NAME, --endpoint, --local and --base-url")
+    target = None
+    if not deploy:
+        target = resolve_target(
+            all_settings, name=first, endpoint=endpoint, local=local, base_url=base_url, gpu=gpu, route=route
+        )
     options = BenchOptions(
+        target=target,
         model=model or settings.model,
         tokenizer=tokenizer or (Path(settings.tokenizer) if settings.tokenizer else None),
         dataset=dataset,
@@ -201,27 +188,18 @@ def bench(
         temperature=temperature,
         ignore_eos=ignore_eos,
         stop_when_saturated=stop_when_saturated,
-        gpu=gpu,
+        # a deployment's own pool beats the [bench] default
+        gpu=gpu if target is None or target.gpu else gpu or settings.gpu,
         seed=seed,
         timeout=timeout,
         cold_start=cold_start,
         cold_within=cold_timeout,
+        scaler=_scaler(all_settings) if force_cold else None,
     )
-    if force_cold:
-        from notus_cli.bench.deploy_hooks import endpoint_scaler
-
-        options.scaler = endpoint_scaler(all_settings)
     view = LiveView(log=None if out_.interactive or json_mode else out_.info)
     if deploy:
-        if name or endpoint or local or base_url:
-            raise ConfigError("--deploy benches the endpoint it creates: drop NAME, --endpoint, --local and --base-url")
         run = _bench_temporary(out_, view, options, all_settings, gpu, yes, image=image, route=route)
     else:
-        options.target = resolve_target(
-            all_settings, name=name, endpoint=endpoint, local=local, base_url=base_url, gpu=gpu, route=route
-        )
-        if options.target.gpu is None:  # a deployment's own pool beats the [bench] default
-            options.gpu = gpu or settings.gpu
         with out_.live(view):
             run = run_benchmark(options, progress=view)
     written = files.write_report(run, out) if out else []
@@ -229,9 +207,15 @@ def bench(
     raise_if_unusable(run)
 
 
+def _scaler(settings: NotusSettings) -> EndpointScaler:
+    from notus_cli.bench.deploy_hooks import endpoint_scaler
+
+    return endpoint_scaler(settings)
+
+
 def _bench_temporary(
     out: Output,
-    view: Any,
+    view: LiveView,
     options: BenchOptions,
     settings: NotusSettings,
     gpu: str | None,
@@ -240,47 +224,33 @@ def _bench_temporary(
     image: str | None,
     route: str,
 ) -> BenchRun:
-    """--deploy: show the cost estimate, ask, then bench a temporary endpoint that is deleted afterwards."""
-    from notus_cli.bench.deploy_hooks import estimate_temporary_run, temporary_endpoints
-    from notus_cli.bench.run import plan_for, run_benchmark
-    from notus_cli.runpod.gpus import resolve_pool
+    """--deploy: the library shows the estimate through `out`, asks through `confirm`, and cleans up."""
+    from notus_cli.bench.temporary import Temporary, bench_temporary
 
-    if not gpu:
-        raise ConfigError(
-            "--deploy needs --gpu GPU, the card to deploy the temporary endpoint on", hint="e.g. --gpu a100"
-        )
-    pool = resolve_pool(gpu)
-    endpoints = temporary_endpoints(settings, say=out.info, image=image, route=route)  # a key, before asking
-    estimate = estimate_temporary_run(pool, plan_for(options))
-    out.info(estimate.sentence())
-    if not yes:
+    def confirm(_estimate: object) -> bool:
+        if yes:
+            return True
         if not out.interactive:
             raise ConfigError("--deploy spends money: confirm with --yes when not at a terminal")
-        if not typer.confirm("Deploy it and run the benchmark?", default=False, err=True):
-            raise typer.Exit(1)
+        return typer.confirm("Deploy it and run the benchmark?", default=False, err=True)
+
+    temporary = Temporary(gpu=gpu, say=out.info, warn=out.warn, confirm=confirm, image=image, route=route)
     try:
-        with endpoints.create(pool) as spec:
-            options.target = spec
-            with out.live(view):
-                return run_benchmark(options, progress=view)
+        run = bench_temporary(options, settings, temporary, progress=view, watching=lambda: out.live(view))
     except KeyboardInterrupt:
-        out.warn("interrupted: the temporary endpoint was removed")
         raise typer.Exit(130) from None
+    if run is None:
+        raise typer.Exit(1)
+    return run
 
 
-@app.command("compare")
-def compare(
-    results: Annotated[
-        list[Path], typer.Argument(help="Two or more bench.json files (or the --out directories holding them).")
-    ],
-    json_mode: JsonOpt = False,
-) -> None:
-    """Show two or more runs side by side, level by level, with each run's cost on its own GPU."""
+def compare(results: list[str], *, json_mode: bool) -> None:
+    """`notus bench compare RUN...`: two or more runs side by side, level by level, each priced on its own GPU."""
     from notus_cli.bench import files
     from notus_cli.bench.compare import compare as compare_runs
 
     out = Output(json_mode=json_mode)
-    comparison = compare_runs([(_name(path), files.load_run(path)) for path in results])
+    comparison = compare_runs([(_name(Path(path)), files.load_run(Path(path))) for path in results])
     if json_mode:
         out.json(comparison.data)
         return

@@ -63,6 +63,7 @@ def chat(
     """
     from notus_cli.chat.run import ChatOptions, answer_once, interactive
     from notus_cli.chat.targets import resolve_backend
+    from notus_cli.targets import TargetFlags
 
     piped = not sys.stdin.isatty()
     if json_mode and once is None and not piped:
@@ -76,11 +77,12 @@ def chat(
         history=history,
     )
     out = Output(json_mode=json_mode)
-    backend = resolve_backend(load_settings(), name=name, endpoint=endpoint, local=local, base_url=base_url)
+    target = TargetFlags(name=name, endpoint=endpoint, local=local, base_url=base_url)
+    backend = resolve_backend(load_settings(), target)
     try:
         if once is not None or piped:
-            answer_once(backend, options, once if once is not None else sys.stdin.read(), json_mode=json_mode)
+            answer_once(backend, options, once if once is not None else sys.stdin.read(), out)
         else:
-            interactive(backend, options, out.out)
+            interactive(backend, options, out)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import shlex
-import signal
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
-from notus_cli.errors import EngineError
 from notus_cli.options import JsonOpt
-from notus_cli.output import Output, table
+from notus_cli.output import Latest, Output, table
 from notus_cli.settings import load_settings
 
 if TYPE_CHECKING:  # the stack (uvicorn, starlette, the emulator) loads only when `serve` runs
-    from notus_cli.serve.stack import LocalStack, StackInfo, StackSnapshot
+    from notus_cli.serve.stack import StackInfo, StackSnapshot
 
 EXAMPLE_INPUT = (
     '{"input": {"messages": [{"role": "system", "content": "You are a wise counselor guided by KJV scripture."}, '
@@ -45,42 +38,30 @@ def serve(
 ) -> None:
     """Serve the model behind a local RunPod endpoint (vLLM, N workers, the emulator); Ctrl-C stops it all."""
     from notus_cli.serve.stack import LocalStack, StackConfig
+    from notus_cli.serve.supervise import changed_workers, serve_until_stopped
 
     out = Output(json_mode=json_mode)
     config = StackConfig.from_settings(load_settings(), tiny=tiny, model=model, workers=workers, port=port)
-    stack = LocalStack(config, on_progress=out.info)
-    with _signals_interrupt():
-        try:
-            stack.start()
-        except KeyboardInterrupt:
-            out.info("interrupted; everything started was stopped")
-            raise typer.Exit(130) from None
-        try:
-            _show(out, stack.info, generated_key=config.api_key is None, tiny=tiny)
-            _watch(out, stack)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the clean-up finish
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            out.info("stopping the workers, vLLM and the emulator")
-            stack.stop()
+    shown, seen = Latest(), dict[str, str]()
+
+    def on_snapshot(snapshot: StackSnapshot) -> None:
+        if out.interactive:  # a live table; in logs, a line per change
+            shown.update(_status_table(snapshot))
+            return
+        for line in changed_workers(seen, snapshot):
+            out.info(line)
+
+    stopped = serve_until_stopped(
+        LocalStack(config, on_progress=out.info),
+        on_ready=lambda info: _show(out, info, generated_key=config.api_key is None, tiny=tiny),
+        on_snapshot=on_snapshot,
+        say=out.info,
+        watching=lambda: out.live(shown),
+    )
+    if not stopped:
+        out.info("interrupted; everything started was stopped")
+        raise typer.Exit(130)
     out.info("stopped")
-
-
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C, so `kill` also stops every child cleanly."""
-
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt), signal.signal(signal.SIGINT, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous[0])
-        signal.signal(signal.SIGINT, previous[1])
 
 
 def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> None:
@@ -132,28 +113,9 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
     out.info("Ctrl-C stops everything.")
 
 
-def _watch(out: Output, stack: LocalStack) -> None:
-    """Show the workers' state until Ctrl-C; raises EngineError if vLLM dies."""
-    seen: dict[str, str] = {}
-    live = Live(console=out.err, auto_refresh=False) if out.interactive else None
-    with live or contextlib.nullcontext():
-        while True:
-            time.sleep(1.0)
-            snapshot = stack.snapshot()
-            if not snapshot.vllm_alive:
-                log = stack.vllm.log_path if stack.vllm else "its log"
-                raise EngineError("vLLM exited; the workers cannot serve without it", hint=f"see {log}")
-            if live is not None:
-                live.update(_status_table(snapshot), refresh=True)
-                continue
-            for worker in snapshot.workers:
-                state = worker.state if worker.exit_code is None else f"exited ({worker.exit_code})"
-                if seen.get(worker.pod_id) != state:
-                    seen[worker.pod_id] = state
-                    out.info(f"{worker.label} ({worker.pod_id}): {state}")
-
-
 def _status_table(snapshot: StackSnapshot) -> Table:
+    from notus_cli.serve.supervise import worker_state
+
     jobs = snapshot.health["jobs"]
     result = table(
         "worker",
@@ -165,6 +127,6 @@ def _status_table(snapshot: StackSnapshot) -> Table:
         f"completed {jobs['completed']}  failed {jobs['failed']}",
     )
     for worker in snapshot.workers:
-        state = worker.state if worker.exit_code is None else f"exited ({worker.exit_code})"
+        state = worker_state(worker.exit_code, worker.state)
         result.add_row(worker.label, worker.pod_id, state, str(worker.running), str(worker.done))
     return result

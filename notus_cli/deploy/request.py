@@ -22,12 +22,12 @@ from notus_cli.image.weights import hub_files
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.regions import resolve_locations
+from notus_cli.runpod.urls import RUNPOD_API_URL
 from notus_cli.settings import NotusSettings
 from worker.model_cache import COMMIT
 
 T = TypeVar("T")
 DEFAULT_NAME = "notus"
-RUNPOD_API_URL = "https://api.runpod.ai/v2"
 
 
 @dataclass(frozen=True)

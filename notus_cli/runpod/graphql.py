@@ -31,8 +31,8 @@ from notus_cli.runpod.control import (
     TemplateInput,
 )
 from notus_cli.runpod.serverless import RetryPolicy
+from notus_cli.runpod.urls import RUNPOD_GRAPHQL_URL as DEFAULT_GRAPHQL_URL
 
-DEFAULT_GRAPHQL_URL = "https://api.runpod.io/graphql"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 M = TypeVar("M", bound=BaseModel)
 

@@ -33,10 +33,10 @@ from notus_cli.errors import (
     RunPodQueryError,
     RunPodRateLimited,
 )
+from notus_cli.runpod.urls import RUNPOD_API_URL as DEFAULT_BASE_URL
 from worker.job_errors import WORKER_LOST, JobError, parse_job_error
 from worker.sse import DONE, SSEDecoder
 
-DEFAULT_BASE_URL = "https://api.runpod.ai/v2"
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 

@@ -1,16 +1,16 @@
 """The one vLLM a local stack (or a test session) shares: found, started, awaited, stopped.
 
-The command line is the worker's own (`worker.engine.vllm_command`), so what runs locally is what
-runs in the container. vLLM lives in its own virtual environment (its fastapi pin conflicts with
-the runpod SDK's), found through the `vllm_python` setting.
+The command line, the /health wait and the stop are the worker's own (`worker.engine`: `vllm_command`,
+`Engine.wait_until_ready`, `stop_process_group`), so what runs locally is what runs in the container;
+this module adds a log file, the guard that stops vLLM if we die, and progress while it starts. vLLM
+lives in its own virtual environment (its fastapi pin conflicts with the runpod SDK's), found through
+the `vllm_python` setting.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +18,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from notus_cli.errors import ConfigError, EngineError
 from notus_cli.guard import guarded
-from worker.engine import stop_process_group, vllm_command
+from worker.engine import Engine, EngineFailed, stop_process_group, vllm_command
 from worker.settings import WorkerSettings
 
+WAIT_STEP = 5.0  # seconds per call of the worker's wait, between progress reports
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = Path(".venv-vllm") / "bin" / "python"
 
@@ -75,63 +74,66 @@ def vllm_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, s
     return env
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class VllmProcess:
     """A running `vllm serve` in its own process group, logging to `log_path`."""
 
-    process: subprocess.Popen[bytes]
-    base_url: str
+    engine: Engine  # the worker's handle on vLLM; it owns the process
     log_path: Path
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        assert self.engine.process is not None
+        return self.engine.process
+
+    @property
+    def base_url(self) -> str:
+        return self.engine.base_url
 
     @classmethod
     def start(cls, settings: WorkerSettings, log_path: Path, *, env: Mapping[str, str] | None = None) -> VllmProcess:
         """Start vLLM on a free loopback port; returns at once (see `wait_until_ready`)."""
-        port = settings.vllm_port or free_port()
+        engine = Engine(settings)  # picks the port: settings.vllm_port or a free one
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                guarded(vllm_command(settings, port)),  # stopped even if we die without stop()
+            engine.process = subprocess.Popen(
+                guarded(vllm_command(settings, engine.port)),  # stopped even if we die without stop()
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else vllm_env(),
                 start_new_session=True,
             )
-        return cls(process=process, base_url=f"http://127.0.0.1:{port}", log_path=log_path)
+        return cls(engine=engine, log_path=log_path)
 
     def wait_until_ready(self, timeout: float, on_wait: Callable[[float], None] | None = None) -> None:
-        """Poll /health; raises EngineError (with the end of vLLM's log) if it exits or `timeout` passes."""
+        """Wait for /health (the worker's wait, a few seconds at a time so `on_wait` hears how long it has
+        been); raises EngineError (with the end of vLLM's log) if it exits or `timeout` passes."""
         started = time.monotonic()
-        with httpx.Client(timeout=2.0) as client:
-            while True:
+        while True:
+            waited = time.monotonic() - started
+            try:
+                self.engine.wait_until_ready(min(WAIT_STEP, max(timeout - waited, 0.0)))
+                return
+            except EngineFailed:
                 code = self.process.poll()
                 if code is not None:
                     raise EngineError(
                         f"vLLM exited with code {code} while starting:\n{self.log_tail()}",
                         hint=f"its whole log is {self.log_path}",
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.base_url}/health").status_code == 200:
-                        return
-                waited = time.monotonic() - started
-                if waited > timeout:
-                    self.stop()
-                    raise EngineError(f"vLLM was not ready after {timeout:.0f} s", hint=f"see {self.log_path}")
-                if on_wait is not None:
-                    on_wait(waited)
-                time.sleep(0.5)
+                    ) from None
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                self.stop()
+                raise EngineError(f"vLLM was not ready after {timeout:.0f} s", hint=f"see {self.log_path}")
+            if on_wait is not None:
+                on_wait(waited)
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def stop(self, grace: float = 20.0) -> None:
-        """SIGTERM the process group, SIGKILL it after `grace` seconds. Idempotent."""
+        """SIGTERM the process group, SIGKILL it after `grace` seconds, and what outlived the leader. Idempotent."""
         stop_process_group(self.process, grace)
 
     def log_tail(self, lines: int = 15) -> str:

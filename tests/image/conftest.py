@@ -9,9 +9,6 @@ when a tool is missing: CI must run these tests, so a missing package fails loud
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,9 +17,9 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.support.common import ROOT, notus
 from tests.support.docker import Dockerd, Registry, import_base_image, start_dockerd, start_registry
 from tests.support.fake_hub import FakeHub
-from tests.support.vllm import ROOT
 
 
 @pytest.fixture(scope="session")
@@ -81,11 +78,7 @@ class Cli:
         self.env = env
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> CliResult:
-        full_env = dict(os.environ) | {"PYTHONPATH": str(ROOT)} | self.env | (env or {})
-        done = subprocess.run(
-            [sys.executable, "-m", "notus_cli", *args], input=stdin,
-            cwd=self.project, env=full_env, capture_output=True, text=True, timeout=900, check=False,
-        )  # fmt: skip
+        done = notus(*args, cwd=self.project, env=self.env | (env or {}), stdin=stdin, timeout=900)
         return CliResult(done.returncode, done.stdout, done.stderr)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +15,9 @@ from notus_cli.emulator import EmulatorConfig
 from notus_cli.emulator.scaler import command_factory
 from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
 from notus_cli.image.state import PushedImage, record_push
-from tests.support.emulator import ROOT, Harness, echo_command
+from tests.support.common import ROOT
+from tests.support.common import notus as run_notus
+from tests.support.emulator import Harness, echo_command
 
 
 def control_harness(log_dir: Path) -> Harness:
@@ -39,15 +40,8 @@ def notus_env(url: str, key: str) -> dict[str, str]:
 
 
 def notus(*args: str, cwd: Path, env: Mapping[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=dict(env),
-        input=stdin,
-        timeout=120,
-    )
+    """`notus` with exactly the environment `env` (see notus_env): the shared runner, tests.support.common."""
+    return run_notus(*args, cwd=cwd, base_env=env, stdin=stdin or "", timeout=120)
 
 
 def pushed_project(directory: Path, digest: str) -> Path:

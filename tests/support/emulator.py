@@ -7,18 +7,13 @@ trivial handler, so protocol tests take seconds instead of waiting for vLLM.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 
 from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, Endpoint, LocalWorkers, WorkerCommand, new_key
-
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
+from tests.support.common import ROOT, wait_for
 
 
 def echo_command(log_dir: Path, *, concurrency: int = 8) -> WorkerCommand:
@@ -30,18 +25,6 @@ def echo_command(log_dir: Path, *, concurrency: int = 8) -> WorkerCommand:
     )
 
 
-def wait_for(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.05) -> T:
-    """Poll `check()` until it returns something truthy; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
 @dataclass
 class Harness:
     emulator: Emulator
@@ -49,12 +32,31 @@ class Harness:
     key: str
     log_dir: Path
     pools: list[LocalWorkers] = field(default_factory=list)
+    sweeps: int = 0  # the emulator's background sweeps so far (each runs the autoscaler's tick)
 
     @classmethod
     def start(cls, log_dir: Path, config: EmulatorConfig | None = None) -> Harness:
         key = new_key()
         emulator = Emulator(config or EmulatorConfig(sweep_interval=0.1), api_keys=[key])
-        return cls(emulator, EmulatorServer(emulator).start(), key, log_dir)
+        harness = cls(emulator, EmulatorServer(emulator).start(), key, log_dir)
+        harness._count_sweeps()
+        return harness
+
+    def _count_sweeps(self) -> None:
+        """Count the sweeps: every one ends with the control plane's tick, which we wrap on this instance."""
+        tick = self.emulator.control.tick
+
+        def counted(now: float) -> None:
+            tick(now)
+            self.sweeps += 1
+
+        self.emulator.control.tick = counted  # type: ignore[method-assign]
+
+    def wait_sweeps(self, count: int = 2, timeout: float = 30.0) -> None:
+        """Let `count` whole sweeps pass: to show something did NOT happen, give the emulator (its queue,
+        its autoscaler) full chances to do it, rather than sleeping a guessed time."""
+        target = self.sweeps + count + 1  # +1: the sweep running now may have begun before this call
+        wait_for(lambda: self.sweeps >= target, timeout, 0.01)
 
     @property
     def url(self) -> str:

@@ -21,11 +21,11 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.common import ROOT
+
 MODEL = "stub-model"
 FAIL_MODES = ("status", "disconnect", "error-event")
 

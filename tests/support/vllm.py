@@ -11,10 +11,11 @@ from pathlib import Path
 
 from notus_cli.errors import NotusError
 from notus_cli.serve.stack import TINY_VLLM_ARGS
-from notus_cli.serve.vllm import VllmProcess, free_port, resolve_vllm_python, vllm_env
+from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
+from tests.support.common import ROOT
+from worker.engine import _free_port as free_port  # the worker's own: one way to pick a loopback port
 from worker.settings import DEFAULT_MODEL, WorkerSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVED_NAME = DEFAULT_MODEL
 MAX_MODEL_LEN = 4096
 # The same flags as `notus serve --tiny` (see TINY_VLLM_ARGS for why).

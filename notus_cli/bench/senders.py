@@ -1,4 +1,6 @@
-"""Where benchmark requests go. A target sends one prompt and fills in one RequestRecord.
+"""The load generator's request senders: each sends one prompt and fills in one RequestRecord.
+
+(Which server they aim at is decided before, by notus_cli.targets; these only send.)
 
 The load generator, the metrics and the reports only know the `Target` protocol, so another
 kind of server plugs in by implementing it: `runpod_target.RunPodTarget` sends RunPod jobs through
@@ -25,7 +27,7 @@ from tokenizers import Tokenizer
 from notus_cli.bench.chunks import ChunkTally
 from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.workload import Prompt
-from notus_cli.errors import BenchError, EndpointUnreachable
+from notus_cli.errors import BenchError, EndpointUnreachable, NotusError, RunPodAuthError, ServerError
 from notus_cli.openai_url import openai_base
 from worker.sse import DONE, SSEDecoder
 
@@ -121,7 +123,8 @@ class HttpTarget:
     async def probe(self, url: str, *, unreachable_hint: str, key_hint: str) -> tuple[int, bytes]:
         """GET `url` once to check the server answers and takes the key; returns (status, body).
 
-        Raises EndpointUnreachable when nothing answers, BenchError when the key is refused.
+        Raises EndpointUnreachable when nothing answers, and for a refused key what `notus chat` raises
+        for the same server (see key_refused).
         """
         try:
             async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
@@ -131,7 +134,7 @@ class HttpTarget:
             what = f"nothing answers at {url} ({type(exc).__name__})"
             raise EndpointUnreachable(what, hint=unreachable_hint) from None
         if status in (401, 403):
-            raise BenchError(f"{url} refused the API key (HTTP {status})", hint=key_hint)
+            raise key_refused(self.kind, status, key_hint)
         return status, body
 
 
@@ -149,7 +152,8 @@ class OpenAIChatTarget(HttpTarget):
     async def prepare(self) -> dict[str, Any]:
         """Ask /models, so a wrong URL or key fails at once; pick the first model if none was named.
 
-        Raises EndpointUnreachable when nothing answers, BenchError when the server refuses.
+        Raises EndpointUnreachable when nothing answers, ServerError when the key is refused, BenchError
+        when the server lists no model.
         """
         url = f"{self.base_url}/models"
         status, body = await self.probe(
@@ -223,6 +227,14 @@ def transport_failures(record: RequestRecord, timeout: float) -> Iterator[None]:
         record.fail("http_client", f"{type(exc).__name__}: {exc}")
     except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
         record.fail("bad_response", f"a streamed event is not JSON: {exc}")
+
+
+def key_refused(kind: str, status: int, hint: str) -> NotusError:
+    """A refused key, as `notus chat` reports it for the same server: RunPodAuthError from a RunPod
+    endpoint (notus_cli.runpod.serverless), ServerError from any OpenAI-compatible one (chat.backends)."""
+    if kind == "runpod":
+        return RunPodAuthError(f"the endpoint rejected the API key (HTTP {status})", hint=hint)
+    return ServerError(f"the server rejected the API key (HTTP {status})", hint=hint)
 
 
 def error_message(body: bytes) -> str:
