@@ -28,17 +28,13 @@ from notus_cli.deploy.registry import (
 from notus_cli.errors import ConfigError, RegistryError
 from notus_cli.files import user_config_dir
 from notus_cli.settings import NotusSettings, load_settings
-from tests.support.vllm import ROOT
+from tests.support.common import notus as run_notus
 
 PASSWORD = "ghp_registryPasswordThatMustNotLeak77"
 
 
 def notus(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ) | {"PYTHONPATH": str(ROOT)} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "notus_cli", *args],
-        input=stdin, env=full_env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    return run_notus(*args, stdin=stdin, env=env, timeout=120)
 
 
 def docker_config(config: dict[str, object]) -> Path:
