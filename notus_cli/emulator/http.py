@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -40,6 +43,22 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadRequest("the request body is not valid JSON") from None
+
+
+async def one_way(rtt_ms: float) -> None:
+    """Half an emulated network round trip: a request on its way in, or its answer on its way out."""
+    if rtt_ms > 0:
+        await asyncio.sleep(rtt_ms / 2000)
+
+
+@contextlib.asynccontextmanager
+async def round_trip(rtt_ms: float) -> AsyncIterator[None]:
+    """Delay a request's arrival and its answer by half of `rtt_ms` each (errors included)."""
+    await one_way(rtt_ms)
+    try:
+        yield
+    finally:
+        await one_way(rtt_ms)
 
 
 def presented_key(request: Request) -> str | None:
