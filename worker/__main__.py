@@ -67,6 +67,7 @@ def main(argv: list[str]) -> int:
         log_content=settings.log_content,
         request_timeout=settings.request_timeout,
         max_connections=settings.job_concurrency + 8,
+        coalesce=settings.stream_coalesce,
     )
     try:
         if test_input is not None:

@@ -4,6 +4,8 @@ An async generator, so one function serves streamed and non-streamed jobs: with
 `return_aggregate_stream` the SDK also returns everything yielded as the job's output.
 A job that fails yields `{"error": "<JSON text>"}`; the SDK marks it FAILED and passes the text on
 unchanged (it stringifies a dict with Python's repr, which clients could not parse).
+Streamed jobs go through `worker.coalesce`: whatever vLLM produced while the SDK posted the
+previous item goes out merged as the next one, so a slow network does not slow the stream.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import httpx
 
 from worker import completions
+from worker.coalesce import carries_output, coalesced, event_carries_output, merge_native, merge_sse
 from worker.job_errors import JobError
 from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, parse_job_input
 from worker.sse import DONE, SSEDecoder, encode
@@ -42,6 +45,7 @@ class JobStats:
     messages: int = 0
     input_chars: int = 0
     output_tokens: int = 0
+    items: int = 0  # yielded, i.e. job-stream POSTs the SDK makes
     first_token_s: float | None = None
     outcome: str = "ok"
     started: float = field(default_factory=time.perf_counter)
@@ -59,7 +63,7 @@ class JobStats:
         return (
             f"job {self.job_id} {self.outcome}: {self.kind} stream={str(self.stream).lower()} "
             f"messages={self.messages} input_chars={self.input_chars} output_tokens={self.output_tokens} "
-            f"ttft={ttft} total={elapsed_ms:.0f}ms"
+            f"items={self.items} ttft={ttft} total={elapsed_ms:.0f}ms"
         )
 
 
@@ -75,8 +79,10 @@ class ChatHandler:
         log_content: bool = False,
         request_timeout: float = 900.0,
         max_connections: int = 256,
+        coalesce: bool = True,
     ) -> None:
         self.base_url = base_url
+        self.coalesce = coalesce  # off: one item per vLLM event (the old behaviour, for comparison)
         self.model = served_model_name
         self.max_model_len = max_model_len
         self.log_content = log_content
@@ -113,7 +119,15 @@ class ChatHandler:
                 stream = self._stream_chat(request, stats)
             else:
                 stream = self._complete_chat(request, stats)
+            if request.stream and self.coalesce:
+                openai = isinstance(request, OpenAIRequest)
+                stream = coalesced(
+                    stream,
+                    merge_sse if openai else merge_native,
+                    event_carries_output if openai else carries_output,
+                )
             async for item in stream:
+                stats.items += 1
                 yield item
         except (asyncio.CancelledError, GeneratorExit):
             stats.outcome = "cancelled"

@@ -39,6 +39,9 @@ class WorkerSettings(BaseSettings):
     startup_timeout: float = Field(1800.0, gt=0, description="seconds to wait for vLLM to become healthy")
     request_timeout: float = Field(900.0, gt=0, description="seconds one request to vLLM may take")
     log_content: bool = Field(False, description="true to log message text (off by default for privacy)")
+    stream_coalesce: bool = Field(
+        True, description="true to merge what vLLM streams while the previous item is being sent (false: per token)"
+    )
 
     @field_validator("vllm_args")
     @classmethod
