@@ -229,6 +229,38 @@ async def test_cancelling_while_an_item_is_posted_aborts_vllm(handler: ChatHandl
     await wait_for_running(vllm_server, 0, within=15)
 
 
+THINKS = {"messages": HELLO, "max_tokens": 16, "seed": 11, "stop": "<|never|>"}
+
+
+async def test_a_model_that_thinks_forever_still_answers(handler: ChatHandler) -> None:
+    """The tiny model's random weights almost never write </think>: with thinking on, every token of a
+    small max_tokens goes to reasoning. vLLM's thinking_token_budget (set by the worker) ends the
+    thinking in time to leave room for an answer; without a budget the job says there is no answer."""
+    (unbounded,) = await run(handler, {**THINKS, "reasoning_budget": -1})
+    choice = unbounded["choices"][0]
+    assert choice["message"]["content"] is None
+    assert choice["message"]["reasoning_content"]
+    assert choice["finish_reason"] == "reasoning_length"
+
+    (bounded,) = await run(handler, THINKS)
+    choice = bounded["choices"][0]
+    assert choice["message"]["reasoning_content"]
+    assert choice["message"]["content"], "the budget must leave room for an answer"
+    assert bounded["usage"]["completion_tokens"] <= 16
+
+    streamed = await run(handler, {**THINKS, "stream": True})
+    assert "".join(c["delta"].get("content") or "" for item in streamed for c in item["choices"])
+    unanswered = await run(handler, {**THINKS, "stream": True, "reasoning_budget": -1})
+    finishes = [c["finish_reason"] for item in unanswered for c in item["choices"] if c["finish_reason"]]
+    assert finishes == ["reasoning_length"]
+
+
+async def test_openai_route_gets_the_reasoning_budget(handler: ChatHandler) -> None:
+    body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 16, "seed": 11, "stop": "<|never|>"}
+    (answer,) = await run(handler, {"openai_route": "/v1/chat/completions", "openai_input": body})
+    assert answer["choices"][0]["message"]["content"]
+
+
 async def test_openai_route_chat_and_models(handler: ChatHandler) -> None:
     body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 8}
     (answer,) = await run(handler, {"openai_route": "/v1/chat/completions", "openai_input": body})

@@ -21,6 +21,7 @@ from typing import Any
 
 from worker.engine import Engine, EngineFailed, EngineInfo
 from worker.handler import ChatHandler
+from worker.params import ReasoningPolicy
 from worker.settings import SettingsError, WorkerSettings, load_worker_settings
 
 log = logging.getLogger("notus.worker")
@@ -68,6 +69,7 @@ def main(argv: list[str]) -> int:
         request_timeout=settings.request_timeout,
         max_connections=settings.job_concurrency + 8,
         coalesce=settings.stream_coalesce,
+        reasoning=ReasoningPolicy(budget=settings.reasoning_budget, answer_tokens=settings.answer_tokens),
     )
     try:
         if test_input is not None:

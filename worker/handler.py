@@ -24,7 +24,7 @@ import httpx
 from worker import completions
 from worker.coalesce import carries_output, coalesced, event_carries_output, merge_native, merge_sse
 from worker.job_errors import JobError
-from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, parse_job_input
+from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, ReasoningPolicy, parse_job_input
 from worker.sse import DONE, SSEDecoder, encode
 
 log = logging.getLogger("notus.worker")
@@ -80,7 +80,9 @@ class ChatHandler:
         request_timeout: float = 900.0,
         max_connections: int = 256,
         coalesce: bool = True,
+        reasoning: ReasoningPolicy | None = None,
     ) -> None:
+        self.reasoning = reasoning or ReasoningPolicy()
         self.base_url = base_url
         self.coalesce = coalesce  # off: one item per vLLM event (the old behaviour, for comparison)
         self.model = served_model_name
@@ -105,7 +107,9 @@ class ChatHandler:
     async def handle(self, job: dict[str, Any]) -> AsyncIterator[Any]:
         stats = JobStats(job_id=str(job.get("id", "?")))
         try:
-            request = parse_job_input(job.get("input"), model=self.model, max_model_len=self.max_model_len)
+            request = parse_job_input(
+                job.get("input"), model=self.model, max_model_len=self.max_model_len, reasoning=self.reasoning
+            )
         except InvalidRequest as exc:
             stats.outcome = f"failed invalid_request param={exc.param}"
             stats.report()
@@ -153,6 +157,7 @@ class ChatHandler:
 
     async def _stream_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
         completion_id = completions.new_completion_id()
+        watch = completions.AnswerWatch()
         async with contextlib.aclosing(self._sse_payloads("/v1/chat/completions", request.body, stats)) as payloads:
             async for payload in payloads:
                 if isinstance(payload, dict):  # the job failed
@@ -165,6 +170,7 @@ class ChatHandler:
                     yield self._failed(stats, 500, payload.encode())
                     return
                 out = completions.chunk(event, completion_id=completion_id, model=self.model)
+                watch.see(out)
                 if stats.first_token_s is None and out["choices"] and out["choices"][0]["delta"].keys() - {"role"}:
                     stats.first_token_s = time.perf_counter() - stats.started
                 if "usage" in out:

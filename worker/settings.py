@@ -39,6 +39,10 @@ class WorkerSettings(BaseSettings):
     startup_timeout: float = Field(1800.0, gt=0, description="seconds to wait for vLLM to become healthy")
     request_timeout: float = Field(900.0, gt=0, description="seconds one request to vLLM may take")
     log_content: bool = Field(False, description="true to log message text (off by default for privacy)")
+    reasoning_budget: int | None = Field(
+        None, ge=-1, description="-1 (no budget) or the most thinking tokens per job (default: all but the answer's)"
+    )
+    answer_tokens: int = Field(512, ge=0, description="tokens of max_tokens kept for the answer (at most half)")
     stream_coalesce: bool = Field(
         True, description="true to merge what vLLM streams while the previous item is being sent (false: per token)"
     )
