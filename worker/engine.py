@@ -57,6 +57,8 @@ def vllm_command(settings: WorkerSettings, port: int) -> list[str]:
         command += ["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser]
     if settings.trust_remote_code:
         command.append("--trust-remote-code")
+    if settings.async_scheduling:  # overlaps scheduling with the forward pass (the CPU build turns it off itself)
+        command.append("--async-scheduling")
     return command + settings.extra_vllm_args
 
 

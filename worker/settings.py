@@ -39,6 +39,9 @@ class WorkerSettings(BaseSettings):
     startup_timeout: float = Field(1800.0, gt=0, description="seconds to wait for vLLM to become healthy")
     request_timeout: float = Field(900.0, gt=0, description="seconds one request to vLLM may take")
     log_content: bool = Field(False, description="true to log message text (off by default for privacy)")
+    async_scheduling: bool = Field(
+        True, description="true to pass vLLM --async-scheduling (NVIDIA's recipe; vLLM >= 0.11 has the flag)"
+    )
     reasoning_budget: int | None = Field(
         None, ge=-1, description="-1 (no budget) or the most thinking tokens per job (default: all but the answer's)"
     )
