@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import print_table
 from notus_cli.model.tiny import write_tiny_model
-from notus_cli.runpod.serverless import ServerlessClient
+from notus_cli.runpod.serverless import ServerlessClient, sse_objects
 from notus_cli.serve.stack import LocalStack, StackConfig
 from tests.support.vllm import MAX_MODEL_LEN, SERVED_NAME, start_vllm
 from worker.params import parse_job_input
-from worker.sse import DONE, SSEDecoder
 
 MESSAGES = [{"role": "user", "content": "What does the Bible say about wisdom?"}]
 
@@ -78,20 +77,18 @@ def has_text(chunk: dict[str, Any]) -> bool:
     return False
 
 
-async def sse_sample(response: httpx.Response, started: float) -> Sample:
+async def tally(chunks: AsyncIterator[Any], started: float) -> Sample:
+    """Time one stream of chat.completion.chunk objects, whichever path brought them."""
     first = last = None
     tokens = 0
-    decoder = SSEDecoder()
-    async for data in response.aiter_bytes():
-        for payload in decoder.feed(data):
-            if payload == DONE:
-                continue
-            chunk = json.loads(payload)
-            if has_text(chunk):
-                last = time.perf_counter()
-                first = first or last
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
+    async for chunk in chunks:
+        if not isinstance(chunk, dict):
+            continue
+        if has_text(chunk):
+            last = time.perf_counter()
+            first = first or last
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
     return sample(started, first, last, tokens)
 
 
@@ -99,37 +96,18 @@ async def direct(http: httpx.AsyncClient, tokens: int) -> Sample:
     body = parse_job_input({**job_input(tokens), "stream": True}, model=SERVED_NAME, max_model_len=MAX_MODEL_LEN).body
     started = time.perf_counter()
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-        return await sse_sample(response, started)
+        return await tally(sse_objects(response), started)
 
 
 async def via_stream(client: ServerlessClient, tokens: int) -> Sample:
     started = time.perf_counter()
     job = await client.run({**job_input(tokens), "stream": True})
-    first = last = None
-    count = 0
-    async for item in client.stream(job.id):
-        if not isinstance(item, dict):
-            continue
-        if has_text(item):
-            last = time.perf_counter()
-            first = first or last
-        if item.get("usage"):
-            count = item["usage"]["completion_tokens"]
-    return sample(started, first, last, count)
+    return await tally(client.stream(job.id), started)
 
 
 async def via_openai(client: ServerlessClient, tokens: int) -> Sample:
     body = {"model": SERVED_NAME, **job_input(tokens), "stream_options": {"include_usage": True}}
-    started = time.perf_counter()
-    first = last = None
-    count = 0
-    async for chunk in client.chat_stream(body):
-        if has_text(chunk):
-            last = time.perf_counter()
-            first = first or last
-        if chunk.get("usage"):
-            count = chunk["usage"]["completion_tokens"]
-    return sample(started, first, last, count)
+    return await tally(client.chat_stream(body), time.perf_counter())
 
 
 async def level(send: Any, concurrency: int, waves: int) -> tuple[float, float, float]:
