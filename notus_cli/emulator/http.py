@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from notus_cli.emulator.jobs import BadRequest
@@ -26,11 +26,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(int(declared), limit, request)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit, request)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit, request)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the sender gave up (a cancelled job's report): nobody to answer
+        raise BadRequest("the client went away before its request body arrived", status=499) from None
     return b"".join(chunks)
 
 

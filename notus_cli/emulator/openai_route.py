@@ -111,7 +111,9 @@ async def _relay(emulator: Emulator, endpoint: Endpoint, job: Job) -> AsyncItera
             yield encode(DONE)
     finally:
         endpoint.in_flight.leave("openai")
-        if not job.state.final:  # the client hung up mid-stream
+        # The client hung up mid-stream. Not after [DONE]: a client may close then, before the
+        # worker's job-done (a round trip later) has arrived, and the job did end.
+        if not job.state.final and not done_sent:
             endpoint.cancel(job)
 
 
