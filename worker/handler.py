@@ -144,6 +144,8 @@ class ChatHandler:
 
     async def _complete_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
         response = await self.http.post("/v1/chat/completions", json=request.body)
+        if budget_refused(request.body, response.status_code, response.content):
+            response = await self.http.post("/v1/chat/completions", json=without_budget(request.body))
         if response.status_code >= 400:
             yield self._failed(stats, response.status_code, response.content)
             return
@@ -190,6 +192,8 @@ class ChatHandler:
             return
         if not request.stream:
             response = await self.http.post(request.route, json=request.body)
+            if budget_refused(request.body, response.status_code, response.content):
+                response = await self.http.post(request.route, json=without_budget(request.body))
             if response.status_code >= 400:
                 yield self._failed(stats, response.status_code, response.content)
                 return
@@ -215,12 +219,18 @@ class ChatHandler:
             _abort_when_stopped(response, stats),
         ):
             if response.status_code >= 400:
-                yield self._failed(stats, response.status_code, await response.aread())
+                content = await response.aread()
+                if not budget_refused(body, response.status_code, content):
+                    yield self._failed(stats, response.status_code, content)
+                    return
+            else:
+                decoder = SSEDecoder()
+                async for data in response.aiter_bytes():
+                    for payload in decoder.feed(data):
+                        yield payload
                 return
-            decoder = SSEDecoder()
-            async for data in response.aiter_bytes():
-                for payload in decoder.feed(data):
-                    yield payload
+        async for retried in self._sse_payloads(route, without_budget(body), stats):
+            yield retried
 
     def _failed(self, stats: JobStats, status: int, body: bytes) -> dict[str, str]:
         error = completions.upstream_error(status, body)
@@ -236,6 +246,17 @@ class ChatHandler:
         stats.input_chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else 0 for m in messages)
         if self.log_content:
             log.info("job %s input: %s", stats.job_id, json.dumps(messages, ensure_ascii=False))
+
+
+def budget_refused(body: dict[str, Any] | None, status: int, content: bytes) -> bool:
+    """vLLM refused the thinking budget we added (a vLLM without it, or no reasoning parser):
+    the request is sent again without it rather than failing the job."""
+    asked = body is not None and "thinking_token_budget" in body
+    return asked and status == 400 and b"thinking_token_budget" in content
+
+
+def without_budget(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "thinking_token_budget"}
 
 
 _closing: set[asyncio.Future[None]] = set()
