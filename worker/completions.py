@@ -13,7 +13,7 @@ from typing import Any
 
 from worker.job_errors import JobError
 
-# finish_reason of a choice that hit max_tokens before writing any answer (all of it was reasoning).
+# finish_reason of a choice that hit max_tokens while still reasoning, before writing any answer.
 NO_ANSWER = "reasoning_length"
 
 
@@ -36,23 +36,26 @@ def completion(raw: dict[str, Any], *, completion_id: str, model: str) -> dict[s
 def _choice(raw: dict[str, Any]) -> dict[str, Any]:
     message = _message(raw.get("message") or {})
     finish = raw.get("finish_reason")
-    if finish == "length" and not message["content"] and not message.get("tool_calls"):
+    if finish == "length" and message["reasoning_content"] and not message["content"] and not message.get("tool_calls"):
         finish = NO_ANSWER
     return {"index": raw.get("index", 0), "message": message, "finish_reason": finish}
 
 
 class AnswerWatch:
-    """Across a stream's chunks: a choice that ends by length with no content gets NO_ANSWER."""
+    """Across a stream's chunks: a choice that thought, then ended by length with no content, gets NO_ANSWER."""
 
     def __init__(self) -> None:
         self._answered: set[int] = set()
+        self._thought: set[int] = set()
 
     def see(self, chunk: dict[str, Any]) -> None:
         for choice in chunk["choices"]:
-            delta = choice["delta"]
+            delta, index = choice["delta"], choice["index"]
             if delta.get("content") or delta.get("tool_calls"):
-                self._answered.add(choice["index"])
-            if choice["finish_reason"] == "length" and choice["index"] not in self._answered:
+                self._answered.add(index)
+            if delta.get("reasoning_content"):
+                self._thought.add(index)
+            if choice["finish_reason"] == "length" and index in self._thought and index not in self._answered:
                 choice["finish_reason"] = NO_ANSWER
 
 
