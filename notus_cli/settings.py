@@ -56,6 +56,12 @@ class ServeSettings(BaseModel):
     )
     vllm_url: str | None = Field(None, description="an already running vLLM to use instead of starting one")
     rate_limit: float = Field(1.0, ge=0, description="a multiple of RunPod's rate limits; 0 turns them off")
+    worker_api_rtt_ms: float = Field(
+        0.0, ge=0, le=10_000, description="emulated round trip of the worker-facing API, in ms (0 to 10000)"
+    )
+    public_api_rtt_ms: float = Field(
+        0.0, ge=0, le=10_000, description="emulated round trip of the public API, in ms (0 to 10000)"
+    )
     log_dir: str = Field(".notus/serve", description="where vLLM's and the workers' logs go")
     startup_timeout: float = Field(900.0, gt=0, description="seconds to wait for vLLM and the workers")
 

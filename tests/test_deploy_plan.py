@@ -24,7 +24,7 @@ def test_80gb_and_larger_cards_fit_with_concurrency_from_the_fit(gpu: str) -> No
     plan = plan_deploy(request(gpu), endpoints=[], templates=[])
     ((_pool, fit),) = plan.fits
     assert fit.verdict == "fits"
-    assert plan.max_num_seqs == min(256, fit.max_sequences) >= 8
+    assert plan.max_num_seqs == min(1024, fit.max_sequences) >= 8
     env = {var.key: var.value for var in plan.template.env}
     assert env["NOTUS_MAX_NUM_SEQS"] == str(plan.max_num_seqs)
     assert env["NOTUS_MAX_MODEL_LEN"] == "32768"

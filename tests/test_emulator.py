@@ -11,12 +11,13 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from notus_cli.emulator import Endpoint
+from notus_cli.emulator import EmulatorConfig, Endpoint
 from tests.support.common import wait_for
 from tests.support.emulator import Harness
 
@@ -328,3 +329,68 @@ def test_a_full_queue_answers_429(emulator: Harness, idle: Endpoint) -> None:
         assert refused.status_code == 429
         assert "queue" in refused.json()["error"]
         client.post("/purge-queue")
+
+
+def test_emulated_round_trips_delay_every_worker_and_public_request(tmp_path: Path) -> None:
+    """With worker_api_rtt_ms each job-stream POST of the SDK costs a round trip, which it awaits before
+    taking the next item: five items take five round trips of execution time (RunPod's cloud is what
+    this emulates; the SDK and its HTTP are real)."""
+    config = EmulatorConfig(sweep_interval=0.1, worker_api_rtt_ms=150, public_api_rtt_ms=100)
+    harness = Harness.start(tmp_path, config)
+    try:
+        endpoint, _pool = harness.endpoint(workers=1)
+        with harness.http(endpoint.id) as client:
+            started = time.monotonic()
+            assert client.get("/health").status_code == 200
+            health_s = time.monotonic() - started
+            body = client.post("/runsync", json={"input": {"echo": "x", "items": 5}}).json()
+        assert body["status"] == "COMPLETED"
+        assert [item["index"] for item in body["output"]] == list(range(5))
+        assert 0.1 <= health_s < 1.0
+        # five stream POSTs and the job-done one, each a 150 ms round trip
+        assert body["executionTime"] >= 5 * 150
+    finally:
+        harness.close()
+
+
+def test_concurrency_caps_answer_429_and_free_their_slot(tmp_path: Path) -> None:
+    """RunPod caps requests in flight per operation (400 /stream, 20 /cancel, ...); a cap of 2 here
+    shows the rule: the third open /stream poll is refused with 429, and a slot frees when a poll ends."""
+    config = EmulatorConfig(sweep_interval=0.1, stream_hold=1.5, concurrency_limits={"stream": 2})
+    harness = Harness.start(tmp_path, config)
+    try:
+        endpoint, _pool = harness.endpoint(workers=0)
+        with harness.http(endpoint.id) as client:
+            job_id = client.post("/run", json={"input": {}}).json()["id"]
+        results: list[int] = []
+
+        def poll() -> None:
+            with harness.http(endpoint.id) as own:
+                results.append(own.get(f"/stream/{job_id}").status_code)
+
+        holders = [threading.Thread(target=poll) for _ in range(2)]
+        for thread in holders:
+            thread.start()
+        wait_for(lambda: harness.emulator.call(lambda: endpoint.in_flight.in_flight["stream"]) == 2, 10)
+        with harness.http(endpoint.id) as client:
+            refused = client.get(f"/stream/{job_id}")
+            for thread in holders:
+                thread.join()
+            again = client.get(f"/stream/{job_id}")
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "1"
+        assert "2 at once" in refused.json()["error"]
+        assert results == [200, 200]
+        assert again.status_code == 200
+    finally:
+        harness.close()
+
+
+def test_default_caps_are_runpods() -> None:
+    """The published table (runpod/docs serverless/endpoints/send-requests.mdx), and scaling keeps its shape."""
+    caps = EmulatorConfig().concurrency_limits
+    assert (caps["stream"], caps["runsync"], caps["status"], caps["openai"], caps["run"], caps["cancel"]) == (
+        400, 400, 400, 400, 200, 20,
+    )  # fmt: skip
+    assert EmulatorConfig().scaled_rate_limits(0).concurrency_limits == {}
+    assert EmulatorConfig().scaled_rate_limits(0.5).concurrency_limits["cancel"] == 10

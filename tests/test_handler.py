@@ -170,6 +170,97 @@ async def test_cancelling_a_job_frees_its_vllm_slot(
     await wait_for_running(vllm_server, 0, within=15)
 
 
+async def run_posting(handler: ChatHandler, job_input: Any, post_s: float) -> list[Any]:
+    """Consume as the runpod SDK does: each item is posted (here: `post_s` of sleep) before the next is asked for."""
+    items = []
+    async for item in handler.handle({"id": "job-post", "input": job_input}):
+        items.append(item)
+        await asyncio.sleep(post_s)
+    return items
+
+
+async def test_a_slow_stream_post_merges_chunks_without_losing_any(handler: ChatHandler) -> None:
+    """With 80 ms per POST the job goes out in far fewer items than tokens, and the merged chunks
+    say exactly what the unmerged stream says (same seed, coalescing off)."""
+    job = {"messages": HELLO, "max_tokens": 48, "seed": 8, "stream": True, "ignore_eos": True, "stop": "<|never|>"}
+    merged = await run_posting(handler, job, 0.08)
+    plain = ChatHandler(
+        base_url=handler.base_url, served_model_name=SERVED_NAME, max_model_len=MAX_MODEL_LEN, coalesce=False
+    )
+    try:
+        per_token = await run(plain, job)
+    finally:
+        await plain.aclose()
+    assert len(per_token) >= 24  # vLLM sends an event per decoded piece: not quite one per token
+    assert len(merged) < len(per_token) / 2
+    assert all(item["object"] == "chat.completion.chunk" and item["id"] == merged[0]["id"] for item in merged)
+
+    def text(items: list[Any], key: str) -> str:
+        return "".join(c["delta"].get(key) or "" for item in items for c in item["choices"])
+
+    assert text(merged, "content") == text(per_token, "content")
+    assert text(merged, "reasoning_content") == text(per_token, "reasoning_content")
+    assert merged[-1]["usage"] == per_token[-1]["usage"]
+    assert all("usage" not in item for item in merged[:-1])
+    assert merged[-1]["choices"][0]["finish_reason"] == "length"
+
+
+async def test_openai_route_merges_whole_sse_events(handler: ChatHandler) -> None:
+    body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 32, "stream": True, "ignore_eos": True}
+    items = await run_posting(handler, {"openai_route": "/v1/chat/completions", "openai_input": body}, 0.08)
+    text = "".join(items)
+    events = [event for event in text.split("\n\n") if event]
+    assert len(items) < len(events)
+    assert all(event.startswith("data: ") for event in events)
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(event[len("data: ") :]) for event in events[:-1]]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+
+
+async def test_cancelling_while_an_item_is_posted_aborts_vllm(handler: ChatHandler, vllm_server: VllmServer) -> None:
+    """The SDK cancels the job task while it awaits a stream POST, the generator parked at `yield`."""
+    await wait_for_running(vllm_server, 0)
+    job = {"messages": HELLO, "max_tokens": 4000, "ignore_eos": True, "stop": "<|never|>", "stream": True}
+    task = asyncio.create_task(run_posting(handler, job, 60.0))
+    await wait_for_running(vllm_server, 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_for_running(vllm_server, 0, within=15)
+
+
+THINKS = {"messages": HELLO, "max_tokens": 16, "seed": 11, "stop": "<|never|>"}
+
+
+async def test_a_model_that_thinks_forever_still_answers(handler: ChatHandler) -> None:
+    """The tiny model's random weights almost never write </think>: with thinking on, every token of a
+    small max_tokens goes to reasoning. vLLM's thinking_token_budget (set by the worker) ends the
+    thinking in time to leave room for an answer; without a budget the job says there is no answer."""
+    (unbounded,) = await run(handler, {**THINKS, "reasoning_budget": -1})
+    choice = unbounded["choices"][0]
+    assert choice["message"]["content"] is None
+    assert choice["message"]["reasoning_content"]
+    assert choice["finish_reason"] == "reasoning_length"
+
+    (bounded,) = await run(handler, THINKS)
+    choice = bounded["choices"][0]
+    assert choice["message"]["reasoning_content"]
+    assert choice["message"]["content"], "the budget must leave room for an answer"
+    assert bounded["usage"]["completion_tokens"] <= 16
+
+    streamed = await run(handler, {**THINKS, "stream": True})
+    assert "".join(c["delta"].get("content") or "" for item in streamed for c in item["choices"])
+    unanswered = await run(handler, {**THINKS, "stream": True, "reasoning_budget": -1})
+    finishes = [c["finish_reason"] for item in unanswered for c in item["choices"] if c["finish_reason"]]
+    assert finishes == ["reasoning_length"]
+
+
+async def test_openai_route_gets_the_reasoning_budget(handler: ChatHandler) -> None:
+    body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 16, "seed": 11, "stop": "<|never|>"}
+    (answer,) = await run(handler, {"openai_route": "/v1/chat/completions", "openai_input": body})
+    assert answer["choices"][0]["message"]["content"]
+
+
 async def test_openai_route_chat_and_models(handler: ChatHandler) -> None:
     body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 8}
     (answer,) = await run(handler, {"openai_route": "/v1/chat/completions", "openai_input": body})
@@ -182,9 +273,11 @@ async def test_openai_route_chat_and_models(handler: ChatHandler) -> None:
 async def test_openai_route_streams_whole_sse_events(handler: ChatHandler) -> None:
     body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 8, "stream": True}
     items = await run(handler, {"openai_route": "/v1/chat/completions", "openai_input": body})
+    # each item is one or more whole events (several when they arrived while the last was posted)
     assert all(isinstance(item, str) and item.startswith("data: ") and item.endswith("\n\n") for item in items)
-    assert items[-1] == "data: [DONE]\n\n"
-    chunks = [json.loads(item[len("data: ") :]) for item in items[:-1]]
+    events = "".join(items).split("\n\n")[:-1]
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(event[len("data: ") :]) for event in events[:-1]]
     assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
 
 

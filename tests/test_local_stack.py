@@ -104,6 +104,31 @@ def test_openai_sdk_works_unmodified_through_the_openai_route(local_stack: Local
 
 
 @pytest.mark.anyio
+async def test_a_slow_worker_network_costs_round_trips_not_tokens(local_stack: LocalStack) -> None:
+    """At an emulated 60 ms worker-API round trip, per-token items would take 200 x 60 ms = 12 s for
+    a 200-token answer; coalesced, the job needs a few dozen job-stream POSTs and a fraction of that,
+    and the client still gets every token (the real SDK posts; RunPod's network is what is emulated)."""
+    emulator = local_stack.emulator
+    normal = emulator.config
+    emulator.call(lambda: setattr(emulator, "config", dataclasses.replace(normal, worker_api_rtt_ms=60)))
+    request = {**LONG, "max_tokens": 200, "min_tokens": 200, "chat_template_kwargs": {"enable_thinking": False}}
+    try:
+        async with client(local_stack) as runpod_client:
+            started = time.monotonic()
+            job = await runpod_client.run(request)
+            items = [item async for item in runpod_client.stream(job.id)]
+            elapsed = time.monotonic() - started
+    finally:
+        emulator.call(lambda: setattr(emulator, "config", normal))
+    posts = emulator.call(lambda: len(local_stack.endpoint.jobs[job.id].stream))
+    assert posts == len(items)
+    assert items[-1]["usage"]["completion_tokens"] == 200
+    assert all("usage" not in item for item in items[:-1])
+    assert posts < 200 / 3
+    assert elapsed < 0.5 * 200 * 0.060
+
+
+@pytest.mark.anyio
 async def test_streamed_chunks_arrive_incrementally(local_stack: LocalStack, record_property: Any) -> None:
     """Arrival times of the chunks of a 200-token answer, through /stream and through the OpenAI route's SSE.
 
@@ -129,7 +154,7 @@ async def test_streamed_chunks_arrive_incrementally(local_stack: LocalStack, rec
         record_property(f"{name}_spread_s", round(spread, 2))
         record_property(f"{name}_elapsed_s", round(elapsed, 2))
         record_property(f"{name}_median_gap_ms", round(statistics.median(gaps) * 1000, 1))
-        assert len(times) >= 100, name
+        assert len(times) >= 20, name  # fewer items than tokens: the worker merges what came during a POST
         assert spread > 0.5 * elapsed, f"{name}: chunks arrived within {spread:.2f} s of a {elapsed:.2f} s answer"
         assert middle > 0.2 * spread, f"{name}: half the chunks arrived within {middle:.2f} s"
 

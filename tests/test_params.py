@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from worker.params import SAMPLING_PARAMS, ChatRequest, InvalidRequest, OpenAIRequest, check_param, parse_job_input
+from worker.params import (
+    SAMPLING_PARAMS,
+    ChatRequest,
+    InvalidRequest,
+    OpenAIRequest,
+    ReasoningPolicy,
+    check_param,
+    parse_job_input,
+)
 
 MODEL = "served-name"
 HELLO = [{"role": "user", "content": "hello"}]
@@ -29,6 +37,7 @@ def test_defaults_applied_to_a_bare_request() -> None:
         "stop": ["</s>"],
         "presence_penalty": 0.0,
         "frequency_penalty": 0.0,
+        "thinking_token_budget": 2048 - 512,  # thinking is on: room is kept for the answer
     }
     assert request.stream is False
 
@@ -155,3 +164,36 @@ def test_every_parameter_has_a_default_that_it_accepts() -> None:
     for name, spec in SAMPLING_PARAMS.items():
         if spec.default is not None:
             assert check_param(name, spec.default) == spec.default
+
+
+def test_reasoning_budget_keeps_room_for_the_answer() -> None:
+    def budget(job: dict[str, Any], policy: ReasoningPolicy | None = None) -> Any:
+        request = parse_job_input({"messages": HELLO, **job}, model=MODEL, max_model_len=4096, reasoning=policy)
+        return request.body.get("thinking_token_budget")
+
+    assert budget({"max_tokens": 16}) == 8  # at most half goes to the answer reserve
+    assert budget({"max_tokens": 4000}) == 4000 - 512
+    assert budget({"max_tokens": 4000, "reasoning_budget": 100}) == 100
+    assert budget({"max_tokens": 100, "reasoning_budget": 1000}) == 50, "a job cannot take the answer's room"
+    assert budget({"max_tokens": 100, "reasoning_budget": -1}) is None
+    assert budget({"max_tokens": 100, "chat_template_kwargs": {"enable_thinking": False}}) is None
+    assert budget({"max_tokens": 4000}, ReasoningPolicy(budget=256)) == 256
+    assert budget({"max_tokens": 4000}, ReasoningPolicy(budget=-1)) is None
+    assert budget({"max_tokens": 64}, ReasoningPolicy(answer_tokens=0)) == 64
+    with pytest.raises(InvalidRequest) as refused:
+        parse({"messages": HELLO, "reasoning_budget": -2})
+    assert refused.value.param == "reasoning_budget"
+    assert "-1 (no budget) or an integer of at least 0" in refused.value.message
+
+
+def test_openai_route_gets_the_budget_unless_it_set_one() -> None:
+    route = "/v1/chat/completions"
+    given = parse({"openai_route": route, "openai_input": {"messages": HELLO, "max_tokens": 16}})
+    assert given.body is not None
+    assert given.body["thinking_token_budget"] == 8
+    own = parse({"openai_route": route, "openai_input": {"messages": HELLO, "thinking_token_budget": 3}})
+    assert own.body is not None
+    assert own.body["thinking_token_budget"] == 3
+    unbounded = parse({"openai_route": route, "openai_input": {"messages": HELLO}})
+    assert unbounded.body is not None
+    assert "thinking_token_budget" not in unbounded.body

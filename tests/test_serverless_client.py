@@ -21,7 +21,7 @@ from notus_cli.errors import (
     RunPodQueryError,
     RunPodRateLimited,
 )
-from notus_cli.runpod.serverless import RetryPolicy, ServerlessClient
+from notus_cli.runpod.serverless import RetryPolicy, ServerlessClient, StreamPacer
 from tests.support.emulator import Harness
 from worker.job_errors import JobError, parse_job_error
 
@@ -133,6 +133,49 @@ async def test_rate_limits_are_retried_with_backoff(tmp_path: Any) -> None:
         harness.close()
     assert statuses == ["IN_QUEUE"] * 4
     assert elapsed >= 0.5, "the client waited for the window (Retry-After) instead of failing"
+
+
+async def test_stream_polls_stay_within_the_pace_and_the_concurrency_cap() -> None:
+    """RunPod allows 2,000 /stream per 10 s and 400 at once per endpoint; the pacer, scaled down to
+    40 per second and 3 at once here, keeps any number of followers inside it."""
+    pacer = StreamPacer(per_second=40, concurrent=3)
+    in_flight, most, started = 0, 0, time.monotonic()
+
+    async def poll() -> None:
+        nonlocal in_flight, most
+        async with pacer.slot():
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.05)
+            in_flight -= 1
+
+    await asyncio.gather(*(poll() for _ in range(30)))
+    elapsed = time.monotonic() - started
+    assert elapsed >= 29 / 40 - 0.02
+    assert most <= 3
+    assert StreamPacer().per_second * 10 <= 2000
+    assert StreamPacer().concurrent <= 400
+
+
+async def test_streams_over_the_concurrency_cap_back_off_and_finish(tmp_path: Any) -> None:
+    """With the emulator's /stream cap at 1, two streams followed at once see HTTP 429 and back off;
+    both still get every item."""
+    config = EmulatorConfig(sweep_interval=0.1, concurrency_limits={"stream": 1})
+    harness = Harness.start(tmp_path, config)
+    try:
+        endpoint, _pool = harness.endpoint(workers=1)
+        patient = RetryPolicy(attempts=30, base=0.05, cap=0.3)
+        async with client_for(harness, endpoint.id, retry=patient) as client:
+            jobs = [await client.run({"echo": n, "items": 4, "delay": 0.1}) for n in range(2)]
+
+            async def follow(job_id: str) -> list[Any]:
+                return [item async for item in client.stream(job_id)]
+
+            results = await asyncio.gather(*(follow(job.id) for job in jobs))
+    finally:
+        harness.close()
+    assert [[item["echo"] for item in items] for items in results] == [[0] * 4, [1] * 4]
+    assert [[item["index"] for item in items] for items in results] == [list(range(4))] * 2
 
 
 class Scripted(http.server.BaseHTTPRequestHandler):

@@ -67,6 +67,8 @@ def test_vllm_command_line_carries_every_setting() -> None:
     assert pairs["--reasoning-parser"] == "nemotron_v3"
     assert pairs["--tool-call-parser"] == "qwen3_coder"
     assert "--enable-auto-tool-choice" in command
+    assert "--async-scheduling" in command
+    assert "--async-scheduling" not in vllm_command(WorkerSettings(async_scheduling=False), 1)
     assert command[-4:] == ["--mamba-ssm-cache-dtype", "float16", "--kv-cache-dtype", "fp8"]
     assert settings.job_concurrency == 12
 

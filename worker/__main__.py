@@ -22,6 +22,7 @@ from typing import Any
 from worker.engine import Engine, EngineFailed, EngineInfo
 from worker.handler import ChatHandler
 from worker.model_cache import CachedModelMissing, resolve_weights
+from worker.params import ReasoningPolicy
 from worker.settings import SettingsError, WorkerSettings, load_worker_settings
 
 log = logging.getLogger("notus.worker")
@@ -76,6 +77,8 @@ def main(argv: list[str]) -> int:
         request_timeout=settings.request_timeout,
         max_connections=settings.job_concurrency + 8,
         startup=engine.phases.as_dict() if engine.process is not None else None,
+        coalesce=settings.stream_coalesce,
+        reasoning=ReasoningPolicy(budget=settings.reasoning_budget, answer_tokens=settings.answer_tokens),
     )
     try:
         if test_input is not None:

@@ -13,6 +13,9 @@ from typing import Any
 
 from worker.job_errors import JobError
 
+# finish_reason of a choice that hit max_tokens while still reasoning, before writing any answer.
+NO_ANSWER = "reasoning_length"
+
 
 def new_completion_id() -> str:
     return f"notus-{uuid.uuid4().hex}"
@@ -25,16 +28,35 @@ def completion(raw: dict[str, Any], *, completion_id: str, model: str) -> dict[s
         "object": "chat.completion",
         "created": raw.get("created", 0),
         "model": model,
-        "choices": [
-            {
-                "index": choice.get("index", 0),
-                "message": _message(choice.get("message") or {}),
-                "finish_reason": choice.get("finish_reason"),
-            }
-            for choice in raw.get("choices", [])
-        ],
+        "choices": [_choice(choice) for choice in raw.get("choices", [])],
         "usage": usage(raw.get("usage")),
     }
+
+
+def _choice(raw: dict[str, Any]) -> dict[str, Any]:
+    message = _message(raw.get("message") or {})
+    finish = raw.get("finish_reason")
+    if finish == "length" and message["reasoning_content"] and not message["content"] and not message.get("tool_calls"):
+        finish = NO_ANSWER
+    return {"index": raw.get("index", 0), "message": message, "finish_reason": finish}
+
+
+class AnswerWatch:
+    """Across a stream's chunks: a choice that thought, then ended by length with no content, gets NO_ANSWER."""
+
+    def __init__(self) -> None:
+        self._answered: set[int] = set()
+        self._thought: set[int] = set()
+
+    def see(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk["choices"]:
+            delta, index = choice["delta"], choice["index"]
+            if delta.get("content") or delta.get("tool_calls"):
+                self._answered.add(index)
+            if delta.get("reasoning_content"):
+                self._thought.add(index)
+            if choice["finish_reason"] == "length" and index in self._thought and index not in self._answered:
+                choice["finish_reason"] = NO_ANSWER
 
 
 def chunk(raw: dict[str, Any], *, completion_id: str, model: str) -> dict[str, Any]:

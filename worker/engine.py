@@ -62,6 +62,8 @@ def vllm_command(settings: WorkerSettings, port: int) -> list[str]:
     command += ["--load-format", settings.load_format]
     if settings.safetensors_load_strategy:
         command += ["--safetensors-load-strategy", settings.safetensors_load_strategy]
+    if settings.async_scheduling:  # overlaps scheduling with the forward pass (the CPU build turns it off itself)
+        command.append("--async-scheduling")
     return command + settings.extra_vllm_args
 
 

@@ -4,6 +4,8 @@ An async generator, so one function serves streamed and non-streamed jobs: with
 `return_aggregate_stream` the SDK also returns everything yielded as the job's output.
 A job that fails yields `{"error": "<JSON text>"}`; the SDK marks it FAILED and passes the text on
 unchanged (it stringifies a dict with Python's repr, which clients could not parse).
+Streamed jobs go through `worker.coalesce`: whatever vLLM produced while the SDK posted the
+previous item goes out merged as the next one, so a slow network does not slow the stream.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 import httpx
 
 from worker import completions
+from worker.coalesce import carries_output, coalesced, event_carries_output, merge_native, merge_sse
 from worker.job_errors import JobError
-from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, parse_job_input
+from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, ReasoningPolicy, parse_job_input
 from worker.sse import DONE, SSEDecoder, encode
 from worker.startup import STARTUP_QUERY
 
@@ -43,6 +46,7 @@ class JobStats:
     messages: int = 0
     input_chars: int = 0
     output_tokens: int = 0
+    items: int = 0  # yielded, i.e. job-stream POSTs the SDK makes
     first_token_s: float | None = None
     outcome: str = "ok"
     started: float = field(default_factory=time.perf_counter)
@@ -60,7 +64,7 @@ class JobStats:
         return (
             f"job {self.job_id} {self.outcome}: {self.kind} stream={str(self.stream).lower()} "
             f"messages={self.messages} input_chars={self.input_chars} output_tokens={self.output_tokens} "
-            f"ttft={ttft} total={elapsed_ms:.0f}ms"
+            f"items={self.items} ttft={ttft} total={elapsed_ms:.0f}ms"
         )
 
 
@@ -77,9 +81,13 @@ class ChatHandler:
         request_timeout: float = 900.0,
         max_connections: int = 256,
         startup: Mapping[str, float | None] | None = None,
+        coalesce: bool = True,
+        reasoning: ReasoningPolicy | None = None,
     ) -> None:
+        self.reasoning = reasoning or ReasoningPolicy()
         self.base_url = base_url
         self.startup = dict(startup or {})  # vLLM's start-up phases, answered to STARTUP_QUERY
+        self.coalesce = coalesce  # off: one item per vLLM event (the old behaviour, for comparison)
         self.model = served_model_name
         self.max_model_len = max_model_len
         self.log_content = log_content
@@ -107,7 +115,9 @@ class ChatHandler:
             yield {"startup": self.startup}
             return
         try:
-            request = parse_job_input(job.get("input"), model=self.model, max_model_len=self.max_model_len)
+            request = parse_job_input(
+                job.get("input"), model=self.model, max_model_len=self.max_model_len, reasoning=self.reasoning
+            )
         except InvalidRequest as exc:
             stats.outcome = f"failed invalid_request param={exc.param}"
             stats.report()
@@ -121,7 +131,15 @@ class ChatHandler:
                 stream = self._stream_chat(request, stats)
             else:
                 stream = self._complete_chat(request, stats)
+            if request.stream and self.coalesce:
+                openai = isinstance(request, OpenAIRequest)
+                stream = coalesced(
+                    stream,
+                    merge_sse if openai else merge_native,
+                    event_carries_output if openai else carries_output,
+                )
             async for item in stream:
+                stats.items += 1
                 yield item
         except (asyncio.CancelledError, GeneratorExit):
             stats.outcome = "cancelled"
@@ -134,6 +152,8 @@ class ChatHandler:
 
     async def _complete_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
         response = await self.http.post("/v1/chat/completions", json=request.body)
+        if budget_refused(request.body, response.status_code, response.content):
+            response = await self.http.post("/v1/chat/completions", json=without_budget(request.body))
         if response.status_code >= 400:
             yield self._failed(stats, response.status_code, response.content)
             return
@@ -147,6 +167,7 @@ class ChatHandler:
 
     async def _stream_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
         completion_id = completions.new_completion_id()
+        watch = completions.AnswerWatch()
         async with contextlib.aclosing(self._sse_payloads("/v1/chat/completions", request.body, stats)) as payloads:
             async for payload in payloads:
                 if isinstance(payload, dict):  # the job failed
@@ -159,6 +180,7 @@ class ChatHandler:
                     yield self._failed(stats, 500, payload.encode())
                     return
                 out = completions.chunk(event, completion_id=completion_id, model=self.model)
+                watch.see(out)
                 if stats.first_token_s is None and out["choices"] and out["choices"][0]["delta"].keys() - {"role"}:
                     stats.first_token_s = time.perf_counter() - stats.started
                 if "usage" in out:
@@ -178,6 +200,8 @@ class ChatHandler:
             return
         if not request.stream:
             response = await self.http.post(request.route, json=request.body)
+            if budget_refused(request.body, response.status_code, response.content):
+                response = await self.http.post(request.route, json=without_budget(request.body))
             if response.status_code >= 400:
                 yield self._failed(stats, response.status_code, response.content)
                 return
@@ -203,12 +227,18 @@ class ChatHandler:
             _abort_when_stopped(response, stats),
         ):
             if response.status_code >= 400:
-                yield self._failed(stats, response.status_code, await response.aread())
+                content = await response.aread()
+                if not budget_refused(body, response.status_code, content):
+                    yield self._failed(stats, response.status_code, content)
+                    return
+            else:
+                decoder = SSEDecoder()
+                async for data in response.aiter_bytes():
+                    for payload in decoder.feed(data):
+                        yield payload
                 return
-            decoder = SSEDecoder()
-            async for data in response.aiter_bytes():
-                for payload in decoder.feed(data):
-                    yield payload
+        async for retried in self._sse_payloads(route, without_budget(body), stats):
+            yield retried
 
     def _failed(self, stats: JobStats, status: int, body: bytes) -> dict[str, str]:
         error = completions.upstream_error(status, body)
@@ -224,6 +254,17 @@ class ChatHandler:
         stats.input_chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else 0 for m in messages)
         if self.log_content:
             log.info("job %s input: %s", stats.job_id, json.dumps(messages, ensure_ascii=False))
+
+
+def budget_refused(body: dict[str, Any] | None, status: int, content: bytes) -> bool:
+    """vLLM refused the thinking budget we added (a vLLM without it, or no reasoning parser):
+    the request is sent again without it rather than failing the job."""
+    asked = body is not None and "thinking_token_budget" in body
+    return asked and status == 400 and b"thinking_token_budget" in content
+
+
+def without_budget(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "thinking_token_budget"}
 
 
 _closing: set[asyncio.Future[None]] = set()

@@ -90,7 +90,45 @@ OPTIONS: Mapping[str, Param] = {
         lambda v: isinstance(v, dict) and v.get("type") in ("text", "json_object", "json_schema"),
     ),
     "model": Param(None, "a string (ignored: the worker serves one model)", lambda v: isinstance(v, str)),
+    "reasoning_budget": Param(
+        None,
+        "-1 (no budget) or an integer of at least 0: the most tokens thinking may take",
+        lambda v: _integer(v) and v >= -1,
+    ),
 }
+# With thinking on and no budget, a small max_tokens can all go to reasoning and leave no answer.
+DEFAULT_ANSWER_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class ReasoningPolicy:
+    """How much of max_tokens thinking may take, so the answer always has room.
+
+    vLLM (0.32 and later, with a reasoning parser) ends the thinking itself once a request's
+    `thinking_token_budget` is spent, by forcing the parser's end-of-thinking marker. The budget is
+    the job's `reasoning_budget`, else the deployment's (NOTUS_REASONING_BUDGET), and never more than
+    max_tokens minus `answer_tokens` (NOTUS_ANSWER_TOKENS, at most half of max_tokens).
+    """
+
+    budget: int | None = None  # None: as much as leaves room for the answer; -1: no budget
+    answer_tokens: int = DEFAULT_ANSWER_TOKENS
+
+    def thinking_budget(self, max_tokens: int | None, requested: int | None = None) -> int | None:
+        """The thinking_token_budget to send vLLM, or None to send none."""
+        wanted = self.budget if requested is None else requested
+        if wanted == -1:
+            return None
+        if max_tokens is None:
+            return wanted
+        room = max_tokens - min(self.answer_tokens, max_tokens // 2)
+        return room if wanted is None else min(wanted, room)
+
+
+def thinking_on(body: Mapping[str, Any]) -> bool:
+    kwargs = body.get("chat_template_kwargs")
+    return not (isinstance(kwargs, dict) and kwargs.get("enable_thinking") is False)
+
+
 NATIVE_KEYS = ("messages", "sampling_params", *SAMPLING_PARAMS, *OPTIONS)
 
 
@@ -123,15 +161,19 @@ def check_param(name: str, value: Any, *, max_model_len: int | None = None) -> A
     return value
 
 
-def parse_job_input(job_input: Any, *, model: str, max_model_len: int | None) -> ChatRequest | OpenAIRequest:
+def parse_job_input(
+    job_input: Any, *, model: str, max_model_len: int | None, reasoning: ReasoningPolicy | None = None
+) -> ChatRequest | OpenAIRequest:
     """Validate a job's `input` and turn it into a request for vLLM.
 
+    `reasoning` (default: ReasoningPolicy()) bounds thinking so the answer has room.
     Raises InvalidRequest for anything outside the contract.
     """
+    reasoning = reasoning or ReasoningPolicy()
     if not isinstance(job_input, dict):
         raise InvalidRequest("input", f"must be an object with messages; got {_show(job_input)}")
     if "openai_route" in job_input:
-        return _parse_openai(job_input)
+        return _parse_openai(job_input, reasoning)
     unknown = [key for key in job_input if key not in NATIVE_KEYS]
     if unknown:
         raise InvalidRequest(unknown[0], f"unknown parameter; allowed: {', '.join(NATIVE_KEYS)}")
@@ -164,6 +206,11 @@ def parse_job_input(job_input: Any, *, model: str, max_model_len: int | None) ->
         if not spec.accepts(value):
             raise InvalidRequest(name, f"must be {spec.allowed}; got {_show(value)}")
         body[name] = value
+    requested = body.pop("reasoning_budget", None)
+    if thinking_on(body):
+        budget = reasoning.thinking_budget(body["max_tokens"], requested)
+        if budget is not None:
+            body["thinking_token_budget"] = budget
     stream = bool(body.pop("stream", False))
     if stream:
         body["stream"] = True
@@ -171,7 +218,7 @@ def parse_job_input(job_input: Any, *, model: str, max_model_len: int | None) ->
     return ChatRequest(body=body, stream=stream)
 
 
-def _parse_openai(job_input: dict[str, Any]) -> OpenAIRequest:
+def _parse_openai(job_input: dict[str, Any], reasoning: ReasoningPolicy) -> OpenAIRequest:
     route = job_input["openai_route"]
     if route not in OPENAI_ROUTES:
         raise InvalidRequest("openai_route", f"must be one of {', '.join(OPENAI_ROUTES)}; got {_show(route)}")
@@ -183,6 +230,11 @@ def _parse_openai(job_input: dict[str, Any]) -> OpenAIRequest:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise InvalidRequest("openai_input.stream", f"must be true or false; got {_show(stream)}")
+    if route == "/v1/chat/completions" and "thinking_token_budget" not in body and thinking_on(body):
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        budget = reasoning.thinking_budget(limit if isinstance(limit, int) and limit > 0 else None)
+        if budget is not None:
+            body = {**body, "thinking_token_budget": budget}
     return OpenAIRequest(route=route, body=body, stream=stream)
 
 

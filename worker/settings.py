@@ -54,6 +54,16 @@ class WorkerSettings(BaseSettings):
     safetensors_load_strategy: Literal["", "lazy", "eager", "prefetch"] = Field(
         "", description="empty (vLLM's default), lazy, eager or prefetch"
     )
+    async_scheduling: bool = Field(
+        True, description="true to pass vLLM --async-scheduling (NVIDIA's recipe; vLLM >= 0.11 has the flag)"
+    )
+    reasoning_budget: int | None = Field(
+        None, ge=-1, description="-1 (no budget) or the most thinking tokens per job (default: all but the answer's)"
+    )
+    answer_tokens: int = Field(512, ge=0, description="tokens of max_tokens kept for the answer (at most half)")
+    stream_coalesce: bool = Field(
+        True, description="true to merge what vLLM streams while the previous item is being sent (false: per token)"
+    )
 
     @field_validator("vllm_args")
     @classmethod

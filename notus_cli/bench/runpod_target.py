@@ -6,7 +6,8 @@ first poll that brings a chunk with content), then GET /status for RunPod's own 
 answer into waiting for a worker and the worker's own time, which the OpenAI route cannot show.
 
 A /stream poll hands over every chunk made since the last one, so ITL here is the gap between
-polls that brought content (see ChunkTally). The emulator holds a poll open until there is
+polls that brought content (see ChunkTally). Polls are paced to RunPod's /stream limits (see
+StreamPacer). The emulator holds a poll open until there is
 something new; a server that answers at once is asked again after POLL_PAUSE, which bounds how
 precisely TTFT and ITL are known. The same works against `notus serve` and the emulator, which
 speak the same protocol on loopback.
@@ -24,7 +25,7 @@ from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.senders import HttpOptions, HttpTarget, error_message, transport_failures
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError
-from notus_cli.runpod.serverless import FINAL_STATES, Health, JobStatus
+from notus_cli.runpod.serverless import FINAL_STATES, Health, JobStatus, StreamPacer
 from notus_cli.runpod.urls import RUNPOD_API_URL as DEFAULT_BASE_URL
 from worker.job_errors import parse_job_error
 
@@ -47,6 +48,7 @@ class RunPodTarget(HttpTarget):
         self.endpoint_id = endpoint_id
         self.base_url = f"{api_base.rstrip('/')}/{endpoint_id}"
         self.info: dict[str, Any] = {}
+        self.stream_pacer = StreamPacer()  # every stream of the run shares RunPod's /stream budget
 
     async def prepare(self) -> dict[str, Any]:
         """Ask /health (it wakes no worker), so a wrong id or key fails at once.
@@ -126,7 +128,8 @@ class RunPodTarget(HttpTarget):
         path = f"/stream/{record.job_id}"
         while True:
             asked = time.perf_counter()
-            status, body = await self._call("GET", path)
+            async with self.stream_pacer.slot():
+                status, body = await self._call("GET", path)
             now = time.perf_counter()
             if status >= 400:
                 record.fail(f"http_{status}", f"/stream: {error_message(body)}")

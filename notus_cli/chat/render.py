@@ -49,6 +49,8 @@ def stats_line(answer: Answer) -> str:
             parts.append(f"execution {answer.timing.execution_ms / 1000:.2f} s")
     if answer.finish_reason == "length":
         parts.append("cut at max_tokens")
+    elif answer.finish_reason == "reasoning_length":
+        parts.append("max_tokens spent on reasoning: no answer")
     return " · ".join(parts)
 
 

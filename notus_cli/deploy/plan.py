@@ -35,7 +35,7 @@ from notus_cli.runpod.control import (
 from notus_cli.runpod.gpus import ALIASES, POOLS, GpuPool
 
 DEFAULT_MAX_MODEL_LEN = 32768
-MAX_NUM_SEQS_CAP = 256  # vLLM's own default for max_num_seqs
+MAX_NUM_SEQS_CAP = 1024  # vLLM 0.32's default on H100/H200/B200 (256 on smaller cards); memory bounds it first
 BASE_IMAGE_GB = 20  # vLLM's image and the worker's environment, without the weights
 DISK_HEADROOM = 1.2
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")

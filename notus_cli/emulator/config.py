@@ -22,6 +22,12 @@ RUNPOD_RATE_LIMITS: Mapping[str, tuple[int, float]] = MappingProxyType(
     }
 )
 
+# Per endpoint and operation: requests in flight at once. Over the cap: HTTP 429.
+# Source: runpod/docs serverless/endpoints/send-requests.mdx, "Rate limits" (Concurrent Limit column).
+RUNPOD_CONCURRENCY_LIMITS: Mapping[str, int] = MappingProxyType(
+    {"runsync": 400, "run": 200, "status": 400, "stream": 400, "cancel": 20, "openai": 400}
+)
+
 
 @dataclass(frozen=True)
 class EmulatorConfig:
@@ -37,6 +43,12 @@ class EmulatorConfig:
     queue_limit_per_worker: int = 500  # 429 once the queue passes max(50, this x max workers)
     min_queue_limit: int = 50
     rate_limits: Mapping[str, tuple[int, float]] = field(default_factory=lambda: RUNPOD_RATE_LIMITS)
+    concurrency_limits: Mapping[str, int] = field(default_factory=lambda: RUNPOD_CONCURRENCY_LIMITS)
+    # Emulated network round trips (0: loopback). The worker-facing one is paid by every job-take,
+    # job-stream, job-done and ping of the runpod SDK, which awaits each stream POST before taking
+    # the handler's next item: that is what caps per-token streaming on RunPod (issue 13).
+    worker_api_rtt_ms: float = 0.0
+    public_api_rtt_ms: float = 0.0
     take_hold: float = 10.0  # job-take long poll
     stop_hold: float = 10.0  # job-stop long poll
     stream_hold: float = 1.0  # public /stream waits this long for a new item
@@ -44,11 +56,37 @@ class EmulatorConfig:
     sweep_interval: float = 0.5
 
     def scaled_rate_limits(self, factor: float) -> EmulatorConfig:
-        """Multiply every rate limit by `factor`; 0 turns rate limiting off."""
+        """Multiply every rate limit and concurrency cap by `factor`; 0 turns both off."""
         if factor == 0:
-            return replace(self, rate_limits={})
+            return replace(self, rate_limits={}, concurrency_limits={})
         limits = {name: (max(1, round(count * factor)), window) for name, (count, window) in self.rate_limits.items()}
-        return replace(self, rate_limits=limits)
+        caps = {name: max(1, round(cap * factor)) for name, cap in self.concurrency_limits.items()}
+        return replace(self, rate_limits=limits, concurrency_limits=caps)
+
+
+class ConcurrencyLimiter:
+    """Requests in flight per operation, against RunPod's concurrency caps."""
+
+    def __init__(self, limits: Mapping[str, int]) -> None:
+        self._limits = dict(limits)
+        self.in_flight: dict[str, int] = dict.fromkeys(limits, 0)
+
+    def enter(self, operation: str) -> bool:
+        """Count one request in; False (nothing counted) if the operation is at its cap."""
+        cap = self._limits.get(operation)
+        if cap is None:
+            return True
+        if self.in_flight[operation] >= cap:
+            return False
+        self.in_flight[operation] += 1
+        return True
+
+    def leave(self, operation: str) -> None:
+        if operation in self._limits:
+            self.in_flight[operation] = max(0, self.in_flight[operation] - 1)
+
+    def cap(self, operation: str) -> int:
+        return self._limits[operation]
 
 
 class RateLimiter:

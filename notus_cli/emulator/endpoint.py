@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from notus_cli.emulator.config import EmulatorConfig, RateLimiter
+from notus_cli.emulator.config import ConcurrencyLimiter, EmulatorConfig, RateLimiter
 from notus_cli.emulator.jobs import BadRequest, Job, JobState, Policy, Signal
 from worker.job_errors import WORKER_LOST, JobError
 
@@ -85,6 +85,7 @@ class Endpoint:
         self.jobs: dict[str, Job] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self.limiter = RateLimiter(config.rate_limits)
+        self.in_flight = ConcurrencyLimiter(config.concurrency_limits)
         self.ignored_reports = 0  # job-stream/job-done posts for jobs the worker no longer owns
         self.deliveries = 0  # jobs handed to workers, retries included
         self.on_final: Callable[[Job], None] | None = None  # webhooks

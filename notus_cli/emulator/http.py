@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from notus_cli.emulator.jobs import BadRequest
@@ -23,11 +26,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(int(declared), limit, request)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit, request)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit, request)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the sender gave up (a cancelled job's report): nobody to answer
+        raise BadRequest("the client went away before its request body arrived", status=499) from None
     return b"".join(chunks)
 
 
@@ -40,6 +46,22 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadRequest("the request body is not valid JSON") from None
+
+
+async def one_way(rtt_ms: float) -> None:
+    """Half an emulated network round trip: a request on its way in, or its answer on its way out."""
+    if rtt_ms > 0:
+        await asyncio.sleep(rtt_ms / 2000)
+
+
+@contextlib.asynccontextmanager
+async def round_trip(rtt_ms: float) -> AsyncIterator[None]:
+    """Delay a request's arrival and its answer by half of `rtt_ms` each (errors included)."""
+    await one_way(rtt_ms)
+    try:
+        yield
+    finally:
+        await one_way(rtt_ms)
 
 
 def presented_key(request: Request) -> str | None:

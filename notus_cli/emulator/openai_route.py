@@ -5,7 +5,8 @@ The request becomes a job with input `{"openai_route": "/v1/chat/completions", "
 worker yielded. With `stream: true` the answer is SSE: items the worker yields as strings are
 whole SSE events and are written as they are; dict items are written as `data: <json>`. A job that
 fails before its first item gets an HTTP error in OpenAI's shape; one that fails later gets an
-`error` event. A client that hangs up cancels its job, so the worker stops generating.
+`error` event. A client that hangs up cancels its job, so the worker stops generating. A request
+counts against the route's concurrency cap until its answer (or its whole stream) is sent.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from notus_cli.emulator.http import read_json
+from notus_cli.emulator import public
+from notus_cli.emulator.http import one_way, read_json
 from notus_cli.emulator.jobs import Job, JobState
 from worker.job_errors import WORKER_LOST, parse_job_error
 from worker.params import OPENAI_ROUTES
@@ -31,7 +33,18 @@ POLL = 1.0  # seconds between checks that a waiting client is still there
 
 
 async def openai(emulator: Emulator, request: Request) -> Response:
-    endpoint = emulator.public_endpoint(request, "openai")
+    endpoint = await public.admit(emulator, request, "openai")
+    streaming = False
+    try:
+        response = await _answer(emulator, endpoint, request)
+        streaming = isinstance(response, StreamingResponse)
+        return response
+    finally:
+        if not streaming:
+            await public.leave(emulator, endpoint, "openai")
+
+
+async def _answer(emulator: Emulator, endpoint: Endpoint, request: Request) -> Response:
     route = "/v1/" + request.path_params["path"]
     if route not in OPENAI_ROUTES:
         return _error(404, f"{route} is not served here; routes: {', '.join(OPENAI_ROUTES)}", "not_found")
@@ -45,7 +58,7 @@ async def openai(emulator: Emulator, request: Request) -> Response:
             return _error(400, "the request body must be a JSON object", "invalid_request")
     job = endpoint.submit({"input": {"openai_route": route, "openai_input": body}}, sync=True)
     if body.get("stream") is True:
-        return await _stream(endpoint, job, request)
+        return await _stream(emulator, endpoint, job, request)
     if not await _wait(endpoint, job, request, first_item=False):
         return Response(status_code=499)
     if job.state is not JobState.COMPLETED:
@@ -54,13 +67,13 @@ async def openai(emulator: Emulator, request: Request) -> Response:
     return JSONResponse(output[0] if isinstance(output, list) and len(output) == 1 else output)
 
 
-async def _stream(endpoint: Endpoint, job: Job, request: Request) -> Response:
+async def _stream(emulator: Emulator, endpoint: Endpoint, job: Job, request: Request) -> Response:
     if not await _wait(endpoint, job, request, first_item=True):
         return Response(status_code=499)
     if job.state.final and job.state is not JobState.COMPLETED and not job.stream:
         return _failure(job)
     return StreamingResponse(
-        _relay(endpoint, job), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        _relay(emulator, endpoint, job), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 
 
@@ -79,13 +92,14 @@ async def _wait(endpoint: Endpoint, job: Job, request: Request, *, first_item: b
     return True
 
 
-async def _relay(endpoint: Endpoint, job: Job) -> AsyncIterator[str]:
+async def _relay(emulator: Emulator, endpoint: Endpoint, job: Job) -> AsyncIterator[str]:
     done_sent = False
     try:
+        await one_way(emulator.config.public_api_rtt_ms)  # the response's way out
         while True:
             for item in await endpoint.wait_unread(job, POLL):
                 text = item if isinstance(item, str) else encode(json.dumps(item, ensure_ascii=False))
-                done_sent = done_sent or text.strip() == f"data: {DONE}"
+                done_sent = done_sent or text.rstrip().endswith(f"data: {DONE}")  # a worker may send several events
                 yield text
             if job.state.final and job.cursor == len(job.stream):
                 break
@@ -96,7 +110,10 @@ async def _relay(endpoint: Endpoint, job: Job) -> AsyncIterator[str]:
         if not done_sent:
             yield encode(DONE)
     finally:
-        if not job.state.final:  # the client hung up mid-stream
+        endpoint.in_flight.leave("openai")
+        # The client hung up mid-stream. Not after [DONE]: a client may close then, before the
+        # worker's job-done (a round trip later) has arrived, and the job did end.
+        if not job.state.final and not done_sent:
             endpoint.cancel(job)
 
 

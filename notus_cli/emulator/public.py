@@ -4,18 +4,21 @@ Shapes follow RunPod's operation reference: /run answers `{"id", "status": "IN_Q
 and /status the job (`delayTime`, `executionTime`, `workerId`, `output` or `error`), /stream only
 the items not returned before. Errors are `{"error": "<message>"}` with 400 (bad request),
 401 (no or wrong key), 404 (unknown endpoint or job, or a result past its retention),
-413 (body over 10 MB for /run, 20 MB for /runsync) and 429 (rate limit, or the queue is full).
+413 (body over 10 MB for /run, 20 MB for /runsync) and 429 (rate limit, concurrency cap, or the
+queue is full). Every route pays the emulated round trip `public_api_rtt_ms`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from notus_cli.emulator.http import query_int, read_json
+from notus_cli.emulator.http import one_way, query_int, read_json
 from notus_cli.emulator.jobs import BadRequest, Job, JobStateError
 
 if TYPE_CHECKING:
@@ -25,72 +28,109 @@ if TYPE_CHECKING:
 RUNSYNC_WAIT_MS = (1000, 300_000)
 
 
+async def admit(emulator: Emulator, request: Request, operation: str) -> Endpoint:
+    """Half the round trip in, then key, rate limit and concurrency cap; the caller must `leave`.
+
+    RunPod caps requests in flight per endpoint and operation (runpod/docs
+    serverless/endpoints/send-requests.mdx, "Rate limits"): over the cap, HTTP 429.
+    """
+    await one_way(emulator.config.public_api_rtt_ms)
+    try:
+        endpoint = emulator.public_endpoint(request, operation)
+        if not endpoint.in_flight.enter(operation):
+            cap = endpoint.in_flight.cap(operation)
+            raise BadRequest(
+                f"too many concurrent requests: /{operation} allows {cap} at once per endpoint",
+                status=429,
+                headers={"Retry-After": "1"},
+            )
+    except BadRequest:
+        await one_way(emulator.config.public_api_rtt_ms)  # a refusal travels back too
+        raise
+    return endpoint
+
+
+async def leave(emulator: Emulator, endpoint: Endpoint, operation: str) -> None:
+    """The request is answered: out of the concurrency count, and half the round trip out."""
+    endpoint.in_flight.leave(operation)
+    await one_way(emulator.config.public_api_rtt_ms)
+
+
+@contextlib.asynccontextmanager
+async def admitted(emulator: Emulator, request: Request, operation: str) -> AsyncIterator[Endpoint]:
+    endpoint = await admit(emulator, request, operation)
+    try:
+        yield endpoint
+    finally:
+        await leave(emulator, endpoint, operation)
+
+
 async def run(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.public_endpoint(request, "run")
-    job = endpoint.submit(_job_body(await read_json(request, emulator.config.max_run_bytes)), sync=False)
-    return JSONResponse({"id": job.id, "status": str(job.state)})
+    async with admitted(emulator, request, "run") as endpoint:
+        job = endpoint.submit(_job_body(await read_json(request, emulator.config.max_run_bytes)), sync=False)
+        return JSONResponse({"id": job.id, "status": str(job.state)})
 
 
 async def runsync(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.public_endpoint(request, "runsync")
-    wait_ms = query_int(request, "wait")
-    wait_ms = (
-        emulator.config.runsync_wait_ms
-        if wait_ms is None
-        else min(max(wait_ms, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1])
-    )
-    job = endpoint.submit(_job_body(await read_json(request, emulator.config.max_runsync_bytes)), sync=True)
-    await endpoint.wait_final(job, wait_ms / 1000)
-    return JSONResponse(job.view())
+    async with admitted(emulator, request, "runsync") as endpoint:
+        wait_ms = query_int(request, "wait")
+        wait_ms = (
+            emulator.config.runsync_wait_ms
+            if wait_ms is None
+            else min(max(wait_ms, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1])
+        )
+        job = endpoint.submit(_job_body(await read_json(request, emulator.config.max_runsync_bytes)), sync=True)
+        await endpoint.wait_final(job, wait_ms / 1000)
+        return JSONResponse(job.view())
 
 
 async def status(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.public_endpoint(request, "status")
-    job = _job(endpoint, request)
-    ttl_ms = query_int(request, "ttl")
-    if ttl_ms is not None:
-        if not 1000 <= ttl_ms <= 7 * 86_400_000:
-            raise BadRequest(f"?ttl= must be milliseconds from 1000 to 604800000; got {ttl_ms}")
-        if job.keep_until is not None:
-            job.keep_until = time.monotonic() + ttl_ms / 1000
-    return JSONResponse(job.view())
+    async with admitted(emulator, request, "status") as endpoint:
+        job = _job(endpoint, request)
+        ttl_ms = query_int(request, "ttl")
+        if ttl_ms is not None:
+            if not 1000 <= ttl_ms <= 7 * 86_400_000:
+                raise BadRequest(f"?ttl= must be milliseconds from 1000 to 604800000; got {ttl_ms}")
+            if job.keep_until is not None:
+                job.keep_until = time.monotonic() + ttl_ms / 1000
+        return JSONResponse(job.view())
 
 
 async def stream(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.public_endpoint(request, "stream")
-    job = _job(endpoint, request)
-    items = await endpoint.wait_unread(job, emulator.config.stream_hold)
-    body: dict[str, Any] = {"status": str(job.state), "stream": [{"output": item} for item in items]}
-    if job.error is not None:
-        body["error"] = job.error
-    return JSONResponse(body)
+    async with admitted(emulator, request, "stream") as endpoint:
+        job = _job(endpoint, request)
+        items = await endpoint.wait_unread(job, emulator.config.stream_hold)
+        body: dict[str, Any] = {"status": str(job.state), "stream": [{"output": item} for item in items]}
+        if job.error is not None:
+            body["error"] = job.error
+        return JSONResponse(body)
 
 
 async def cancel(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.public_endpoint(request, "cancel")
-    job = _job(endpoint, request)
-    endpoint.cancel(job)
-    return JSONResponse({"id": job.id, "status": str(job.state)})
+    async with admitted(emulator, request, "cancel") as endpoint:
+        job = _job(endpoint, request)
+        endpoint.cancel(job)
+        return JSONResponse({"id": job.id, "status": str(job.state)})
 
 
 async def retry(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.public_endpoint(request, "retry")
-    job = _job(endpoint, request)
-    try:
-        endpoint.retry(job)
-    except JobStateError as exc:
-        raise BadRequest(str(exc)) from None
-    return JSONResponse({"id": job.id, "status": str(job.state)})
+    async with admitted(emulator, request, "retry") as endpoint:
+        job = _job(endpoint, request)
+        try:
+            endpoint.retry(job)
+        except JobStateError as exc:
+            raise BadRequest(str(exc)) from None
+        return JSONResponse({"id": job.id, "status": str(job.state)})
 
 
 async def purge_queue(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.public_endpoint(request, "purge-queue")
-    return JSONResponse({"removed": endpoint.purge(), "status": "completed"})
+    async with admitted(emulator, request, "purge-queue") as endpoint:
+        return JSONResponse({"removed": endpoint.purge(), "status": "completed"})
 
 
 async def health(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.public_endpoint(request, "health")
-    return JSONResponse(endpoint.health())
+    async with admitted(emulator, request, "health") as endpoint:
+        return JSONResponse(endpoint.health())
 
 
 def _job_body(body: Any) -> dict[str, Any]:

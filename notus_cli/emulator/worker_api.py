@@ -7,7 +7,9 @@
     GET  job-stop/{pod}                               {"jobsToStop": [ids]}, or 204 after a long poll
     GET  ping/{pod}?job_id=...&runpod_version=...     heartbeat (status=unhealthy on a failed check)
 
-Bodies are JSON text sent as application/x-www-form-urlencoded. Holding the polls open matters:
+Every route pays the emulated round trip `worker_api_rtt_ms` (half on the way in, half on the
+way out), as a GPU host far from RunPod's API would. Bodies are JSON text sent as
+application/x-www-form-urlencoded. Holding the polls open matters:
 the SDK asks again at once after an empty job-take, so an instant 204 would make it spin. Reports
 for jobs the worker no longer owns answer 200 and change nothing (the SDK retries anything else).
 """
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from notus_cli.emulator.http import query_int, read_body
+from notus_cli.emulator.http import query_int, read_body, round_trip
 from notus_cli.emulator.jobs import BadRequest
 
 if TYPE_CHECKING:
@@ -31,11 +33,13 @@ MAX_BATCH = 1024
 
 
 async def job_take(emulator: Emulator, request: Request) -> Response:
-    return await _take(emulator, request, batch=False)
+    async with round_trip(emulator.config.worker_api_rtt_ms):
+        return await _take(emulator, request, batch=False)
 
 
 async def job_take_batch(emulator: Emulator, request: Request) -> Response:
-    return await _take(emulator, request, batch=True)
+    async with round_trip(emulator.config.worker_api_rtt_ms):
+        return await _take(emulator, request, batch=True)
 
 
 async def _take(emulator: Emulator, request: Request, *, batch: bool) -> Response:
@@ -53,28 +57,36 @@ async def _take(emulator: Emulator, request: Request, *, batch: bool) -> Respons
 
 
 async def job_stream(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.worker_endpoint(request)
-    accepted = endpoint.stream_output(
-        request.path_params["pod_id"], request.path_params["job_id"], await _report(request)
-    )
-    return JSONResponse({"accepted": accepted})
+    async with round_trip(emulator.config.worker_api_rtt_ms):
+        endpoint = emulator.worker_endpoint(request)
+        accepted = endpoint.stream_output(
+            request.path_params["pod_id"], request.path_params["job_id"], await _report(request)
+        )
+        return JSONResponse({"accepted": accepted})
 
 
 async def job_done(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.worker_endpoint(request)
-    pod_id, job_id = request.path_params["pod_id"], request.path_params["job_id"]
-    return JSONResponse({"accepted": endpoint.job_done(pod_id, job_id, await _report(request))})
+    async with round_trip(emulator.config.worker_api_rtt_ms):
+        endpoint = emulator.worker_endpoint(request)
+        pod_id, job_id = request.path_params["pod_id"], request.path_params["job_id"]
+        return JSONResponse({"accepted": endpoint.job_done(pod_id, job_id, await _report(request))})
 
 
 async def job_stop(emulator: Emulator, request: Request) -> Response:
-    endpoint = emulator.worker_endpoint(request)
-    stops = await endpoint.stop_signals(request.path_params["pod_id"], emulator.config.stop_hold)
-    if not stops:
-        return Response(status_code=204)
-    return JSONResponse({"jobsToStop": stops})
+    async with round_trip(emulator.config.worker_api_rtt_ms):
+        endpoint = emulator.worker_endpoint(request)
+        stops = await endpoint.stop_signals(request.path_params["pod_id"], emulator.config.stop_hold)
+        if not stops:
+            return Response(status_code=204)
+        return JSONResponse({"jobsToStop": stops})
 
 
 async def ping(emulator: Emulator, request: Request) -> JSONResponse:
+    async with round_trip(emulator.config.worker_api_rtt_ms):
+        return _ping(emulator, request)
+
+
+def _ping(emulator: Emulator, request: Request) -> JSONResponse:
     endpoint = emulator.worker_endpoint(request)
     pod_id = request.path_params["pod_id"]
     running = request.query_params.get("job_id") or ""

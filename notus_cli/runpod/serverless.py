@@ -7,6 +7,8 @@
             ...
 
 Every HTTP answer becomes a typed result or a NotusError in one place (`_raise_for_status`).
+/stream polls are paced to stay inside RunPod's limits for the endpoint (2,000 per 10 s, 400 at
+once; runpod/docs serverless/endpoints/send-requests.mdx) however many streams a client follows.
 Retries: HTTP 429 is retried with backoff (honouring Retry-After) on every call; HTTP 5xx and
 timeouts only where sending twice is harmless (reads, cancel, purge), because a retried /run
 could queue the same work twice. A connection that could not be opened is retried everywhere.
@@ -15,11 +17,12 @@ could queue the same work twice. A connection that could not be opened is retrie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -58,6 +61,35 @@ class RetryPolicy:
         return float(min(self.cap, self.base * 2**attempt)) * random.uniform(0.5, 1.0)
 
 
+@dataclass
+class StreamPacer:
+    """Spaces one client's /stream polls to at most `per_second` and `concurrent` at once.
+
+    RunPod allows 2,000 /stream requests per 10 s and 400 concurrent ones per endpoint
+    (runpod/docs serverless/endpoints/send-requests.mdx, "Rate limits"); the default keeps 10%
+    below the rate. A poll returns everything streamed since the last one, so a slower poll costs
+    latency, never output: at bench concurrency the streams share the budget.
+    """
+
+    per_second: float = 2000 / 10 * 0.9
+    concurrent: int = 400
+    _next: float = 0.0
+    _slots: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for this poll's turn, then hold one of the concurrent slots while it runs."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrent)
+        now = time.monotonic()
+        turn = max(now, self._next)
+        self._next = turn + 1 / self.per_second
+        if turn > now:
+            await asyncio.sleep(turn - now)
+        async with self._slots:
+            yield
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """A job as /run, /runsync, /status, /cancel or /retry describe it."""
@@ -89,7 +121,9 @@ class JobStatus:
 
     @property
     def result(self) -> Any:
-        """The output, with a one-item aggregate-stream list unwrapped (a non-streamed chat.completion)."""
+        """The output, with a one-item aggregate-stream list unwrapped (a non-streamed chat.completion).
+
+        A worker whose output is the bare object (not a generator's list) is taken as it is."""
         if isinstance(self.output, list) and len(self.output) == 1:
             return self.output[0]
         return self.output
@@ -160,6 +194,7 @@ class ServerlessClient:
         self._http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=512, max_keepalive_connections=64))
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout, connect=10.0)
         self.retry_policy = retry or RetryPolicy()
+        self.stream_pacer = StreamPacer()
 
     async def __aenter__(self) -> ServerlessClient:
         return self
@@ -235,7 +270,8 @@ class ServerlessClient:
         """Each item the job yields, as it arrives. Raises JobFailed if the job does not complete."""
         while True:
             asked = time.monotonic()
-            body = (await self._request("GET", f"/stream/{job_id}")).json()
+            async with self.stream_pacer.slot():
+                body = (await self._request("GET", f"/stream/{job_id}")).json()
             items = body.get("stream") or []
             for item in items:
                 yield item.get("output") if isinstance(item, dict) else item

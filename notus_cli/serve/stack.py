@@ -21,6 +21,7 @@ Once ready, the connection (URL, endpoint id, key) is written to a file only the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import math
@@ -71,6 +72,8 @@ class StackConfig:
     concurrency: int | None = None  # jobs per worker; default: vLLM's max_num_seqs shared among the workers
     vllm_args: str = ""
     rate_limit: float = 1.0
+    worker_api_rtt_ms: float = 0.0  # emulated network round trips (see EmulatorConfig)
+    public_api_rtt_ms: float = 0.0
     log_dir: Path = Path(".notus/serve")
     models_dir: Path = Path(".notus/models")
     startup_timeout: float = 900.0
@@ -102,6 +105,8 @@ class StackConfig:
             concurrency=serve.concurrency,
             vllm_args=" ".join(part for part in (serve.vllm_args, TINY_VLLM_ARGS if tiny else "") if part),
             rate_limit=serve.rate_limit,
+            worker_api_rtt_ms=serve.worker_api_rtt_ms,
+            public_api_rtt_ms=serve.public_api_rtt_ms,
             log_dir=Path(serve.log_dir),
             startup_timeout=serve.startup_timeout,
         )
@@ -155,7 +160,11 @@ class LocalStack:
         self._progress = on_progress or (lambda _message: None)
         key = config.api_key.get_secret_value() if config.api_key else new_key()
         self.api_key = SecretStr(key)
-        emulator_config = EmulatorConfig().scaled_rate_limits(config.rate_limit)
+        emulator_config = dataclasses.replace(
+            EmulatorConfig().scaled_rate_limits(config.rate_limit),
+            worker_api_rtt_ms=config.worker_api_rtt_ms,
+            public_api_rtt_ms=config.public_api_rtt_ms,
+        )
         self.emulator = Emulator(emulator_config, api_keys=[key])
         self.endpoint = self.emulator.create_endpoint(
             config.endpoint_id, name="notus-local", max_workers=config.workers

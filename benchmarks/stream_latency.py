@@ -1,0 +1,257 @@
+"""Streaming over a slow network: what a /stream client and the OpenAI route see, against vLLM itself.
+
+    .venv/bin/python benchmarks/stream_latency.py [--rtts 0,10,30,80] [--concurrency 1,16] [--tokens 128]
+
+One vLLM (CPU build, tiny model) serves three paths side by side in one run: (1) vLLM queried
+directly over loopback, (2) `notus serve`'s stack (emulator + an unmodified `python -m worker`)
+followed through POST /run + GET /stream with ServerlessClient, (3) the same stack's OpenAI route
+streamed as SSE. Two stacks share that vLLM: one worker coalesces (the default), the other sends
+one item per vLLM event (NOTUS_STREAM_COALESCE=false, the old behaviour), so the gain is measured.
+
+The emulated round trip is applied to the worker-facing API (job-take, job-stream, job-done, ping:
+the GPU host to RunPod's API); the public API stays on loopback so the client's side matches the
+direct path. Each level sends `concurrency` streams at once, `--waves` times. Printed per level:
+output tokens/s (all completion tokens / wall time of the level, as vLLM's bench counts it), the
+median time to first token (first chunk with text), and job-stream POSTs per job (items the worker
+yielded, counted by the emulator). Goal at 30 ms: >= 90% of direct tokens/s and TTFT within
+direct + 2 x RTT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import print_table
+from notus_cli.model.tiny import write_tiny_model
+from notus_cli.runpod.serverless import ServerlessClient, sse_objects
+from notus_cli.serve.stack import LocalStack, StackConfig
+from tests.support.vllm import MAX_MODEL_LEN, SERVED_NAME, start_vllm
+from worker.params import parse_job_input
+
+MESSAGES = [{"role": "user", "content": "What does the Bible say about wisdom?"}]
+
+
+def job_input(tokens: int) -> dict[str, Any]:
+    # An exact length: no stop string, EOS ignored, thinking off (the tiny model's text is random).
+    return {
+        "messages": MESSAGES,
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "stop": "<|never|>",
+        "seed": 1,
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
+
+
+@dataclasses.dataclass
+class Sample:
+    ttft: float
+    tokens: int
+    decode: float = 0.0  # seconds from the first text to the last
+
+
+def sample(started: float, first: float | None, last: float | None, tokens: int) -> Sample:
+    now = time.perf_counter()
+    first = first or now
+    return Sample(ttft=first - started, tokens=tokens, decode=max((last or now) - first, 1e-9))
+
+
+def has_text(chunk: dict[str, Any]) -> bool:
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning"):
+            return True
+    return False
+
+
+async def tally(chunks: AsyncIterator[Any], started: float) -> Sample:
+    """Time one stream of chat.completion.chunk objects, whichever path brought them."""
+    first = last = None
+    tokens = 0
+    async for chunk in chunks:
+        if not isinstance(chunk, dict):
+            continue
+        if has_text(chunk):
+            last = time.perf_counter()
+            first = first or last
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
+    return sample(started, first, last, tokens)
+
+
+async def direct(http: httpx.AsyncClient, tokens: int) -> Sample:
+    body = parse_job_input({**job_input(tokens), "stream": True}, model=SERVED_NAME, max_model_len=MAX_MODEL_LEN).body
+    started = time.perf_counter()
+    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        return await tally(sse_objects(response), started)
+
+
+async def via_stream(client: ServerlessClient, tokens: int) -> Sample:
+    started = time.perf_counter()
+    job = await client.run({**job_input(tokens), "stream": True})
+    return await tally(client.stream(job.id), started)
+
+
+async def via_openai(client: ServerlessClient, tokens: int) -> Sample:
+    body = {"model": SERVED_NAME, **job_input(tokens), "stream_options": {"include_usage": True}}
+    return await tally(client.chat_stream(body), time.perf_counter())
+
+
+async def level(send: Any, concurrency: int, waves: int) -> tuple[float, float, float]:
+    """Of `waves` rounds of `concurrency` streams at once: output tokens/s of the level (all tokens /
+    wall time), the median stream's tokens/s after its first token, and the median TTFT in ms."""
+    samples: list[Sample] = []
+    started = time.perf_counter()
+    for _ in range(waves):
+        samples += await asyncio.gather(*(send() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    per_stream = statistics.median((s.tokens - 1) / s.decode for s in samples)
+    return sum(s.tokens for s in samples) / elapsed, per_stream, statistics.median(s.ttft for s in samples) * 1000
+
+
+def posts_per_job(stack: LocalStack, before: set[str]) -> float:
+    def count() -> list[int]:
+        return [len(job.stream) for job_id, job in stack.endpoint.jobs.items() if job_id not in before]
+
+    counts = stack.emulator.call(count)
+    return statistics.mean(counts) if counts else float("nan")
+
+
+def set_rtt(stack: LocalStack, rtt_ms: float) -> None:
+    emulator = stack.emulator
+    emulator.call(lambda: setattr(emulator, "config", dataclasses.replace(emulator.config, worker_api_rtt_ms=rtt_ms)))
+
+
+async def measure(args: argparse.Namespace, vllm_url: str, stacks: dict[str, LocalStack]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    timeout = httpx.Timeout(600.0, connect=10.0)
+    async with (
+        httpx.AsyncClient(base_url=vllm_url, timeout=timeout, limits=limits) as vllm_http,
+        httpx.AsyncClient(timeout=timeout, limits=limits) as http,
+    ):
+        clients = {
+            mode: ServerlessClient(stack.info.endpoint_id, stack.api_key, base_url=stack.info.api_base, http=http)
+            for mode, stack in stacks.items()
+        }
+        await direct(vllm_http, 8)  # warm-up, every path once
+        for client in clients.values():
+            await via_stream(client, 8)
+            await via_openai(client, 8)
+        for rtt in args.rtts:
+            for stack in stacks.values():
+                set_rtt(stack, rtt)
+            for concurrency in args.concurrency:
+                result = await level(lambda: direct(vllm_http, args.tokens), concurrency, args.waves)
+                cells: dict[str, tuple[float, float, float, float | None]] = {"direct": (*result, None)}
+                for mode, stack in stacks.items():
+                    client = clients[mode]
+                    for path in ("stream", "openai"):
+                        before = set(stack.emulator.call(lambda s=stack: list(s.endpoint.jobs)))
+
+                        def send(c: ServerlessClient = client, p: str = path) -> Any:
+                            if p == "stream":
+                                return via_stream(c, args.tokens)
+                            return via_openai(c, args.tokens)
+
+                        result = await level(send, concurrency, args.waves)
+                        cells[f"{path} {mode}"] = (*result, posts_per_job(stack, before))
+                rows += table_rows(rtt, concurrency, cells)
+                print(f"  done: rtt {rtt:g} ms, concurrency {concurrency}", file=sys.stderr, flush=True)
+    return rows
+
+
+def table_rows(
+    rtt: float, concurrency: int, cells: dict[str, tuple[float, float, float, float | None]]
+) -> list[list[str]]:
+    base_tps, base_stream, base_ttft, _ = cells["direct"]
+    rows = []
+    for name, (tps, stream_tps, ttft, posts) in cells.items():
+        goal = ""
+        if name != "direct" and name.endswith("coalesced"):
+            met = stream_tps >= 0.9 * base_stream and ttft <= base_ttft + 2 * rtt
+            goal = "yes" if met else "no"
+        rows.append(
+            [
+                f"{rtt:g}",
+                str(concurrency),
+                name,
+                f"{tps:,.0f}",
+                f"{100 * tps / base_tps:.0f}%",
+                f"{stream_tps:,.0f}",
+                f"{100 * stream_tps / base_stream:.0f}%",
+                f"{ttft:.0f}",
+                f"{ttft - base_ttft:+.0f}",
+                "" if posts is None else f"{posts:.1f}",
+                goal,
+            ]
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rtts", default="0,10,30,80", help="emulated worker-API round trips, ms")
+    parser.add_argument("--concurrency", default="1,16", help="streams at once")
+    parser.add_argument("--tokens", type=int, default=256, help="output tokens per stream")
+    parser.add_argument("--waves", type=int, default=2, help="rounds of `concurrency` streams per level")
+    args = parser.parse_args()
+    args.rtts = [float(v) for v in args.rtts.split(",")]
+    args.concurrency = [int(v) for v in args.concurrency.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="notus-stream-latency-") as tmp:
+        root = Path(tmp)
+        model = write_tiny_model(root / "tiny").path
+        print("starting vLLM (CPU build, tiny model)...", file=sys.stderr, flush=True)
+        vllm = start_vllm(model, root / "vllm.log", max_num_seqs=32)
+        stacks: dict[str, LocalStack] = {}
+        try:
+            for mode, coalesce in (("coalesced", "true"), ("per-token", "false")):
+                config = StackConfig(
+                    model=model,
+                    port=0,
+                    vllm_url=vllm.base_url,
+                    max_num_seqs=32,
+                    log_dir=root / mode,
+                    worker_env={"NOTUS_STREAM_COALESCE": coalesce},
+                    write_connection=False,
+                    restart_workers=False,
+                )
+                stacks[mode] = LocalStack(config)
+                stacks[mode].start()
+            rows = asyncio.run(measure(args, vllm.base_url, stacks))
+        finally:
+            for stack in stacks.values():
+                stack.stop()
+            vllm.stop()
+    print(
+        f"\n{args.tokens} output tokens per stream, {args.waves} waves per level; "
+        "RTT applies to the worker-facing API (job-take/stream/done/ping)"
+    )
+    header = [
+        "rtt ms", "streams", "path", "level tok/s", "vs direct", "stream tok/s", "vs direct",
+        "TTFT ms", "vs direct", "POSTs/job", "goal",
+    ]  # fmt: skip
+    print_table(header, rows)
+    print(
+        "\nlevel tok/s: completion tokens of the level / its wall time (TTFT included). stream tok/s: the median "
+        "stream's tokens after its first / time from first to last text. TTFT: first chunk with text (median). "
+        "POSTs/job: job-stream items the worker sent. goal: stream tok/s >= 90% of direct and TTFT <= direct + 2 x RTT."
+    )
+
+
+if __name__ == "__main__":
+    main()
