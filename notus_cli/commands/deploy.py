@@ -74,7 +74,8 @@ def deploy(
     )
     request = deploy_request(settings, flags)
     with control_plane(settings) as control:
-        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates())
+        standby = control.declares("EndpointInput", "workersStandby")
+        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates(), standby=standby)
         if not json_mode:
             _show_plan(out, plan, dry_run=dry_run)
         if dry_run:
@@ -138,7 +139,7 @@ def down(
             out.info(f"delete template {template.name}")
         if not yes:
             typer.confirm(f"Remove deployment '{name}' from RunPod?", abort=True, err=True)
-        done = tear_down(plan, control)
+        done = tear_down(plan, control, say=out.info)
     if json_mode:
         out.json({"name": name, "done": done})
         return
@@ -211,7 +212,15 @@ def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
         f"{plan.request.workers_min}-{plan.request.workers_max}, max_model_len {plan.max_model_len}, "
         f"max_num_seqs {plan.max_num_seqs}, disk {plan.template.container_disk_in_gb} GB"
     )
-    out.text(f"cost: {price}/hour per active worker; at most ${plan.max_usd_per_hour:.2f}/hour at workers-max")
+    out.text(
+        f"cost: {price}/hour per running worker (flex rate); at most ${plan.max_usd_per_hour:.2f}/hour at workers-max"
+    )
+    if plan.request.workers_min:
+        always = low * plan.request.workers_min
+        out.text(
+            f"{plan.request.workers_min} active worker(s) run 24/7: up to ${always:.2f}/hour "
+            "(RunPod discounts active workers through its sales team; the flex rate is the ceiling)"
+        )
     if not plan.changes:
         out.text("No changes: RunPod already runs this deployment.")
         return
@@ -243,6 +252,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
                 "template": report.template.model_dump() if report.template else None,
                 "health": asdict(report.health) if report.health else None,
                 "health_error": report.health_error,
+                "problems": list(report.problems),
             }
         )
         return
@@ -251,7 +261,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
     for key, value in (
         ("image", image),
         ("gpus", f"{e.gpu_ids} x{e.gpu_count}"),
-        ("workers", f"min {e.workers_min}, max {e.workers_max}, standby {e.workers_standby}"),
+        ("workers", f"min {e.workers_min}, max {e.workers_max}, standby {e.workers_standby} (FlashBoot, unbilled)"),
         ("scaler", f"{e.scaler_type} {e.scaler_value}, idle timeout {e.idle_timeout} s"),
         ("locations", e.locations or "any"),
         ("flashboot", e.flash_boot_type),
@@ -264,3 +274,5 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
     else:
         rows.add_row("health", f"unavailable: {report.health_error}")
     out.result(rows)
+    for problem in report.problems:
+        out.warn(problem)
