@@ -161,7 +161,7 @@ def gpus(
     if json_mode:
         out.json(
             [
-                {"pool": p.id, "aliases": aliases[p.id], "gpus": p.gpus, "vram_gb": p.vram_gb}
+                {"pool": p.id, "aliases": aliases[p.id], "gpus": p.gpus, "vram_gb": p.vram_gb, "vram_gib": p.vram_gib}
                 | {"usd_per_second": p.usd_per_second * gpu_count, "usd_per_hour": p.usd_per_hour * gpu_count}
                 | {"verdict": str(f.verdict), "max_sequences": f.max_sequences, "reason": f.reason}
                 for p, f in fits
@@ -175,7 +175,7 @@ def gpus(
         rows.add_row(
             pool.id,
             ",".join(aliases[pool.id]),
-            f"{pool.vram_gb} GB",
+            f"{pool.vram_gb} GB ({pool.vram_gib:g} GiB)",
             f"{pool.usd_per_second * gpu_count:.5f}",
             f"{pool.usd_per_hour * gpu_count:.2f}",
             str(fit.verdict),
@@ -202,7 +202,7 @@ def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
     low, high = plan.usd_per_hour
     fits = table("pool", "VRAM", "fits", "sequences", "reason", title=f"Fit at {plan.max_model_len} tokens")
     for pool, fit in plan.fits:
-        fits.add_row(pool.id, f"{pool.vram_gb} GB", str(fit.verdict), str(fit.max_sequences), fit.reason)
+        fits.add_row(pool.id, f"{pool.vram_gib:g} GiB", str(fit.verdict), str(fit.max_sequences), fit.reason)
     out.result(fits)
     for note in plan.notes:
         out.warn(note)
