@@ -293,3 +293,19 @@ def test_a_private_image_without_credentials_never_starts_and_status_says_why(ha
         run("down", "private", "--yes")
     finally:
         control.rules.private_registries = frozenset()
+
+
+def test_lost_answers_to_an_update_and_a_rolling_release_are_not_sent_twice(harness: Harness, project: Path) -> None:
+    control = harness.emulator.control
+    run = Session(project, notus_env(harness.url, harness.key))
+    run("deploy", "again", "--yes")
+    before = len(control.mutations)
+    control.inject(502, lost="saveEndpoint")
+    run("deploy", "again", "--yes", "--workers-max", "2")
+    control.inject(502, lost="updateEndpointTemplate")
+    run("deploy", "again", "--yes", "--workers-max", "2", "--image", "registry.test/notus:v3")
+    assert control.mutations[before:] == ["saveEndpoint", "saveTemplate", "updateEndpointTemplate"]
+    (spec,) = [s for s in control.specs.values() if s["name"] == "again"]
+    assert spec["workersMax"] == 2
+    assert control.templates[spec["templateId"]]["imageName"] == "registry.test/notus:v3"
+    run("down", "again", "--yes")

@@ -124,6 +124,9 @@ def test_env_and_names() -> None:
         parse_env(["1BAD=x"])
     with pytest.raises(ConfigError, match="NAME 'Prod_1'"):
         check_name("Prod_1")
+    with pytest.raises(ConfigError, match="NAME 'ab'") as caught:
+        check_name("ab")  # RunPod wants at least 3 characters
+    assert "3 to 40" in (caught.value.hint or "")
 
 
 def test_workers_standby_is_set_and_compared_only_where_declared() -> None:

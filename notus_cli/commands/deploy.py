@@ -210,7 +210,8 @@ def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
     out.text(
         f"{plan.request.name}: {plan.endpoint.gpu_ids} x{plan.request.gpu_count}, workers "
         f"{plan.request.workers_min}-{plan.request.workers_max}, max_model_len {plan.max_model_len}, "
-        f"max_num_seqs {plan.max_num_seqs}, disk {plan.template.container_disk_in_gb} GB"
+        f"max_num_seqs {plan.max_num_seqs}, disk {plan.template.container_disk_in_gb} GB, "
+        f"CUDA >= {plan.endpoint.min_cuda_version or 'any'}"
     )
     out.text(
         f"cost: {price}/hour per running worker (flex rate); at most ${plan.max_usd_per_hour:.2f}/hour at workers-max"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from notus_cli.deploy.plan import DeployPlan, registry_auth_name, template_prefix
+from notus_cli.deploy.plan import SETTINGS, DeployPlan, registry_auth_name, template_prefix
 from notus_cli.deploy.registry import RegistryCredentials
 from notus_cli.deploy.state import Deployment, forget_deployment, load_deployments, save_deployment
 from notus_cli.errors import ConfigError, RunPodAnswerLost, RunPodError, RunPodQueryError
@@ -78,10 +78,10 @@ def apply_deploy(
     else:
         endpoint_id = plan.existing.id
         if "update endpoint" in actions:
-            control.save_endpoint(endpoint)
+            _update_endpoint(control, endpoint)
             done.append(f"updated endpoint {endpoint.name}")
         if "rolling release" in actions:
-            control.update_endpoint_template(endpoint_id, template_id)
+            _switch_template(control, endpoint_id, template_id)
             done.append(f"rolling release to {plan.template.name}")
     deployment = Deployment(
         name=plan.request.name,
@@ -115,9 +115,9 @@ def registry_auth(control: ControlPlane, credentials: RegistryCredentials, done:
     found = find()
     if found is not None:
         return found
-    password = credentials.password
-    auth_id = _create_once(
-        lambda: control.save_registry_auth(name, credentials.username, password).id, find, f"registry auth {name}"
+    username, password = credentials.username, credentials.password
+    auth_id = _send_once(
+        lambda: control.save_registry_auth(name, username, password).id, find, f"creating registry auth {name}"
     )
     if done is not None:
         done.append(f"saved registry credentials for {credentials.host} ({credentials.source}) as {name}")
@@ -133,7 +133,7 @@ def _save_template(control: ControlPlane, template: TemplateInput) -> str:
         return twin.id if twin is not None and same else None
 
     try:
-        return _create_once(lambda: control.save_template(template).id, find, f"template {template.name}")
+        return _send_once(lambda: control.save_template(template).id, find, f"creating template {template.name}")
     except RunPodQueryError:
         twin_id = find()
         if twin_id is None:
@@ -148,11 +148,35 @@ def _create_endpoint(control: ControlPlane, endpoint: EndpointInput) -> str:
         ours = [e for e in control.endpoints() if e.name == endpoint.name and e.template_id == endpoint.template_id]
         return ours[0].id if ours else None
 
-    return _create_once(lambda: control.save_endpoint(endpoint).id, find, f"endpoint {endpoint.name}")
+    return _send_once(lambda: control.save_endpoint(endpoint).id, find, f"creating endpoint {endpoint.name}")
 
 
-def _create_once(create: Callable[[], T], find: Callable[[], T | None], what: str) -> T:
-    """`create()`, and after a lost answer look (`find`) before creating again; at most two creates are sent."""
+def _update_endpoint(control: ControlPlane, endpoint: EndpointInput) -> None:
+    """saveEndpoint with the full spec; after a lost answer, sent again only if RunPod does not show it."""
+    wanted = endpoint.model_dump(include=set(SETTINGS))
+
+    def find() -> bool | None:
+        now = next((e for e in control.endpoints() if e.id == endpoint.id), None)
+        return True if now is not None and now.model_dump(include=set(SETTINGS)) == wanted else None
+
+    _send_once(lambda: bool(control.save_endpoint(endpoint)), find, f"the update of endpoint {endpoint.name}")
+
+
+def _switch_template(control: ControlPlane, endpoint_id: str, template_id: str) -> None:
+    """updateEndpointTemplate; after a lost answer, sent again only if the endpoint is not on the template."""
+
+    def find() -> bool | None:
+        return True if any(e.id == endpoint_id and e.template_id == template_id for e in control.endpoints()) else None
+
+    def send() -> bool:
+        control.update_endpoint_template(endpoint_id, template_id)
+        return True
+
+    _send_once(send, find, f"the rolling release of endpoint {endpoint_id}")
+
+
+def _send_once(create: Callable[[], T], find: Callable[[], T | None], what: str) -> T:
+    """`create()`, and after a lost answer look (`find`) before sending again; it is sent at most twice."""
     for _attempt in range(2):
         try:
             return create()
@@ -164,7 +188,7 @@ def _create_once(create: Callable[[], T], find: Callable[[], T | None], what: st
                 if look + 1 < LOOKS:
                     time.sleep(LOOK_PAUSE)
     raise RunPodError(
-        f"RunPod did not confirm creating {what}, twice, and it cannot be found",
+        f"RunPod did not confirm {what}, twice, and its result cannot be found",
         hint="see `notus endpoints`, then run the same command again: it looks before it creates",
     )
 

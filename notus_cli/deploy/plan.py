@@ -45,7 +45,7 @@ MAX_NUM_SEQS_CAP = 256  # vLLM's own default for max_num_seqs
 BASE_IMAGE_GB = 20  # vLLM's image and the worker's environment, without the weights (when the size is unknown)
 DISK_HEADROOM = 1.2
 GB = 10**9
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{2,39}$")  # RunPod: name is String!, at least 3 (runpodctl AGENTS.md)
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCALERS: dict[str, ScalerType] = {"delay": "QUEUE_DELAY", "requests": "REQUEST_COUNT"}
 # Endpoint fields a deploy sets; a difference in any of them means saveEndpoint with the full spec.
@@ -128,7 +128,7 @@ def check_name(name: str) -> str:
     if not NAME.match(name):
         raise ConfigError(
             f"NAME '{name}' is not a valid deployment name",
-            hint="use lowercase letters, digits and '-', starting with a letter or digit (at most 40)",
+            hint="use 3 to 40 lowercase letters, digits and '-', starting with a letter or digit",
         )
     return name
 

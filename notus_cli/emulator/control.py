@@ -346,6 +346,8 @@ class _Root:
 
 def _check_endpoint(spec: dict[str, Any], templates: dict[str, dict[str, Any]]) -> None:
     """RunPod's validation of an endpoint spec; raises GraphQLError naming the field."""
+    if len(str(spec["name"])) < 3:
+        raise GraphQLError("name must be at least 3 characters")  # runpodctl AGENTS.md: String!, min 3
     if spec.get("templateId") not in templates:
         raise GraphQLError(f"templateId {spec['templateId']} not found")
     gpus = [part.strip() for part in str(spec["gpuIds"]).split(",") if part.strip()]

@@ -3,7 +3,8 @@
     with RunPodGraphQL(api_key, url=settings.runpod_graphql_url) as runpod:
         template = runpod.save_template(TemplateInput(name=..., image_name=..., container_disk_in_gb=100))
 
-Values always travel as GraphQL variables, never inside the query text, so quotes, backslashes and
+Variables are declared non-null (`String!`), which GraphQL accepts whether RunPod's argument is
+nullable or not. Values always travel as GraphQL variables, never inside the query text, so quotes, backslashes and
 newlines in env values arrive intact and nothing can be injected. Every answer becomes a typed
 result or a NotusError in one place (`_raise_for_answer`): HTTP 401/403 -> RunPodAuthError, GraphQL
 `errors` -> RunPodQueryError with RunPod's message, 429 after the retries -> RunPodRateLimited.
@@ -67,9 +68,9 @@ Q_ENDPOINTS = f"query Endpoints {{ myself {{ endpoints {{ {_ENDPOINT_FIELDS} }} 
 Q_GPU_TYPES = "query GpuTypes { gpuTypes { id displayName memoryInGb } }"
 Q_GPU_POOLS = "query GpuPools { serverlessGpuPools { id gpuTypeIds } }"
 M_SAVE_TEMPLATE = (
-    f"mutation SaveTemplate($input: SaveTemplateInput) {{ saveTemplate(input: $input) {{ {_TEMPLATE_FIELDS} }} }}"
+    f"mutation SaveTemplate($input: SaveTemplateInput!) {{ saveTemplate(input: $input) {{ {_TEMPLATE_FIELDS} }} }}"
 )
-M_DELETE_TEMPLATE = "mutation DeleteTemplate($name: String) { deleteTemplate(templateName: $name) }"
+M_DELETE_TEMPLATE = "mutation DeleteTemplate($name: String!) { deleteTemplate(templateName: $name) }"
 M_SAVE_ENDPOINT = (
     f"mutation SaveEndpoint($input: EndpointInput!) {{ saveEndpoint(input: $input) {{ {_ENDPOINT_FIELDS} }} }}"
 )
@@ -77,10 +78,10 @@ M_UPDATE_TEMPLATE = (
     "mutation UpdateEndpointTemplate($input: UpdateEndpointTemplateInput!) "
     "{ updateEndpointTemplate(input: $input) { id templateId } }"
 )
-M_DELETE_ENDPOINT = "mutation DeleteEndpoint($id: String) { deleteEndpoint(id: $id) }"
+M_DELETE_ENDPOINT = "mutation DeleteEndpoint($id: String!) { deleteEndpoint(id: $id) }"
 Q_REGISTRY_AUTHS = "query RegistryAuths { myself { containerRegistryCreds { id name } } }"
 M_SAVE_REGISTRY_AUTH = (
-    "mutation SaveRegistryAuth($input: SaveRegistryAuthInput) { saveRegistryAuth(input: $input) { id name } }"
+    "mutation SaveRegistryAuth($input: SaveRegistryAuthInput!) { saveRegistryAuth(input: $input) { id name } }"
 )
 Q_INPUT_FIELDS = "query InputFields($name: String!) { __type(name: $name) { inputFields { name } } }"
 
