@@ -87,7 +87,8 @@ input EndpointInput {
 }
 
 input UpdateEndpointTemplateInput { endpointId: String! templateId: String! }   # [ctl], [py]
-input SaveRegistryAuthInput { name: String! username: String! password: String! }  # [py] container_register_auth.py
+# [py] container_register_auth.py inlines {name, username, password}; the type's name is ours (unpublished)
+input SaveRegistryAuthInput { name: String! username: String! password: String! }
 
 type Mutation {
   saveTemplate(input: SaveTemplateInput): PodTemplate                 # [ctl] api/endpoint.go CreateTemplate

@@ -80,8 +80,10 @@ M_UPDATE_TEMPLATE = (
 )
 M_DELETE_ENDPOINT = "mutation DeleteEndpoint($id: String!) { deleteEndpoint(id: $id) }"
 Q_REGISTRY_AUTHS = "query RegistryAuths { myself { containerRegistryCreds { id name } } }"
+# The input object is written out (its type name is not published; runpod-python inlines it too).
 M_SAVE_REGISTRY_AUTH = (
-    "mutation SaveRegistryAuth($input: SaveRegistryAuthInput!) { saveRegistryAuth(input: $input) { id name } }"
+    "mutation SaveRegistryAuth($name: String!, $username: String!, $password: String!) "
+    "{ saveRegistryAuth(input: {name: $name, username: $username, password: $password}) { id name } }"
 )
 Q_INPUT_FIELDS = "query InputFields($name: String!) { __type(name: $name) { inputFields { name } } }"
 
@@ -169,7 +171,7 @@ class RunPodGraphQL:
         return _one(EndpointInfo, self.execute(M_SAVE_ENDPOINT, {"input": wire})["saveEndpoint"])
 
     def save_registry_auth(self, name: str, username: str, password: SecretStr) -> RegistryAuth:
-        variables = {"input": {"name": name, "username": username, "password": password.get_secret_value()}}
+        variables = {"name": name, "username": username, "password": password.get_secret_value()}
         return _one(RegistryAuth, self.execute(M_SAVE_REGISTRY_AUTH, variables, secret=password)["saveRegistryAuth"])
 
     def _declared_only(self, input_type: str, wire: dict[str, object]) -> dict[str, object]:
