@@ -174,3 +174,16 @@ def test_the_image_cuda_sets_min_cuda_version_and_its_size_the_disk() -> None:
     assert cuda_floor("12.8") == "12.8"
     with pytest.raises(ConfigError, match="CUDA version 'cuda12'"):
         cuda_floor("cuda12")
+
+
+def test_other_tools_endpoints_and_templates_read_back_with_nulls() -> None:
+    """A CPU or Hub endpoint has no gpuIds or template; reading the account must not fail on it."""
+    cpu = EndpointInfo.model_validate(
+        {"id": "e1", "name": "cpu-job", "templateId": None, "gpuIds": None, "gpuCount": None, "workersStandby": None}
+    )
+    assert (cpu.gpu_ids, cpu.template_id, cpu.gpu_count, cpu.workers_standby) == ("", "", 1, None)
+    raw = {"id": "t1", "name": "pod", "imageName": "i", "containerDiskInGb": None, "env": None}
+    bare = Template.model_validate(raw)
+    assert (bare.container_disk_in_gb, bare.env) == (0, ())
+    plan = plan_deploy(request(), endpoints=[cpu], templates=[bare])
+    assert [c.action for c in plan.changes] == ["create template", "create endpoint"]

@@ -9,9 +9,9 @@ replace: an update carries them over so it never resets what the user set elsewh
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
 
 ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
@@ -24,6 +24,16 @@ class _Wire(BaseModel):
     def wire(self) -> dict[str, object]:
         """The GraphQL input object: camelCase keys, unset optional fields left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class _ReadBack(BaseModel):
+    """What RunPod answers: a null field takes our default, so another tool's endpoint (CPU, Hub, load
+    balancer: no gpuIds, no template) never stops Notus from reading the account."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_to_defaults(cls, raw: Any) -> Any:
+        return {k: v for k, v in raw.items() if v is not None} if isinstance(raw, dict) else raw
 
 
 class EnvVar(_Wire):
@@ -47,8 +57,9 @@ class TemplateInput(_Wire):
     id: str | None = None
 
 
-class Template(TemplateInput):
+class Template(TemplateInput, _ReadBack):
     id: str  # always set once saved
+    container_disk_in_gb: int = 0
 
     def env_dict(self) -> dict[str, str]:
         return {var.key: var.value for var in self.env}
@@ -103,8 +114,10 @@ CARRIED_FIELDS = (
 )
 
 
-class EndpointInfo(EndpointInput):
+class EndpointInfo(EndpointInput, _ReadBack):
     id: str
+    template_id: str = ""
+    gpu_ids: str = ""
 
 
 class GpuType(_Wire):
