@@ -205,3 +205,14 @@ def test_an_unknown_input_field_is_refused_like_runpod_refuses_it(harness: Harne
     assert answer.status_code == 400
     message = answer.json()["errors"][0]["message"]
     assert "'EndpointInput' not to include unknown field 'workersStandby'" in message  # graphql-core's wording
+
+
+def test_a_template_without_volume_in_gb_is_refused(harness: Harness) -> None:
+    """RunPod's docs list volumeInGb among SaveTemplateInput's required fields (0 for serverless)."""
+    body = {
+        "query": "mutation T($input: SaveTemplateInput!) { saveTemplate(input: $input) { id } }",
+        "variables": {"input": {"name": "no-volume", "imageName": "r/notus:1", "containerDiskInGb": 20}},
+    }
+    answer = httpx.post(f"{harness.url}/graphql?api_key={harness.key}", json=body)
+    assert answer.status_code == 400
+    assert "volumeInGb" in answer.json()["errors"][0]["message"]

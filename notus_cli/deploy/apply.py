@@ -93,6 +93,7 @@ def apply_deploy(
         api_base_url=api_base_url,
         extra={
             "gpu_ids": endpoint.gpu_ids,
+            "gpu_count": str(endpoint.gpu_count),  # GPUs per worker: what a cost figure multiplies by
             "max_model_len": str(plan.max_model_len),
             "max_num_seqs": str(plan.max_num_seqs),
         },
