@@ -252,7 +252,12 @@ def tear_down(
         forget_deployment(plan.name, state)  # the endpoint is gone: nothing may target it any more
     deadline = time.monotonic() + (TEMPLATE_RELEASE_WAIT if release_wait is None else release_wait)
     for template in plan.templates:
-        _delete_template(control, template.name, deadline, say)
+        try:
+            _delete_template(control, template.name, deadline, say)
+        except RunPodError as exc:
+            if done:  # say what did happen: the paid part may be gone already
+                raise RunPodError(f"{'; '.join(done)}; but {exc.message}", hint=exc.hint) from exc
+            raise
         done.append(f"deleted template {template.name}")
     return done
 
