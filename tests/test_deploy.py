@@ -92,7 +92,7 @@ def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
     assert spec["flashBootType"] == "FLASHBOOT"
 
     status = run("status", "life").stdout
-    assert "min 1, max 3, standby 1 (FlashBoot, unbilled)" in status
+    assert "min 1, max 3, standby 1 (as RunPod reports it)" in status
     assert "registry.test/notus:v2" in status
     assert "completed 1" in status
     listed = json.loads(run("endpoints", "--json").stdout)

@@ -262,7 +262,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
     for key, value in (
         ("image", image),
         ("gpus", f"{e.gpu_ids} x{e.gpu_count}"),
-        ("workers", f"min {e.workers_min}, max {e.workers_max}, standby {e.workers_standby} (FlashBoot, unbilled)"),
+        ("workers", f"min {e.workers_min}, max {e.workers_max}, standby {e.workers_standby} (as RunPod reports it)"),
         ("scaler", f"{e.scaler_type} {e.scaler_value}, idle timeout {e.idle_timeout} s"),
         ("locations", e.locations or "any"),
         ("flashboot", e.flash_boot_type),
