@@ -216,3 +216,17 @@ def test_a_template_without_volume_in_gb_is_refused(harness: Harness) -> None:
     answer = httpx.post(f"{harness.url}/graphql?api_key={harness.key}", json=body)
     assert answer.status_code == 400
     assert "volumeInGb" in answer.json()["errors"][0]["message"]
+
+
+def test_a_refused_introspection_counts_as_not_declared(harness: Harness) -> None:
+    """Where RunPod turns introspection off, the disputed field is not sent (the safe side) and nothing fails."""
+    control = harness.emulator.control
+    control.rules.introspection, control.rules.declares_workers_standby = False, True
+    start = len(control.requests)
+    try:
+        with RunPodGraphQL(SecretStr(harness.key), url=f"{harness.url}/graphql", retry=FAST) as runpod:
+            assert runpod.declares("EndpointInput", "workersStandby") is False
+            assert runpod.declares("EndpointInput", "workersStandby") is False
+    finally:
+        control.rules.introspection, control.rules.declares_workers_standby = True, False
+    assert sum("__type" in r["query"] for r in control.requests[start:]) == 1  # asked once per client

@@ -83,6 +83,7 @@ class ControlRules:
     declares_workers_standby: bool = False
     template_release_delay: float = 120.0
     private_registries: frozenset[str] = frozenset()
+    introspection: bool = True  # False: refuse __type/__schema, as servers with introspection turned off do
 
 
 class ControlPlane:
@@ -124,6 +125,9 @@ class ControlPlane:
         if not isinstance(body, dict) or not isinstance(query, str):
             return JSONResponse({"errors": [{"message": "send {query, variables}"}]}, status_code=400)
         self.requests.append({"query": query, "variables": body.get("variables") or {}})
+        if not self.rules.introspection and ("__type" in query or "__schema" in query):
+            message = "GraphQL introspection is not allowed, but the query contained __schema or __type"
+            return JSONResponse({"errors": [{"message": message}]}, status_code=400)
         result = graphql_sync(
             schema(declares_workers_standby=self.rules.declares_workers_standby),
             query,
