@@ -172,6 +172,9 @@ def test_the_image_cuda_sets_min_cuda_version_and_its_size_the_disk() -> None:
     newer = plan_deploy(request(cuda_version="13.0"), endpoints=endpoints, templates=templates)
     assert "min_cuda_version: None -> '13.0'" in newer.changes[0].detail
     assert cuda_floor("12.8") == "12.8"
+    endpoints = [endpoints[0].model_copy(update={"allowed_cuda_versions": "12.4,12.6"})]
+    clash = plan_deploy(request(cuda_version="12.8"), endpoints=endpoints, templates=templates)
+    assert any("allows CUDA 12.4, 12.6 only" in note for note in clash.notes)
     with pytest.raises(ConfigError, match="CUDA version 'cuda12'"):
         cuda_floor("cuda12")
 

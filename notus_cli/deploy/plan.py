@@ -212,7 +212,7 @@ def plan_deploy(
         fits=fits,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
-        notes=notes,
+        notes=notes + _cuda_notes(endpoint),
     )
 
 
@@ -234,6 +234,30 @@ def cuda_floor(version: str) -> str:
     if len(parts) < 2 or not all(part.isdigit() for part in parts[:2]):
         raise ConfigError(f"the image's CUDA version '{version}' is not MAJOR.MINOR", hint="rebuild with `notus build`")
     return f"{int(parts[0])}.{int(parts[1])}"
+
+
+def _cuda_notes(endpoint: EndpointInput) -> tuple[str, ...]:
+    """A CUDA filter set elsewhere that leaves no host for the image's CUDA floor, in words."""
+    if not endpoint.allowed_cuda_versions or not endpoint.min_cuda_version:
+        return ()
+    floor = _version(endpoint.min_cuda_version)
+    allowed = [v.strip() for v in endpoint.allowed_cuda_versions.split(",") if v.strip()]
+    if not floor or any(_version(v) >= floor for v in allowed):
+        return ()
+    return (
+        f"the endpoint allows CUDA {', '.join(allowed)} only (set outside Notus) but the image needs "
+        f"{endpoint.min_cuda_version} or newer: no host will match until allowedCudaVersions is changed",
+    )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """The leading numeric parts of a version: (12, 8) for 12.8, () if there are none."""
+    parts: list[int] = []
+    for part in text.strip().split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
 
 
 def registry_auth_name(credentials: RegistryCredentials) -> str:
