@@ -23,7 +23,7 @@ from notus_cli.errors import (
 from notus_cli.runpod.control import EndpointInput, EnvVar, TemplateInput
 from notus_cli.runpod.graphql import RunPodGraphQL, mask
 from notus_cli.runpod.serverless import RetryPolicy
-from tests.support.emulator import Harness
+from tests.support.emulator import Harness, wait_for
 
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
 AWKWARD = 'say "hi"\\n, a back\\slash,\na newline, {"json": true} and $dollar'
@@ -157,6 +157,9 @@ def test_a_mutation_is_not_repeated_after_a_5xx_or_a_timeout(harness: Harness, c
         control.inject(delay=1.0)
         with pytest.raises(RunPodAnswerLost, match="ReadTimeout"):
             slow.save_template(TemplateInput(name="once-slow", image_name="r/notus:1", container_disk_in_gb=20))
+    # the timed-out request is still carried out, once: exactly why it must not be sent again
+    wait_for(lambda: "saveTemplate" in control.mutations[-1:] and "once-slow" in str(control.templates), timeout=10)
+    assert [t["name"] for t in control.templates.values()].count("once-slow") == 1
 
 
 def test_a_mutation_is_retried_where_runpod_cannot_have_run_it(harness: Harness, client: RunPodGraphQL) -> None:
