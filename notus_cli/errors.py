@@ -9,7 +9,8 @@
     ├── RunPodError            RunPod answered with an error
     │   ├── RunPodAuthError    the API key was rejected
     │   ├── RunPodRateLimited  HTTP 429 after the retries
-    │   └── RunPodQueryError   a GraphQL or REST call was refused
+    │   ├── RunPodQueryError   a GraphQL or REST call was refused
+    │   └── RunPodAnswerLost   a mutation's answer never came (it may or may not have been carried out)
     ├── BenchError             a benchmark could not run or produced no usable result
     ├── ServerError            an OpenAI-compatible server refused a request (e.g. the API key)
     ├── EndpointUnreachable    nothing answers at the endpoint URL (exit 3)
@@ -67,6 +68,10 @@ class RunPodRateLimited(RunPodError):
 
 class RunPodQueryError(RunPodError):
     pass
+
+
+class RunPodAnswerLost(RunPodError):
+    """A mutation was sent but its answer was lost (5xx, timeout): look before sending it again."""
 
 
 class BenchError(NotusError):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.control import Session, notus_env, pushed_project
-from tests.support.emulator import Harness
+from tests.support.emulator import Harness, wait_for
 
 AWKWARD = 'quote " back\\slash\nnew line = $HOME'
 DIGEST = "sha256:" + "cd" * 32
@@ -47,7 +50,7 @@ def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
     assert "create template" in plan
     assert "create endpoint" in plan
     assert "AMPERE_80" in plan
-    assert "$2.74/hour per active worker; at most $5.47/hour at workers-max" in plan
+    assert "$2.74/hour per running worker (flex rate); at most $5.47/hour at workers-max" in plan
 
     run("deploy", "life", "--yes", "--workers-max", "2", *env_flags)
     assert control.mutations[before:] == ["saveTemplate", "saveEndpoint"]
@@ -85,10 +88,11 @@ def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
     )
     assert control.mutations[before:] == ["saveEndpoint"]
     spec = control.specs[state["endpoint_id"]]
-    assert (spec["workersMin"], spec["workersStandby"], spec["workersMax"], spec["idleTimeout"]) == (1, 1, 3, 2)
+    assert (spec["workersMin"], spec["workersMax"], spec["idleTimeout"]) == (1, 3, 2)
+    assert spec["flashBootType"] == "FLASHBOOT"
 
     status = run("status", "life").stdout
-    assert "min 1, max 3, standby 1" in status
+    assert "min 1, max 3, standby 1 (as RunPod reports it)" in status
     assert "registry.test/notus:v2" in status
     assert "completed 1" in status
     listed = json.loads(run("endpoints", "--json").stdout)
@@ -109,9 +113,9 @@ def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
         assert harness.key not in text
 
 
-def test_a_retried_save_whose_first_answer_was_lost(harness: Harness, project: Path) -> None:
-    """RunPod made the template but the answer was lost (502): the retry is refused as a duplicate name,
-    and deploy carries on with the template that was made."""
+def test_a_save_whose_answer_was_lost(harness: Harness, project: Path) -> None:
+    """RunPod made the template but the answer was lost (502): deploy looks it up by name instead of
+    sending saveTemplate again, and carries on with the template that was made."""
     control = harness.emulator.control
     control.inject(502, lost="saveTemplate")
     run = Session(project, notus_env(harness.url, harness.key))
@@ -188,3 +192,121 @@ def test_gpus_lists_fit_and_price(project: Path, harness: Harness) -> None:
 def test_status_of_an_unknown_endpoint(harness: Harness, project: Path) -> None:
     result = Session(project, notus_env(harness.url, harness.key))("status", "ghost", code=2)
     assert "no endpoint named 'ghost'" in result.stderr
+
+
+def test_a_lost_save_endpoint_answer_still_ends_with_one_endpoint(harness: Harness, project: Path) -> None:
+    """The first saveEndpoint is carried out but its answer is lost: deploy finds the endpoint (by its
+    name and the template it just made) instead of creating a second, billed one."""
+    control = harness.emulator.control
+    control.inject(502, lost="saveEndpoint")
+    run = Session(project, notus_env(harness.url, harness.key))
+    before = len(control.mutations)
+    result = json.loads(run("deploy", "once", "--yes", "--json").stdout)
+    assert control.mutations[before:] == ["saveTemplate", "saveEndpoint"]
+    assert deployed(harness, "once") == ["once"]
+    assert result["deployment"]["endpoint_id"] in control.specs
+    run("down", "once", "--yes")
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["schema-without-standby", "schema-with-standby"])
+def test_workers_min_0_scales_to_zero_in_both_schema_shapes(harness: Harness, project: Path, declared: bool) -> None:
+    control = harness.emulator.control
+    previous, control.rules.declares_workers_standby = control.rules.declares_workers_standby, declared
+    try:
+        run = Session(project, notus_env(harness.url, harness.key))
+        start = len(control.requests)
+        state = json.loads(run("deploy", "zero", "--yes", "--json", "--workers-min", "0", "--idle-timeout", "1").stdout)
+        endpoint_id = state["deployment"]["endpoint_id"]
+        saves = [r["variables"]["input"] for r in control.requests[start:] if "saveEndpoint" in r["query"]]
+        assert [("workersStandby" in save) for save in saves] == [declared]
+        with harness.http(endpoint_id) as client:
+            assert client.post("/runsync", json={"input": {"echo": 1}}).json()["status"] == "COMPLETED"
+        endpoint = harness.emulator.endpoints[endpoint_id]
+        alive = lambda: harness.emulator.call(lambda: sum(w.alive for w in endpoint.workers.values()))  # noqa: E731
+        wait_for(lambda: alive() == 0, timeout=30)  # idle 1 s past the job: no worker left
+        run("down", "zero", "--yes")
+    finally:
+        control.rules.declares_workers_standby = previous
+
+
+def test_down_waits_out_a_template_runpod_still_holds(harness: Harness, project: Path) -> None:
+    control = harness.emulator.control
+    run = Session(project, notus_env(harness.url, harness.key))
+    run("deploy", "held", "--yes")
+    control.rules.template_release_delay = 2.0
+    try:
+        result = run("down", "held", "--yes")
+    finally:
+        control.rules.template_release_delay = 0.0
+    said = " ".join(result.stderr.split())
+    assert "is still held by RunPod after its last use; retrying" in said
+    assert not [t for t in control.templates.values() if t["name"].startswith("held__")]
+
+
+def test_a_second_down_finishes_what_the_first_could_not(harness: Harness, project: Path) -> None:
+    control = harness.emulator.control
+    run = Session(project, notus_env(harness.url, harness.key))
+    run("deploy", "twice", "--yes")
+    control.rules.template_release_delay = 60.0
+    settings_env = notus_env(harness.url, harness.key)
+    try:
+        first = subprocess_down(project, settings_env)
+    finally:
+        control.rules.template_release_delay = 0.0
+    assert "deleted endpoint twice" in first  # what the first down did, it says
+    assert "but RunPod still refuses to delete template" in first
+    assert deployed(harness, "twice") == []  # the endpoint went first ...
+    assert "twice" not in json.loads((project / ".notus" / "deployments.json").read_text())["deployments"]
+    assert [t["name"] for t in control.templates.values() if t["name"].startswith("twice__")]  # ... a template stayed
+    run("down", "twice", "--yes")
+    assert not [t for t in control.templates.values() if t["name"].startswith("twice__")]
+
+
+def subprocess_down(project: Path, env: dict[str, str]) -> str:
+    """`notus down twice` with the template wait cut to 1 s (RunPod's 2 minutes are too long for a test)."""
+    code = (
+        "import sys; import notus_cli.deploy.apply as a; a.TEMPLATE_RELEASE_WAIT = 1.0; "
+        "from notus_cli.app import main; sys.argv = ['notus', 'down', 'twice', '--yes']; main()"
+    )
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=project, env=env, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return " ".join(result.stderr.split())
+
+
+def test_a_private_image_without_credentials_never_starts_and_status_says_why(harness: Harness, project: Path) -> None:
+    control = harness.emulator.control
+    control.rules.private_registries = frozenset({"registry.test"})
+    try:
+        run = Session(project, notus_env(harness.url, harness.key))
+        state = json.loads(run("deploy", "private", "--yes", "--json").stdout)
+        endpoint_id = state["deployment"]["endpoint_id"]
+        with harness.http(endpoint_id) as client:
+            job = client.post("/run", json={"input": {"echo": 1}}).json()["id"]
+            time.sleep(3.0)  # a worker would have started (and answered) well within this
+            assert client.get(f"/status/{job}").json()["status"] == "IN_QUEUE"
+        assert harness.emulator.call(lambda: len(harness.emulator.endpoints[endpoint_id].workers)) == 0
+        status = run("status", "private")
+        said = " ".join(status.stderr.split())
+        assert "no worker has started: the template names no registry credential" in said
+        assert "registry.test/notus@" in said
+        run("down", "private", "--yes")
+    finally:
+        control.rules.private_registries = frozenset()
+
+
+def test_lost_answers_to_an_update_and_a_rolling_release_are_not_sent_twice(harness: Harness, project: Path) -> None:
+    control = harness.emulator.control
+    run = Session(project, notus_env(harness.url, harness.key))
+    run("deploy", "again", "--yes")
+    before = len(control.mutations)
+    control.inject(502, lost="saveEndpoint")
+    run("deploy", "again", "--yes", "--workers-max", "2")
+    control.inject(502, lost="updateEndpointTemplate")
+    run("deploy", "again", "--yes", "--workers-max", "2", "--image", "registry.test/notus:v3")
+    assert control.mutations[before:] == ["saveEndpoint", "saveTemplate", "updateEndpointTemplate"]
+    (spec,) = [s for s in control.specs.values() if s["name"] == "again"]
+    assert spec["workersMax"] == 2
+    assert control.templates[spec["templateId"]]["imageName"] == "registry.test/notus:v3"
+    run("down", "again", "--yes")

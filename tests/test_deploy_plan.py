@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from notus_cli.deploy.plan import DeployRequest, check_name, parse_env, plan_deploy
+from notus_cli.deploy.plan import DeployRequest, check_name, cuda_floor, parse_env, plan_deploy
 from notus_cli.errors import ConfigError
-from notus_cli.runpod.control import EndpointInfo, Template
+from notus_cli.runpod.control import EndpointInfo, NetworkVolumeRef, Template
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.regions import resolve_locations
 
@@ -74,7 +74,8 @@ def test_new_deployment_plan() -> None:
     assert plan.template.container_disk_in_gb == 100  # BF16 weights + vLLM, as the hand-made template had
     assert {v.key: v.value for v in plan.template.env}["NOTUS_TENSOR_PARALLEL_SIZE"] == "2"
     assert plan.endpoint.gpu_ids == "AMPERE_80,ADA_80_PRO"
-    assert plan.endpoint.workers_standby == plan.endpoint.workers_min == 1
+    assert plan.endpoint.workers_standby is None  # not declared by the schema: not part of the spec
+    assert "workersStandby" not in plan.endpoint.wire()
     assert plan.usd_per_hour == pytest.approx((0.00076 * 3600 * 2, 0.00116 * 3600 * 2))
     assert plan.max_usd_per_hour == pytest.approx(0.00116 * 3600 * 2 * 3)
 
@@ -123,3 +124,69 @@ def test_env_and_names() -> None:
         parse_env(["1BAD=x"])
     with pytest.raises(ConfigError, match="NAME 'Prod_1'"):
         check_name("Prod_1")
+    with pytest.raises(ConfigError, match="NAME 'ab'") as caught:
+        check_name("ab")  # RunPod wants at least 3 characters
+    assert "3 to 40" in (caught.value.hint or "")
+
+
+def test_workers_standby_is_set_and_compared_only_where_declared() -> None:
+    plan = plan_deploy(request(workers_min=1, workers_max=2), endpoints=[], templates=[], standby=True)
+    assert plan.endpoint.workers_standby == plan.endpoint.workers_min == 1
+    endpoints, templates = existing(request(workers_min=1, workers_max=2))
+    read_back = [endpoints[0].model_copy(update={"workers_standby": 0})]  # what RunPod reports
+    wanted = request(workers_min=1, workers_max=2)
+    assert plan_deploy(wanted, endpoints=read_back, templates=templates).changes == ()
+    declared = plan_deploy(wanted, endpoints=read_back, templates=templates, standby=True)
+    assert [c.detail for c in declared.changes] == ["workers_standby: 0 -> 1"]
+
+
+def test_an_update_carries_over_what_notus_does_not_set() -> None:
+    """saveEndpoint is a full replace: fields set in RunPod's console must survive a redeploy."""
+    endpoints, templates = existing(request())
+    console = {
+        "network_volume_id": "vol-1",
+        "network_volume_ids": (NetworkVolumeRef(network_volume_id="vol-1", data_center_id="EU-RO-1"),),
+        "allowed_cuda_versions": "12.8,12.9",
+        "min_cuda_version": "12.8",
+        "model_references": ("https://huggingface.co/nvidia/x:main",),
+        "execution_timeout_ms": 1_200_000,
+    }
+    endpoints = [endpoints[0].model_copy(update=console)]
+    plan = plan_deploy(request(workers_max=4), endpoints=endpoints, templates=templates)
+    assert [c.action for c in plan.changes] == ["update endpoint"]
+    wire = plan.endpoint.wire()
+    assert wire["networkVolumeId"] == "vol-1"
+    assert wire["networkVolumeIds"] == [{"networkVolumeId": "vol-1"}]  # the input type has no dataCenterId
+    assert wire["allowedCudaVersions"] == "12.8,12.9"
+    assert wire["minCudaVersion"] == "12.8"
+    assert wire["modelReferences"] == ["https://huggingface.co/nvidia/x:main"]
+    assert wire["executionTimeoutMs"] == 1_200_000
+    assert wire["workersMax"] == 4
+
+
+def test_the_image_cuda_sets_min_cuda_version_and_its_size_the_disk() -> None:
+    plan = plan_deploy(request(cuda_version="12.9.1", image_size_bytes=75 * 10**9), endpoints=[], templates=[])
+    assert plan.endpoint.min_cuda_version == "12.9"
+    assert plan.template.container_disk_in_gb == 90  # 75 GB measured x 1.2 headroom, in tens
+    endpoints, templates = existing(request())
+    newer = plan_deploy(request(cuda_version="13.0"), endpoints=endpoints, templates=templates)
+    assert "min_cuda_version: None -> '13.0'" in newer.changes[0].detail
+    assert cuda_floor("12.8") == "12.8"
+    endpoints = [endpoints[0].model_copy(update={"allowed_cuda_versions": "12.4,12.6"})]
+    clash = plan_deploy(request(cuda_version="12.8"), endpoints=endpoints, templates=templates)
+    assert any("allows CUDA 12.4, 12.6 only" in note for note in clash.notes)
+    with pytest.raises(ConfigError, match="CUDA version 'cuda12'"):
+        cuda_floor("cuda12")
+
+
+def test_other_tools_endpoints_and_templates_read_back_with_nulls() -> None:
+    """A CPU or Hub endpoint has no gpuIds or template; reading the account must not fail on it."""
+    cpu = EndpointInfo.model_validate(
+        {"id": "e1", "name": "cpu-job", "templateId": None, "gpuIds": None, "gpuCount": None, "workersStandby": None}
+    )
+    assert (cpu.gpu_ids, cpu.template_id, cpu.gpu_count, cpu.workers_standby) == ("", "", 1, None)
+    raw = {"id": "t1", "name": "pod", "imageName": "i", "containerDiskInGb": None, "env": None}
+    bare = Template.model_validate(raw)
+    assert (bare.container_disk_in_gb, bare.env) == (0, ())
+    plan = plan_deploy(request(), endpoints=[cpu], templates=[bare])
+    assert [c.action for c in plan.changes] == ["create template", "create endpoint"]

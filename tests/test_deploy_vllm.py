@@ -37,6 +37,8 @@ def ask(stack: LocalStack, endpoint_id: str) -> dict[str, Any]:
 def test_deploy_then_chat_through_the_deployed_endpoint(local_stack: LocalStack, tmp_path: Path) -> None:
     info = local_stack.info
     key = info.api_key.get_secret_value()
+    rules = local_stack.emulator.control.rules
+    rules.template_release_delay = 0.0  # RunPod's 2 minutes are tested in test_deploy.py
     env = notus_env(info.url, key)
     args = ("deploy", "chat", "--image", "registry.test/notus:v1", "--max-model-len", "4096", "--yes")
     result = notus(*args, cwd=tmp_path, env=env)

@@ -12,11 +12,18 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from notus_cli.errors import EndpointUnreachable, RunPodAuthError, RunPodError, RunPodQueryError, RunPodRateLimited
+from notus_cli.errors import (
+    EndpointUnreachable,
+    RunPodAnswerLost,
+    RunPodAuthError,
+    RunPodError,
+    RunPodQueryError,
+    RunPodRateLimited,
+)
 from notus_cli.runpod.control import EndpointInput, EnvVar, TemplateInput
 from notus_cli.runpod.graphql import RunPodGraphQL, mask
 from notus_cli.runpod.serverless import RetryPolicy
-from tests.support.emulator import Harness
+from tests.support.emulator import Harness, wait_for
 
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
 AWKWARD = 'say "hi"\\n, a back\\slash,\na newline, {"json": true} and $dollar'
@@ -124,11 +131,12 @@ def test_typed_results(client: RunPodGraphQL) -> None:
     )
     assert endpoint.id
     assert endpoint.gpu_ids == "AMPERE_80,ADA_80_PRO"
-    assert endpoint.workers_standby == 0
+    assert endpoint.workers_standby == 1  # read back (RunPod's default), though never sent
     assert endpoint.flash_boot_type == "FLASHBOOT"
     pools = {pool.id: pool for pool in client.gpu_pools()}
-    assert "H200" in pools["HOPPER_141"].gpu_type_ids
-    assert any(gpu.memory_in_gb == 141 for gpu in client.gpu_types())
+    assert "NVIDIA H200" in pools["HOPPER_141"].gpu_type_ids  # gpuTypes ids, as RunPod's
+    assert "NVIDIA H100 80GB HBM3" in pools["ADA_80_PRO"].gpu_type_ids
+    assert any(gpu.id == "NVIDIA L40S" and gpu.memory_in_gb == 48 for gpu in client.gpu_types())
     client.delete_endpoint(endpoint.id)
     client.delete_template("typed")
 
@@ -142,3 +150,99 @@ def test_unreachable_api() -> None:
     runpod = RunPodGraphQL(SecretStr("rpa_K"), url="http://127.0.0.1:9/graphql", retry=FAST)
     with runpod, pytest.raises(EndpointUnreachable, match="did not answer"):
         runpod.endpoints()
+
+
+def test_a_mutation_is_not_repeated_after_a_5xx_or_a_timeout(harness: Harness, client: RunPodGraphQL) -> None:
+    control = harness.emulator.control
+    before = len(control.requests)
+    control.inject(500)
+    with pytest.raises(RunPodAnswerLost, match="did not answer SaveTemplate"):
+        client.save_template(TemplateInput(name="once-500", image_name="r/notus:1", container_disk_in_gb=20))
+    assert len(control.requests) == before  # the one request was the injected 500: nothing sent again
+    control.inject(502, lost="saveEndpoint")
+    template = client.save_template(TemplateInput(name="once-lost", image_name="r/notus:1", container_disk_in_gb=20))
+    spec = EndpointInput(name="once-lost", template_id=template.id, gpu_ids="AMPERE_80", workers_max=0)
+    with pytest.raises(RunPodAnswerLost, match="SaveEndpoint"):
+        client.save_endpoint(spec)
+    assert [s["name"] for s in control.specs.values()].count("once-lost") == 1  # carried out once, answer lost
+    url = f"{harness.url}/graphql?api_key={harness.key}"
+    with RunPodGraphQL(SecretStr(harness.key), url=url, retry=FAST, timeout=httpx.Timeout(0.3)) as slow:
+        control.inject(delay=1.0)
+        with pytest.raises(RunPodAnswerLost, match="ReadTimeout"):
+            slow.save_template(TemplateInput(name="once-slow", image_name="r/notus:1", container_disk_in_gb=20))
+    # the timed-out request is still carried out, once: exactly why it must not be sent again
+    wait_for(lambda: "saveTemplate" in control.mutations[-1:] and "once-slow" in str(control.templates), timeout=10)
+    assert [t["name"] for t in control.templates.values()].count("once-slow") == 1
+
+
+def test_a_mutation_is_retried_where_runpod_cannot_have_run_it(harness: Harness, client: RunPodGraphQL) -> None:
+    harness.emulator.control.inject(429)
+    saved = client.save_template(TemplateInput(name="after-429", image_name="r/notus:1", container_disk_in_gb=20))
+    assert saved.name == "after-429"
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_workers_standby_is_sent_only_where_the_schema_declares_it(
+    harness: Harness, sent: list[dict[str, object]], declared: bool
+) -> None:
+    control = harness.emulator.control
+    previous, control.rules.declares_workers_standby = control.rules.declares_workers_standby, declared
+    http = httpx.Client(event_hooks={"request": [lambda request: sent.append(json.loads(request.content))]})
+    try:
+        with RunPodGraphQL(SecretStr(harness.key), url=f"{harness.url}/graphql", http=http, retry=FAST) as runpod:
+            template = runpod.save_template(
+                TemplateInput(name=f"standby-{declared}", image_name="r/notus:1", container_disk_in_gb=20)
+            )
+            for _ in range(2):
+                runpod.save_endpoint(
+                    EndpointInput(
+                        name=f"standby-{declared}",
+                        template_id=template.id,
+                        gpu_ids="AMPERE_80",
+                        workers_max=0,
+                        workers_standby=0,
+                        id=None,
+                    )
+                )
+    finally:
+        control.rules.declares_workers_standby = previous
+        http.close()
+    saves = [body for body in sent if "saveEndpoint" in str(body["query"])]
+    assert [("workersStandby" in body["variables"]["input"]) for body in saves] == [declared, declared]  # type: ignore[index, operator]
+    assert sum("__type" in str(body["query"]) for body in sent) == 1  # asked once per client
+
+
+def test_an_unknown_input_field_is_refused_like_runpod_refuses_it(harness: Harness) -> None:
+    body = {
+        "query": "mutation S($input: EndpointInput!) { saveEndpoint(input: $input) { id } }",
+        "variables": {"input": {"name": "x", "templateId": "t", "gpuIds": "AMPERE_80", "workersStandby": 0}},
+    }
+    answer = httpx.post(f"{harness.url}/graphql?api_key={harness.key}", json=body)
+    assert answer.status_code == 400
+    message = answer.json()["errors"][0]["message"]
+    assert "'EndpointInput' not to include unknown field 'workersStandby'" in message  # graphql-core's wording
+
+
+def test_a_template_without_volume_in_gb_is_refused(harness: Harness) -> None:
+    """RunPod's docs list volumeInGb among SaveTemplateInput's required fields (0 for serverless)."""
+    body = {
+        "query": "mutation T($input: SaveTemplateInput!) { saveTemplate(input: $input) { id } }",
+        "variables": {"input": {"name": "no-volume", "imageName": "r/notus:1", "containerDiskInGb": 20}},
+    }
+    answer = httpx.post(f"{harness.url}/graphql?api_key={harness.key}", json=body)
+    assert answer.status_code == 400
+    assert "volumeInGb" in answer.json()["errors"][0]["message"]
+
+
+def test_a_refused_introspection_counts_as_not_declared(harness: Harness) -> None:
+    """Where RunPod turns introspection off, the disputed field is not sent (the safe side) and nothing fails."""
+    control = harness.emulator.control
+    control.rules.introspection, control.rules.declares_workers_standby = False, True
+    start = len(control.requests)
+    try:
+        with RunPodGraphQL(SecretStr(harness.key), url=f"{harness.url}/graphql", retry=FAST) as runpod:
+            assert runpod.declares("EndpointInput", "workersStandby") is False
+            assert runpod.declares("EndpointInput", "workersStandby") is False
+    finally:
+        control.rules.introspection, control.rules.declares_workers_standby = True, False
+    assert sum("__type" in r["query"] for r in control.requests[start:]) == 1  # asked once per client

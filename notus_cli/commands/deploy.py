@@ -82,7 +82,8 @@ def deploy(
     )
     request = deploy_request(settings, flags)
     with control_plane(settings) as control:
-        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates())
+        standby = control.declares("EndpointInput", "workersStandby")
+        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates(), standby=standby)
         if not json_mode:
             _show_plan(out, plan, dry_run=dry_run)
         if dry_run:
@@ -146,7 +147,7 @@ def down(
             out.info(f"delete template {template.name}")
         if not yes:
             typer.confirm(f"Remove deployment '{name}' from RunPod?", abort=True, err=True)
-        done = tear_down(plan, control)
+        done = tear_down(plan, control, say=out.info)
     if json_mode:
         out.json({"name": name, "done": done})
         return
@@ -168,7 +169,7 @@ def gpus(
     if json_mode:
         out.json(
             [
-                {"pool": p.id, "aliases": aliases[p.id], "gpus": p.gpus, "vram_gb": p.vram_gb}
+                {"pool": p.id, "aliases": aliases[p.id], "gpus": p.gpus, "vram_gb": p.vram_gb, "vram_gib": p.vram_gib}
                 | {"usd_per_second": p.usd_per_second * gpu_count, "usd_per_hour": p.usd_per_hour * gpu_count}
                 | {"verdict": str(f.verdict), "max_sequences": f.max_sequences, "reason": f.reason}
                 for p, f in fits
@@ -182,7 +183,7 @@ def gpus(
         rows.add_row(
             pool.id,
             ",".join(aliases[pool.id]),
-            f"{pool.vram_gb} GB",
+            f"{pool.vram_gb} GB ({pool.vram_gib:g} GiB)",
             f"{pool.usd_per_second * gpu_count:.5f}",
             f"{pool.usd_per_hour * gpu_count:.2f}",
             str(fit.verdict),
@@ -243,7 +244,7 @@ def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
     low, high = plan.usd_per_hour
     fits = table("pool", "VRAM", "fits", "sequences", "reason", title=f"Fit at {plan.max_model_len} tokens")
     for pool, fit in plan.fits:
-        fits.add_row(pool.id, f"{pool.vram_gb} GB", str(fit.verdict), str(fit.max_sequences), fit.reason)
+        fits.add_row(pool.id, f"{pool.vram_gib:g} GiB", str(fit.verdict), str(fit.max_sequences), fit.reason)
     out.result(fits)
     for note in plan.notes:
         out.warn(note)
@@ -251,9 +252,18 @@ def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
     out.text(
         f"{plan.request.name}: {plan.endpoint.gpu_ids} x{plan.request.gpu_count}, workers "
         f"{plan.request.workers_min}-{plan.request.workers_max}, max_model_len {plan.max_model_len}, "
-        f"max_num_seqs {plan.max_num_seqs}, disk {plan.template.container_disk_in_gb} GB"
+        f"max_num_seqs {plan.max_num_seqs}, disk {plan.template.container_disk_in_gb} GB, "
+        f"CUDA >= {plan.endpoint.min_cuda_version or 'any'}"
     )
-    out.text(f"cost: {price}/hour per active worker; at most ${plan.max_usd_per_hour:.2f}/hour at workers-max")
+    out.text(
+        f"cost: {price}/hour per running worker (flex rate); at most ${plan.max_usd_per_hour:.2f}/hour at workers-max"
+    )
+    if plan.request.workers_min:
+        always = low * plan.request.workers_min
+        out.text(
+            f"{plan.request.workers_min} active worker(s) run 24/7: up to ${always:.2f}/hour "
+            "(RunPod discounts active workers through its sales team; the flex rate is the ceiling)"
+        )
     if not plan.changes:
         out.text("No changes: RunPod already runs this deployment.")
         return
@@ -286,6 +296,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
                 "health": asdict(report.health) if report.health else None,
                 "health_error": report.health_error,
                 "downloading": report.downloading,
+                "problems": list(report.problems),
             }
         )
         return
@@ -294,7 +305,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
     for key, value in (
         ("image", image),
         ("gpus", f"{e.gpu_ids} x{e.gpu_count}"),
-        ("workers", f"min {e.workers_min}, max {e.workers_max}, standby {e.workers_standby}"),
+        ("workers", f"min {e.workers_min}, max {e.workers_max}, standby {e.workers_standby} (as RunPod reports it)"),
         ("scaler", f"{e.scaler_type} {e.scaler_value}, idle timeout {e.idle_timeout} s"),
         ("locations", e.locations or "any"),
         ("flashboot", e.flash_boot_type),
@@ -310,3 +321,5 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
     else:
         rows.add_row("health", f"unavailable: {report.health_error}")
     out.result(rows)
+    for problem in report.problems:
+        out.warn(problem)

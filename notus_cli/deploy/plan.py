@@ -5,6 +5,10 @@ checks that the model fits each GPU pool, derives the worker settings from the f
 parallelism, max model length, concurrency), builds the template and the full endpoint spec, and
 compares them with what RunPod has, so applying the plan twice changes nothing the second time.
 
+`saveEndpoint` is a full replace, so an update carries over what Notus does not set (network
+volumes, CUDA filters, cached models: `CARRIED_FIELDS`) from the endpoint as RunPod has it, and
+`workersStandby` is part of the spec only where RunPod's schema declares it (`standby`).
+
 Templates are named `<deployment>__<image tag or digest>-<hash of their content>`: a new image (or
 new worker settings) gives a new template, which the endpoint is switched to with
 `updateEndpointTemplate` (a rolling release); the `__` keeps one deployment's templates apart from
@@ -20,10 +24,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from notus_cli.deploy.registry import RegistryCredentials
 from notus_cli.errors import ConfigError
 from notus_cli.model.fit import Fit, Verdict, check_fit, weights_bytes
 from notus_cli.model.shape import NEMOTRON_3_NANO, ModelShape
 from notus_cli.runpod.control import (
+    CARRIED_FIELDS,
     EndpointInfo,
     EndpointInput,
     EnvVar,
@@ -36,9 +42,10 @@ from notus_cli.runpod.gpus import ALIASES, POOLS, GpuPool
 
 DEFAULT_MAX_MODEL_LEN = 32768
 MAX_NUM_SEQS_CAP = 1024  # vLLM 0.32's default on H100/H200/B200 (256 on smaller cards); memory bounds it first
-BASE_IMAGE_GB = 20  # vLLM's image and the worker's environment, without the weights
+BASE_IMAGE_GB = 20  # vLLM's image and the worker's environment, without the weights (when the size is unknown)
 DISK_HEADROOM = 1.2
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+GB = 10**9
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{2,39}$")  # RunPod: name is String!, at least 3 (runpodctl AGENTS.md)
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCALERS: dict[str, ScalerType] = {"delay": "QUEUE_DELAY", "requests": "REQUEST_COUNT"}
 # Endpoint fields a deploy sets; a difference in any of them means saveEndpoint with the full spec.
@@ -47,13 +54,13 @@ SETTINGS = (
     "gpu_count",
     "workers_min",
     "workers_max",
-    "workers_standby",
     "idle_timeout",
     "scaler_type",
     "scaler_value",
     "flash_boot_type",
     "locations",
     "model_references",
+    "min_cuda_version",
 )
 HF_MODEL_URL = "https://huggingface.co"
 
@@ -78,6 +85,9 @@ class DeployRequest:
     model_revision: str | None = None
     model_dir: Path | None = None  # read the model's config.json from here, when at hand
     weights: str = "baked"  # or "cached": RunPod caches model_id at model_revision (a commit) for the workers
+    registry: RegistryCredentials | None = None  # for a private image: RunPod pulls it with these
+    cuda_version: str | None = None  # the base image's CUDA ("12.8"): hosts with an older driver are excluded
+    image_size_bytes: int | None = None  # the pushed image's measured size (weights included: they are a layer)
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,11 @@ class DeployPlan:
 
     @property
     def usd_per_hour(self) -> tuple[float, float]:
-        """Cheapest and dearest $/hour of one active worker across the chosen pools."""
+        """Cheapest and dearest $/hour of one running flex worker across the chosen pools.
+
+        RunPod publishes only the flex rate; active (always-on) workers are discounted through its
+        sales team (runpod/docs serverless/pricing.mdx), so the flex rate is their upper bound.
+        """
         prices = [pool.usd_per_hour * self.request.gpu_count for pool in self.request.pools]
         return min(prices), max(prices)
 
@@ -117,7 +131,7 @@ def check_name(name: str) -> str:
     if not NAME.match(name):
         raise ConfigError(
             f"NAME '{name}' is not a valid deployment name",
-            hint="use lowercase letters, digits and '-', starting with a letter or digit (at most 40)",
+            hint="use 3 to 40 lowercase letters, digits and '-', starting with a letter or digit",
         )
     return name
 
@@ -137,7 +151,7 @@ def fit_pools(
     pools: tuple[GpuPool, ...], *, shape: ModelShape, gpu_count: int, max_model_len: int
 ) -> tuple[tuple[GpuPool, Fit], ...]:
     return tuple(
-        (pool, check_fit(shape, vram_gib=pool.vram_gb, gpu_count=gpu_count, max_model_len=max_model_len))
+        (pool, check_fit(shape, vram_gib=pool.vram_gib, gpu_count=gpu_count, max_model_len=max_model_len))
         for pool in pools
     )
 
@@ -148,8 +162,13 @@ def model_shape(request: DeployRequest) -> ModelShape:
     return NEMOTRON_3_NANO
 
 
-def plan_deploy(request: DeployRequest, *, endpoints: list[EndpointInfo], templates: list[Template]) -> DeployPlan:
-    """The plan against RunPod's current endpoints and templates. Raises ConfigError if the model does not fit."""
+def plan_deploy(
+    request: DeployRequest, *, endpoints: list[EndpointInfo], templates: list[Template], standby: bool = False
+) -> DeployPlan:
+    """The plan against RunPod's current endpoints and templates. Raises ConfigError if the model does not fit.
+
+    `standby`: RunPod's EndpointInput declares workersStandby (ControlPlane.declares), so it is set too.
+    """
     shape = model_shape(request)
     max_model_len = request.max_model_len or min(DEFAULT_MAX_MODEL_LEN, shape.max_position_embeddings)
     if max_model_len > shape.max_position_embeddings:
@@ -165,7 +184,13 @@ def plan_deploy(request: DeployRequest, *, endpoints: list[EndpointInfo], templa
     existing = next((e for e in endpoints if e.name == request.name), None)
     by_name = {t.name: t for t in templates}
     current = next((t for t in templates if existing and t.id == existing.template_id), None)
+    carried = {name: getattr(existing, name) for name in CARRIED_FIELDS} if existing else {}
+    if request.cuda_version:
+        carried["min_cuda_version"] = cuda_floor(request.cuda_version)
+    if request.weights == "cached":  # baked: whatever the endpoint has is carried over, not cleared
+        carried["model_references"] = (model_reference(request.model_id, request.model_revision or "main"),)
     endpoint = EndpointInput(
+        **carried,
         id=existing.id if existing else None,
         name=request.name,
         template_id=existing.template_id if existing else "",
@@ -173,16 +198,14 @@ def plan_deploy(request: DeployRequest, *, endpoints: list[EndpointInfo], templa
         gpu_count=request.gpu_count,
         workers_min=request.workers_min,
         workers_max=request.workers_max,
-        workers_standby=request.workers_min,  # else RunPod keeps one warm and the endpoint never scales to zero
+        workers_standby=request.workers_min if standby else None,
         idle_timeout=request.idle_timeout,
         scaler_type=SCALERS[request.scaler],
         scaler_value=request.scaler_value,
         flash_boot_type=_flashboot(request.flashboot),
         locations=request.locations,
-        execution_timeout_ms=existing.execution_timeout_ms if existing else None,
-        model_references=_model_references(request, existing),
     )
-    changes = _diff(template, endpoint, existing, current, by_name.get(template.name))
+    changes = _diff(template, endpoint, existing, current, by_name.get(template.name), standby=standby)
     return DeployPlan(
         request=request,
         template=template,
@@ -194,20 +217,13 @@ def plan_deploy(request: DeployRequest, *, endpoints: list[EndpointInfo], templa
         fits=fits,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
-        notes=notes,
+        notes=notes + _cuda_notes(endpoint),
     )
 
 
 def model_reference(model_id: str, revision: str) -> str:
     """RunPod's cached-model reference (runpodctl `--model-reference`: https://huggingface.co/<org>/<model>:<ref>)."""
     return f"{HF_MODEL_URL}/{model_id}:{revision}"
-
-
-def _model_references(request: DeployRequest, existing: EndpointInfo | None) -> tuple[str, ...] | None:
-    """Cached: the pinned reference. Baked: none, cleared only if the endpoint had one (else not sent)."""
-    if request.weights == "cached":
-        return (model_reference(request.model_id, request.model_revision or "main"),)
-    return () if existing is not None and existing.model_references else None
 
 
 def _cached_env(request: DeployRequest) -> dict[str, str]:
@@ -221,12 +237,54 @@ def _cached_env(request: DeployRequest) -> dict[str, str]:
     }
 
 
-def container_disk_gb(shape: ModelShape, *, fp8: bool, baked: bool = True) -> int:
-    """Room for the image (base + weights) with headroom, in whole tens of GB (Nemotron BF16: 100).
+def container_disk_gb(shape: ModelShape, *, fp8: bool, baked: bool = True, image_size_bytes: int | None = None) -> int:
+    """Room for the unpacked image with headroom, in whole tens of GB (Nemotron BF16: 100).
 
-    Cached weights do not count: RunPod keeps them on its own volume, not the container disk."""
-    weights_gb = weights_bytes(shape, fp8_experts=fp8) / 1e9 if baked else 0.0
+    From the pushed image's measured size when known (baked weights are layers of it); else the
+    weights plus BASE_IMAGE_GB, a guess at vLLM's image. Cached weights do not count: RunPod keeps
+    them on its own volume, not the container disk.
+    """
+    if image_size_bytes:
+        return max(10, math.ceil(image_size_bytes / GB * DISK_HEADROOM / 10) * 10)
+    weights_gb = weights_bytes(shape, fp8_experts=fp8) / GB if baked else 0.0
     return max(10, math.ceil((weights_gb + BASE_IMAGE_GB) * DISK_HEADROOM / 10) * 10)
+
+
+def cuda_floor(version: str) -> str:
+    """The major.minor of a CUDA version ("12.8.1" -> "12.8"): minCudaVersion's form (runpodctl serverless create)."""
+    parts = version.strip().split(".")
+    if len(parts) < 2 or not all(part.isdigit() for part in parts[:2]):
+        raise ConfigError(f"the image's CUDA version '{version}' is not MAJOR.MINOR", hint="rebuild with `notus build`")
+    return f"{int(parts[0])}.{int(parts[1])}"
+
+
+def _cuda_notes(endpoint: EndpointInput) -> tuple[str, ...]:
+    """A CUDA filter set elsewhere that leaves no host for the image's CUDA floor, in words."""
+    if not endpoint.allowed_cuda_versions or not endpoint.min_cuda_version:
+        return ()
+    floor = _version(endpoint.min_cuda_version)
+    allowed = [v.strip() for v in endpoint.allowed_cuda_versions.split(",") if v.strip()]
+    if not floor or any(_version(v) >= floor for v in allowed):
+        return ()
+    return (
+        f"the endpoint allows CUDA {', '.join(allowed)} only (set outside Notus) but the image needs "
+        f"{endpoint.min_cuda_version} or newer: no host will match until allowedCudaVersions is changed",
+    )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """The leading numeric parts of a version: (12, 8) for 12.8, () if there are none."""
+    parts: list[int] = []
+    for part in text.strip().split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def registry_auth_name(credentials: RegistryCredentials) -> str:
+    """The name Notus gives RunPod's registry auth for these credentials (found again by it)."""
+    return f"notus-{credentials.host}-{credentials.username}"[:60]
 
 
 def template_prefix(name: str) -> str:
@@ -244,8 +302,13 @@ def _template(
         **_cached_env(request),
         **dict(request.env),  # the operator's --env wins
     }
-    disk = request.container_disk_gb or container_disk_gb(shape, fp8=fp8, baked=request.weights != "cached")
-    content = json.dumps({"image": request.image, "env": env, "disk": disk}, sort_keys=True)
+    disk = request.container_disk_gb or container_disk_gb(
+        shape, fp8=fp8, baked=request.weights != "cached", image_size_bytes=request.image_size_bytes
+    )
+    hashed: dict[str, object] = {"image": request.image, "env": env, "disk": disk}
+    if request.registry is not None:  # a new credential is a new template (the key is absent without one)
+        hashed["registry"] = registry_auth_name(request.registry)
+    content = json.dumps(hashed, sort_keys=True)
     digest = hashlib.sha256(content.encode()).hexdigest()[:6]
     return TemplateInput(
         name=f"{template_prefix(request.name)}{_image_label(request.image)}-{digest}",
@@ -276,6 +339,8 @@ def _diff(
     existing: EndpointInfo | None,
     current: Template | None,
     same_name: Template | None,
+    *,
+    standby: bool,
 ) -> tuple[Change, ...]:
     changes: list[Change] = []
     switching = existing is None or current is None or current.name != template.name
@@ -286,9 +351,8 @@ def _diff(
         return tuple(changes)
     differences = [
         f"{field_name}: {getattr(existing, field_name)!r} -> {getattr(endpoint, field_name)!r}"
-        for field_name in SETTINGS
+        for field_name in ((*SETTINGS, "workers_standby") if standby else SETTINGS)
         if getattr(existing, field_name) != getattr(endpoint, field_name)
-        and not (field_name == "model_references" and endpoint.model_references is None)  # None: not sent
     ]
     if differences:
         changes.append(Change("update endpoint", "; ".join(differences)))
@@ -306,14 +370,14 @@ def _check_fits(
     for pool, fit in fits:
         if fit.verdict is Verdict.FITS or (fit.verdict is Verdict.NEEDS_FP8 and fp8):
             if fit.verdict is Verdict.NEEDS_FP8:
-                notes.append(f"{pool.id} ({pool.vram_gb} GB) runs the FP8 checkpoint: {fit.reason}")
+                notes.append(f"{pool.id} ({pool.vram_gib:g} GiB) runs the FP8 checkpoint: {fit.reason}")
             continue
         good = _fitting_aliases(shape, request.gpu_count, max_model_len)
         what = "needs FP8 weights" if fit.verdict is Verdict.NEEDS_FP8 else "cannot hold the model"
         hint = f"GPUs that fit at {max_model_len} tokens x{request.gpu_count}: {', '.join(good) or 'none'}"
         if fit.verdict is Verdict.NEEDS_FP8:
             hint += "; or deploy an FP8 build of the model to this GPU"
-        raise ConfigError(f"--gpu {pool.id} ({pool.vram_gb} GB) {what}: {fit.reason}", hint=hint)
+        raise ConfigError(f"--gpu {pool.id} ({pool.vram_gib:g} GiB) {what}: {fit.reason}", hint=hint)
     return tuple(notes)
 
 
@@ -321,7 +385,7 @@ def _fitting_aliases(shape: ModelShape, gpu_count: int, max_model_len: int) -> l
     fitting = {
         pool.id
         for pool in POOLS
-        if check_fit(shape, vram_gib=pool.vram_gb, gpu_count=gpu_count, max_model_len=max_model_len).verdict
+        if check_fit(shape, vram_gib=pool.vram_gib, gpu_count=gpu_count, max_model_len=max_model_len).verdict
         is Verdict.FITS
     }
     names: dict[str, str] = {}

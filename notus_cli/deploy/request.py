@@ -14,10 +14,11 @@ from pydantic import SecretStr
 
 from notus_cli.deploy.credentials import find_api_key
 from notus_cli.deploy.plan import DeployRequest, check_name, parse_env
+from notus_cli.deploy.registry import credentials_for_image
 from notus_cli.errors import ConfigError
 from notus_cli.files import project_state_dir
 from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION, LABEL_WEIGHTS
-from notus_cli.image.state import last_pushed
+from notus_cli.image.state import PushedImage, last_pushed
 from notus_cli.image.weights import hub_files
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.graphql import RunPodGraphQL
@@ -59,7 +60,8 @@ def deploy_request(settings: NotusSettings, flags: DeployFlags) -> DeployRequest
         raise ConfigError(
             f"--workers-min {workers_min} exceeds --workers-max {workers_max}", hint="raise --workers-max"
         )
-    image, labels = _image(settings, flags.image)
+    image, pushed = _image(settings, flags.image)
+    labels = dict(pushed.labels) if pushed is not None else {}
     model_id = labels.get(LABEL_MODEL_ID, settings.build.model_id)
     weights = _weights(settings, flags.weights, labels)
     revision = labels.get(LABEL_REVISION)
@@ -84,6 +86,9 @@ def deploy_request(settings: NotusSettings, flags: DeployFlags) -> DeployRequest
         container_disk_gb=d.container_disk_gb,
         env=parse_env(list(flags.env)),
         model_dir=settings.build.model_path,
+        cuda_version=pushed.cuda_version if pushed is not None else None,
+        image_size_bytes=pushed.size_bytes if pushed is not None else None,
+        registry=credentials_for_image(image, settings),
     )
 
 
@@ -104,17 +109,18 @@ def api_base_url(settings: NotusSettings) -> str | None:
     return None if url == RUNPOD_API_URL else url
 
 
-def _image(settings: NotusSettings, flag: str | None) -> tuple[str, dict[str, str]]:
+def _image(settings: NotusSettings, flag: str | None) -> tuple[str, PushedImage | None]:
+    """The image to deploy, and what `notus push` recorded of it (labels, CUDA, size) when it was that push."""
     image = flag or settings.deploy.image
     pushed = last_pushed(project_state_dir())
     if image:
         same = pushed is not None and image in (pushed.reference, f"{pushed.repository}:{pushed.tag}")
-        return image, dict(pushed.labels) if pushed is not None and same else {}
+        return image, pushed if same else None
     if pushed is None:
         raise ConfigError(
             "no image to deploy", hint="pass --image REF, or build and push one with `notus build --push`"
         )
-    return pushed.reference, dict(pushed.labels)
+    return pushed.reference, pushed
 
 
 def _weights(settings: NotusSettings, flag: str | None, labels: dict[str, str]) -> str:

@@ -38,6 +38,20 @@ class EndpointStatus:
             return None
         return f"{starting} initializing: starting, or waiting while RunPod downloads the cached model (not billed)"
 
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """What looks wrong, in words: jobs waiting on an endpoint no worker of which has started."""
+        health, template = self.health, self.template
+        if health is None or not health.in_queue or any(health.workers.values()):
+            return ()
+        waiting = f"{health.in_queue} job(s) wait and no worker has started"
+        if template is not None and template.container_registry_auth_id is None:
+            return (
+                f"{waiting}: the template names no registry credential, so RunPod cannot pull "
+                f"{template.image_name} if its registry is private (GHCR packages are private by default)",
+            )
+        return (f"{waiting}: RunPod may have no free GPU in the chosen pools, or cannot pull the image",)
+
 
 @dataclass(frozen=True)
 class Listed:

@@ -40,7 +40,8 @@ def temporary_deployment(
     """
     request = deploy_request(settings, flags)
     with control_plane(settings, key) as control:
-        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates())
+        standby = control.declares("EndpointInput", "workersStandby")
+        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates(), standby=standby)
         try:
             result = apply_deploy(plan, control, api_base_url=api_base_url(settings))
             for line in result.done:
@@ -48,11 +49,11 @@ def temporary_deployment(
             yield result.deployment
         finally:
             with _interrupts_held():
-                for line in _remove(control, request.name):
+                for line in _remove(control, request.name, say):
                     say(line)
 
 
-def _remove(control: ControlPlane, name: str) -> list[str]:
+def _remove(control: ControlPlane, name: str, say: Callable[[str], None]) -> list[str]:
     """Every endpoint called `name`, then its templates and the local record. Raises RunPodError."""
     try:
         done: list[str] = []
@@ -62,7 +63,7 @@ def _remove(control: ControlPlane, name: str) -> list[str]:
                 break
             done += tear_down(dataclasses.replace(found, templates=(), forgotten=False), control)
             found = what_to_remove(control, name)
-        return done + tear_down(found, control)
+        return done + tear_down(found, control, say=say)
     except NotusError as exc:
         raise RunPodError(
             f"the temporary endpoint '{name}' may still exist: {exc.message}",

@@ -2,12 +2,22 @@
 
     POST /graphql   {"query": ..., "variables": {...}}   key as `?api_key=` (RunPod's tools) or Bearer
 
-The schema below is the part of RunPod's that Notus uses; graphql-core parses and validates each
-operation against it, so a client asking for a field RunPod lacks fails here as it would there.
-RunPod's rules apply: template names are unique, a template an endpoint uses cannot be deleted,
-`saveEndpoint` replaces the whole endpoint (omitted fields return to RunPod's defaults, notably
-`workersStandby` 1), and `deleteEndpoint` needs workersMin and workersMax at 0 first. Refusals come
-back as `{"errors": [{"message"}]}` with HTTP 200, a bad key as HTTP 401, like RunPod.
+The schema is runpod_schema.py (written from RunPod's published sources, each field cited there);
+graphql-core parses, validates and coerces each operation against it, so a request with a field
+RunPod does not declare, a query or an input, is refused as a GraphQL server refuses it: HTTP 400,
+`{"errors": [{"message": "Variable '$input' got invalid value ...; Field 'x' is not defined by type
+'EndpointInput'."}]}`. `rules.declares_workers_standby` picks either shape of `EndpointInput`.
+
+RunPod's rules apply: template names are unique, a template an endpoint uses cannot be deleted, nor
+one used within `rules.template_release_delay` seconds (runpod/docs sdks/graphql/manage-pod-templates:
+"It can take up to 2 minutes to delete a template after its most recent use"), `saveEndpoint`
+replaces the whole endpoint (omitted fields return to RunPod's defaults), and `deleteEndpoint` needs
+workersMin and workersMax at 0 first. Refusals of a valid request come back as `{"errors":
+[{"message"}]}` with HTTP 200, a bad key as HTTP 401, like RunPod.
+
+Images on `rules.private_registries` hosts (e.g. "ghcr.io": GHCR packages are private by default)
+can be pulled only with a registry auth (saveRegistryAuth) the template names in
+`containerRegistryAuthId`; without one, no worker ever starts, as on RunPod where the pull fails.
 
 An endpoint saved here is a real emulated endpoint: its jobs run on worker processes that a
 `Scaler` starts and stops (see scaler.py) through the emulator's worker factory. Without a factory
@@ -19,16 +29,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError, build_schema, graphql_sync
+from graphql import GraphQLError, graphql_sync
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from notus_cli.emulator.http import presented_key, read_json
 from notus_cli.emulator.models import check_model_references
+from notus_cli.emulator.runpod_schema import schema
 from notus_cli.emulator.scaler import Scaler, ScalingSpec
 from notus_cli.runpod.gpus import POOLS, POOLS_BY_ID
 
@@ -36,47 +48,6 @@ if TYPE_CHECKING:
     from notus_cli.emulator.app import Emulator
 
 MAX_BODY = 1024 * 1024
-SCHEMA = build_schema(
-    """
-    scalar Void
-    type Query { myself: User! gpuTypes: [GpuType!]! serverlessGpuPools: [GpuPool!]! }
-    type User { id: String! endpoints: [Endpoint!]! podTemplates: [PodTemplate!]! }
-    type GpuType { id: String! displayName: String! memoryInGb: Int! }
-    type GpuPool { id: String! gpuTypeIds: [String!]! }
-    type EnvironmentVariable { key: String! value: String! }
-    input EnvironmentVariableInput { key: String! value: String! }
-    type PodTemplate {
-      id: String! name: String! imageName: String! dockerArgs: String containerDiskInGb: Int volumeInGb: Int
-      env: [EnvironmentVariable!]! isServerless: Boolean readme: String isPublic: Boolean
-      containerRegistryAuthId: String
-    }
-    input SaveTemplateInput {
-      id: String name: String! imageName: String! dockerArgs: String containerDiskInGb: Int! volumeInGb: Int
-      env: [EnvironmentVariableInput] isServerless: Boolean readme: String isPublic: Boolean
-      containerRegistryAuthId: String
-    }
-    type Endpoint {
-      id: String! name: String! templateId: String! gpuIds: String! gpuCount: Int! locations: String
-      networkVolumeId: String idleTimeout: Int! scalerType: String! scalerValue: Int! workersMin: Int!
-      workersMax: Int! workersStandby: Int! flashBootType: String! executionTimeoutMs: Int
-      allowedCudaVersions: String modelReferences: [String]
-    }
-    input EndpointInput {
-      id: String name: String! templateId: String! gpuIds: String! gpuCount: Int locations: String
-      networkVolumeId: String idleTimeout: Int scalerType: String scalerValue: Int workersMin: Int
-      workersMax: Int workersStandby: Int flashBootType: String executionTimeoutMs: Int allowedCudaVersions: String
-      modelReferences: [String]
-    }
-    input UpdateEndpointTemplateInput { endpointId: String! templateId: String! }
-    type Mutation {
-      saveTemplate(input: SaveTemplateInput): PodTemplate
-      deleteTemplate(templateName: String): Void
-      saveEndpoint(input: EndpointInput!): Endpoint
-      updateEndpointTemplate(input: UpdateEndpointTemplateInput!): Endpoint
-      deleteEndpoint(id: String): Void
-    }
-    """
-)
 # What RunPod sets for a field saveEndpoint's input leaves out (it is a full replace).
 ENDPOINT_DEFAULTS: dict[str, Any] = {
     "gpuCount": 1,
@@ -87,11 +58,13 @@ ENDPOINT_DEFAULTS: dict[str, Any] = {
     "scalerValue": 4,
     "workersMin": 0,
     "workersMax": 3,
-    "workersStandby": 1,
-    "flashBootType": "OFF",
-    "executionTimeoutMs": 600_000,
+    "workersStandby": 1,  # read back as 1 on endpoints that never set it ([ref] CORRECTION)
+    "flashBootType": "FLASHBOOT",  # runpod/docs serverless/endpoints/endpoint-configurations: enabled by default
+    "executionTimeoutMs": 600_000,  # same page: 600 s
     "allowedCudaVersions": None,
+    "minCudaVersion": None,
     "modelReferences": [],
+    "networkVolumeIds": None,
 }
 TEMPLATE_DEFAULTS: dict[str, Any] = {
     "dockerArgs": "",
@@ -104,6 +77,16 @@ TEMPLATE_DEFAULTS: dict[str, Any] = {
 }
 
 
+@dataclass
+class ControlRules:
+    """How this emulated account behaves where RunPod's behaviour varies or takes time (module docstring)."""
+
+    declares_workers_standby: bool = False
+    template_release_delay: float = 120.0
+    private_registries: frozenset[str] = frozenset()
+    introspection: bool = True  # False: refuse __type/__schema, as servers with introspection turned off do
+
+
 class ControlPlane:
     """Templates and endpoint specs of the account; state lives on the emulator's event loop."""
 
@@ -112,6 +95,10 @@ class ControlPlane:
         self.templates: dict[str, dict[str, Any]] = {}
         self.specs: dict[str, dict[str, Any]] = {}  # endpoint id -> what myself.endpoints shows
         self.scalers: dict[str, Scaler] = {}
+        self.registry_auths: dict[str, dict[str, Any]] = {}  # id -> {id, name, username}; passwords are not kept
+        self.released: dict[str, float] = {}  # template id -> when an endpoint last stopped using it
+        self.rules = ControlRules()
+        self.requests: list[dict[str, Any]] = []  # every {query, variables} received (tests validate them)
         self.mutations: list[str] = []  # every mutation carried out, by name (tests count them)
         self._faults: deque[_Fault] = deque()
         self._lock = threading.Lock()
@@ -138,8 +125,12 @@ class ControlPlane:
             return JSONResponse({"errors": [{"message": "Unauthorized"}]}, status_code=401)
         if not isinstance(body, dict) or not isinstance(query, str):
             return JSONResponse({"errors": [{"message": "send {query, variables}"}]}, status_code=400)
+        self.requests.append({"query": query, "variables": body.get("variables") or {}})
+        if not self.rules.introspection and ("__type" in query or "__schema" in query):
+            message = "GraphQL introspection is not allowed, but the query contained __schema or __type"
+            return JSONResponse({"errors": [{"message": message}]}, status_code=400)
         result = graphql_sync(
-            SCHEMA,
+            schema(declares_workers_standby=self.rules.declares_workers_standby),
             query,
             root_value=_Root(self),
             variable_values=body.get("variables") or {},
@@ -147,6 +138,9 @@ class ControlPlane:
         )
         if fault is not None and fault.lost and fault.status is not None:
             return _injected(fault.status)
+        if result.errors and result.data is None:  # the request itself is invalid: nothing was run
+            errors = [{"message": e.message, "extensions": {"code": "BAD_USER_INPUT"}} for e in result.errors]
+            return JSONResponse({"errors": errors, "data": None}, status_code=400)
         return JSONResponse(result.formatted)
 
     def _fault(self, query: str) -> _Fault | None:
@@ -177,6 +171,10 @@ class ControlPlane:
             raise GraphQLError("name and imageName must not be empty")
         if not 1 <= template["containerDiskInGb"] <= 1000:
             raise GraphQLError("containerDiskInGb must be from 1 to 1000")
+        auth = template["containerRegistryAuthId"] or None
+        if auth is not None and auth not in self.registry_auths:
+            raise GraphQLError(f"containerRegistryAuthId {auth} not found")
+        template["containerRegistryAuthId"] = auth
         if any(t["name"] == template["name"] and t["id"] != template_id for t in self.templates.values()):
             raise GraphQLError(f"Template name must be unique: '{template['name']}' is taken")
         template["id"] = template_id
@@ -192,8 +190,15 @@ class ControlPlane:
         users = [spec["name"] for spec in self.specs.values() if spec["templateId"] == template["id"]]
         if users:
             raise GraphQLError(f"template '{name}' is in use by endpoint(s) {', '.join(users)}; it cannot be deleted")
+        released = self.released.get(template["id"])
+        if released is not None and time.monotonic() - released < self.rules.template_release_delay:
+            raise GraphQLError(
+                f"template '{name}' was used recently; it can take up to "
+                f"{self.rules.template_release_delay:g} s after its most recent use before it can be deleted"
+            )
         self._mutated("deleteTemplate")
         del self.templates[template["id"]]
+        self.released.pop(template["id"], None)
 
     def save_endpoint(self, raw: dict[str, Any]) -> dict[str, Any]:
         spec = {**ENDPOINT_DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
@@ -211,6 +216,8 @@ class ControlPlane:
                 )
         else:
             self.emulator.endpoints[endpoint_id].name = spec["name"]
+            if self.specs[endpoint_id]["templateId"] != spec["templateId"]:
+                self.released[self.specs[endpoint_id]["templateId"]] = time.monotonic()
         self.specs[spec["id"]] = spec
         self._rescale(spec)
         return spec
@@ -222,6 +229,8 @@ class ControlPlane:
         if template_id not in self.templates:
             raise GraphQLError(f"template {template_id} not found")
         self._mutated("updateEndpointTemplate")
+        if spec["templateId"] != template_id:
+            self.released[spec["templateId"]] = time.monotonic()
         spec["templateId"] = template_id
         self._rescale(spec)
         return spec
@@ -236,11 +245,33 @@ class ControlPlane:
                 "scale both to 0 before deleting it"
             )
         self._mutated("deleteEndpoint")
+        self.released[spec["templateId"]] = time.monotonic()
         del self.specs[endpoint_id]
         scaler = self.scalers.pop(endpoint_id, None)
         self.emulator.remove_endpoint(endpoint_id)
         if scaler is not None:
             asyncio.get_running_loop().run_in_executor(None, scaler.shutdown)
+
+    def save_registry_auth(self, raw: dict[str, Any]) -> dict[str, Any]:
+        if any(auth["name"] == raw["name"] for auth in self.registry_auths.values()):
+            raise GraphQLError(f"Registry auth name must be unique: '{raw['name']}' is taken")
+        if not raw["username"] or not raw["password"]:
+            raise GraphQLError("username and password must not be empty")
+        self._mutated("saveRegistryAuth")
+        auth = {"id": secrets.token_hex(6), "name": raw["name"], "username": raw["username"]}
+        self.registry_auths[auth["id"]] = auth
+        return auth
+
+    def pull_error(self, template: dict[str, Any]) -> str | None:
+        """Why RunPod could not pull the template's image, if it could not (module docstring)."""
+        image = str(template["imageName"])
+        first = image.split("/", 1)[0]
+        host = first if "/" in image and ("." in first or ":" in first or first == "localhost") else "docker.io"
+        if host not in self.rules.private_registries:
+            return None
+        if template.get("containerRegistryAuthId") in self.registry_auths:
+            return None
+        return f"{image}: {host} refused the pull (no registry credential on the template)"
 
     def _mutated(self, name: str) -> None:
         self.mutations.append(name)
@@ -256,6 +287,7 @@ class ControlPlane:
             scaler_type=spec["scalerType"],
             scaler_value=spec["scalerValue"],
             model_references=tuple(spec["modelReferences"] or ()),
+            pull_error=self.pull_error(template),
         )
 
     def _rescale(self, spec: dict[str, Any]) -> None:
@@ -286,13 +318,21 @@ class _Root:
             "id": "notus-emulator",
             "endpoints": list(self.control.specs.values()),
             "podTemplates": list(self.control.templates.values()),
+            "containerRegistryCreds": list(self.control.registry_auths.values()),
         }
 
     def gpuTypes(self, _info: Any) -> list[dict[str, Any]]:
-        return [{"id": gpu, "displayName": gpu, "memoryInGb": pool.vram_gb} for pool in POOLS for gpu in pool.gpus]
+        return [
+            {"id": card.id, "displayName": card.display_name, "memoryInGb": card.memory_gb}
+            for pool in POOLS
+            for card in pool.cards
+        ]
 
     def serverlessGpuPools(self, _info: Any) -> list[dict[str, Any]]:
-        return [{"id": pool.id, "gpuTypeIds": list(pool.gpus)} for pool in POOLS]
+        return [{"id": pool.id, "gpuTypeIds": [card.id for card in pool.cards]} for pool in POOLS]
+
+    def saveRegistryAuth(self, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        return self.control.save_registry_auth(input)
 
     def saveTemplate(self, _info: Any, input: dict[str, Any]) -> dict[str, Any]:
         return self.control.save_template(input)
@@ -312,7 +352,9 @@ class _Root:
 
 def _check_endpoint(spec: dict[str, Any], templates: dict[str, dict[str, Any]]) -> None:
     """RunPod's validation of an endpoint spec; raises GraphQLError naming the field."""
-    if spec["templateId"] not in templates:
+    if len(str(spec["name"])) < 3:
+        raise GraphQLError("name must be at least 3 characters")  # runpodctl AGENTS.md: String!, min 3
+    if spec.get("templateId") not in templates:
         raise GraphQLError(f"templateId {spec['templateId']} not found")
     gpus = [part.strip() for part in str(spec["gpuIds"]).split(",") if part.strip()]
     pools = [gpu for gpu in gpus if not gpu.startswith("-")]

@@ -3,7 +3,9 @@
 `workersMin` workers are always kept; when jobs queue, more start, up to `workersMax` (queue delay:
 one more each time the oldest job has waited `scalerValue` seconds, or at once when none runs;
 request count: one per `scalerValue` jobs queued or running); a worker idle for `idleTimeout`
-seconds beyond `workersMin` is stopped, so `workersMin = 0` scales to zero. A new template rolls
+seconds beyond `workersMin` is stopped, so `workersMin = 0` scales to zero. `workersStandby`, where the
+schema has it, starts nothing: read back as 1 it appears to be FlashBoot's unbilled standby
+(reference/runpod.md, CORRECTION). A template whose image cannot be pulled never starts a worker. A new template rolls
 out: workers on the new template start, and those on the old one stop once idle. Starting a
 worker is a real process start, so a job that waits for one has the cold start in its `delayTime`.
 
@@ -50,6 +52,7 @@ class ScalingSpec:
     scaler_type: str  # QUEUE_DELAY | REQUEST_COUNT
     scaler_value: int
     model_references: tuple[str, ...] = ()  # cached models, in the cache before a worker starts (models.py)
+    pull_error: str | None = None  # the image cannot be pulled: no worker of this template ever starts
 
 
 @dataclass(eq=False)
@@ -83,7 +86,7 @@ class Scaler:
         live = self._live()
         current = [m for m in live if m.template_id == self.spec.template_id and not m.retiring]
         wanted = self._wanted(now, len(current))
-        for _ in range(wanted - len(current) - self.starting):
+        for _ in range(0 if self.spec.pull_error else wanted - len(current) - self.starting):
             self._start()
         ready_current = any(self._state(m) in ("idle", "running") for m in current)
         for member in live:

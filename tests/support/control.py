@@ -24,6 +24,7 @@ def control_harness(log_dir: Path) -> Harness:
     """A Harness whose saveEndpoint endpoints run echo workers with their template's env."""
     harness = Harness.start(log_dir, EmulatorConfig(sweep_interval=0.1))
     harness.emulator.worker_factory = command_factory(harness.emulator, echo_command(log_dir, concurrency=4))
+    harness.emulator.control.rules.template_release_delay = 0.0  # tests that wait it out set their own
     return harness
 
 

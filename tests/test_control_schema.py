@@ -1,0 +1,143 @@
+"""Every control-plane request the deploy path sends passes RunPod's schema, in both of its shapes.
+
+RunPod's API cannot be reached from here, so its schema is our fixture (notus_cli/emulator/runpod_schema.py,
+written from RunPod's published sources) and the emulator stands in for the server. The test drives
+the real library code of each path (create, update, template swap, private image, --force-cold's scale
+to zero and back, bench --deploy, down) against the emulator over HTTP, then checks every request it
+received against the fixture on its own: the document validates and the variables coerce, so no
+request carries a field the schema does not declare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from graphql import OperationDefinitionNode, get_operation_ast, parse, validate
+from graphql.execution.values import get_variable_values
+from pydantic import SecretStr
+
+from notus_cli.bench.deploy_hooks import ControlPlaneScaler, temporary_endpoints
+from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
+from notus_cli.deploy.plan import DeployRequest, plan_deploy
+from notus_cli.deploy.registry import RegistryCredentials
+from notus_cli.deploy.request import DeployFlags, control_plane, deploy_request
+from notus_cli.emulator.runpod_schema import schema
+from notus_cli.runpod.control import ControlPlane
+from notus_cli.runpod.gpus import resolve_pool
+from notus_cli.settings import NotusSettings, load_settings
+from tests.support.control import notus_env, pushed_project
+from tests.support.emulator import Harness
+
+PASSWORD = "ghp_not-a-real-token-0123456789"
+PATH_OPERATIONS = {
+    "Endpoints",
+    "Templates",
+    "InputFields",
+    "RegistryAuths",
+    "SaveRegistryAuth",
+    "SaveTemplate",
+    "SaveEndpoint",
+    "UpdateEndpointTemplate",
+    "DeleteEndpoint",
+    "DeleteTemplate",
+}
+
+
+@pytest.fixture(params=[False, True], ids=["schema-without-standby", "schema-with-standby"])
+def declared(request: pytest.FixtureRequest, control_emulator: Harness) -> Iterator[bool]:
+    rules = control_emulator.emulator.control.rules
+    previous, rules.declares_workers_standby = rules.declares_workers_standby, request.param
+    yield request.param
+    rules.declares_workers_standby = previous
+
+
+@pytest.fixture
+def settings(control_emulator: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NotusSettings:
+    project = pushed_project(tmp_path, "sha256:" + "5c" * 32)
+    monkeypatch.chdir(project)
+    for variable, value in notus_env(control_emulator.url, control_emulator.key).items():
+        if variable.startswith(("NOTUS_", "RUNPOD_")):
+            monkeypatch.setenv(variable, value)
+    return load_settings()
+
+
+def deploy(control: ControlPlane, request: DeployRequest) -> str:
+    standby = control.declares("EndpointInput", "workersStandby")
+    plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates(), standby=standby)
+    return apply_deploy(plan, control, api_base_url=None).deployment.endpoint_id
+
+
+def test_every_request_of_the_deploy_path_passes_runpods_schema(
+    control_emulator: Harness, declared: bool, settings: NotusSettings
+) -> None:
+    control_emulator.emulator.control.rules.private_registries = frozenset({"registry.test"})
+    received = control_emulator.emulator.control.requests
+    start = len(received)
+    name = f"schema-{'with' if declared else 'without'}"
+    key = SecretStr(control_emulator.key)
+    credentials = RegistryCredentials("registry.test", f"robot-{declared}", SecretStr(PASSWORD), "test")
+    try:
+        request = deploy_request(settings, DeployFlags(name=name, workers_max=1, idle_timeout=1))
+        request = dataclasses.replace(request, registry=credentials, cuda_version="12.8")
+        with control_plane(settings, key) as control:
+            endpoint_id = deploy(control, request)  # create (with a registry auth)
+            deploy(control, dataclasses.replace(request, workers_max=2, workers_min=1))  # update
+            deploy(control, dataclasses.replace(request, image="registry.test/notus:v9"))  # template swap
+        scaler = ControlPlaneScaler(settings, key)  # --force-cold
+        scaler.scale_to_zero(endpoint_id)
+        scaler.restore(endpoint_id)
+        with temporary_endpoints(settings, say=lambda _line: None, image="registry.test/notus:tmp").create(
+            resolve_pool("a100")
+        ):
+            pass  # bench --deploy: created, then removed
+        with control_plane(settings, key) as control:
+            tear_down(plan_tear_down(control, name), control)  # down
+    finally:
+        control_emulator.emulator.control.rules.private_registries = frozenset()
+
+    sent = received[start:]
+    fixture = schema(declares_workers_standby=declared)
+    operations: set[str] = set()
+    for body in sent:
+        document = parse(body["query"])
+        assert validate(fixture, document) == [], body["query"]
+        operation = get_operation_ast(document)
+        assert isinstance(operation, OperationDefinitionNode)
+        coerced = get_variable_values(fixture, operation.variable_definitions or (), body["variables"])
+        assert not isinstance(coerced, list), [error.message for error in coerced]
+        assert operation.name is not None
+        operations.add(operation.name.value)
+        if operation.name.value == "SaveEndpoint":
+            assert ("workersStandby" in body["variables"]["input"]) is declared
+    assert operations >= PATH_OPERATIONS
+    assert all(PASSWORD not in str(body) for body in sent if "SaveRegistryAuth" not in body["query"])
+
+
+def test_a_registry_auth_is_made_once_and_the_template_names_it(
+    control_emulator: Harness, settings: NotusSettings
+) -> None:
+    """A private image: with credentials, the template names RunPod's registry auth and a worker starts."""
+    control = control_emulator.emulator.control
+    control.rules.private_registries = frozenset({"registry.test"})
+    key = SecretStr(control_emulator.key)
+    credentials = RegistryCredentials("registry.test", "robot2", SecretStr(PASSWORD), "test")
+    try:
+        request = deploy_request(settings, DeployFlags(name="pulls", workers_min=1, idle_timeout=1))
+        request = dataclasses.replace(request, registry=credentials)
+        before = len(control.mutations)
+        with control_plane(settings, key) as runpod:
+            endpoint_id = deploy(runpod, request)
+            deploy(runpod, dataclasses.replace(request, image="registry.test/notus:v2"))  # finds the auth
+        assert control.mutations[before:].count("saveRegistryAuth") == 1
+        spec: dict[str, Any] = control.specs[endpoint_id]
+        template = control.templates[spec["templateId"]]
+        assert control.registry_auths[template["containerRegistryAuthId"]]["username"] == "robot2"
+        control_emulator.wait_ready(control_emulator.emulator.endpoints[endpoint_id], 1, timeout=60)
+        with control_plane(settings, key) as runpod:
+            tear_down(plan_tear_down(runpod, "pulls"), runpod)
+    finally:
+        control.rules.private_registries = frozenset()
