@@ -53,6 +53,7 @@ class RunPodAddress:
     key: SecretStr
     source: str  # how it was named: "deployment prod", "endpoint abc123", "notus serve"
     gpu: str | None = None  # the pool a deployment runs on
+    gpu_count: int = 1  # GPUs per worker, as deployed: what a cost figure multiplies by
 
     @property
     def label(self) -> str:
@@ -128,7 +129,12 @@ def deployment_endpoint(deployment: Deployment, settings: NotusSettings) -> RunP
     key = _local_key(api_base) or runpod_key(settings, api_base)
     pools = [part.strip() for part in deployment.gpu.split(",") if part.strip()]
     return RunPodAddress(
-        api_base, deployment.endpoint_id, key, f"deployment {deployment.name}", pools[0] if pools else None
+        api_base,
+        deployment.endpoint_id,
+        key,
+        f"deployment {deployment.name}",
+        pools[0] if pools else None,
+        int(deployment.extra.get("gpu_count", "1")),
     )
 
 

@@ -225,3 +225,20 @@ def test_run_round_trips_through_json() -> None:
     assert run.to_dict()["levels"][0]["cost"]["usd"] == pytest.approx(0.00152)
     assert run.highest_load_meeting_slos() is None  # 2 of 6 met the TTFT limit: under half
     assert BenchRun.from_dict({**run.to_dict(), "attainment": 0.3}).highest_load_meeting_slos() is not None
+
+
+def test_a_run_on_workers_of_two_gpus_costs_twice_and_keeps_its_gpu_count() -> None:
+    """A deployment's gpu_count reaches the report: each worker bills every GPU it holds."""
+    result = LevelResult(LoadLevel(concurrency=2), list(RECORDS), 2.0, summarize(RECORDS, 2.0, Slos()))
+
+    def run(gpu_count: int) -> BenchRun:
+        return BenchRun(
+            settings={}, server={}, environment={}, levels=[result], slos=Slos(), attainment=0.9,
+            gpu=resolve_pool("a100"), started_at="2025-01-01T00:00:00+00:00", gpu_count=gpu_count,
+        )  # fmt: skip
+
+    one, two = run(1), run(2)
+    assert two.to_dict()["levels"][0]["cost"]["usd"] == pytest.approx(2 * one.to_dict()["levels"][0]["cost"]["usd"])
+    again = BenchRun.from_dict(two.to_dict())
+    assert again.gpu_count == 2
+    assert again.costs() == two.costs()

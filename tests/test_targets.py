@@ -14,6 +14,7 @@ import pytest
 
 from notus_cli.bench.endpoints import resolve_target
 from notus_cli.chat.targets import resolve_backend
+from notus_cli.deploy.state import Deployment, save_deployment
 from notus_cli.errors import ConfigError, EndpointUnreachable, NotusError
 from notus_cli.settings import load_settings
 from notus_cli.targets import TargetFlags
@@ -99,3 +100,12 @@ def test_endpoint_ids_follow_the_runpod_api_setting(monkeypatch: pytest.MonkeyPa
     assert resolve_target(load_settings(), endpoint="ep1").url == "http://127.0.0.1:9/v2"
     monkeypatch.setenv("NOTUS_RUNPOD_API_URL", "http://127.0.0.1:10/v2")
     assert resolve_target(load_settings(), endpoint="ep1").url == "http://127.0.0.1:10/v2"
+
+
+def test_a_deployments_gpu_count_reaches_bench_for_its_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`notus deploy` records the GPUs per worker; bench prices a deployment with them."""
+    monkeypatch.setenv("RUNPOD_API_KEY", "rp-key")
+    extra = {"gpu_count": "2"}
+    save_deployment(Deployment("prod", "ep1", "tpl1", "img@sha256:1", "AMPERE_80", extra=extra))
+    spec = resolve_target(load_settings(), name="prod")
+    assert (spec.gpu, spec.gpu_count) == ("AMPERE_80", 2)

@@ -102,7 +102,7 @@ def compare(runs: Sequence[tuple[str, BenchRun]]) -> Comparison:
 def _level(run: BenchRun, label: str) -> tuple[LevelResult, LevelCost | None] | None:
     for result in run.levels:
         if result.level.label == label:
-            return result, level_cost(run.gpu, result.summary) if run.gpu else None
+            return result, level_cost(run.gpu, result.summary, gpu_count=run.gpu_count) if run.gpu else None
     return None
 
 

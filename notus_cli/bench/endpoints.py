@@ -35,6 +35,7 @@ class TargetSpec:
     api_key: SecretStr | None = None
     gpu: str | None = None  # the pool a deployment runs on, for cost when --gpu is not given
     route: str = "native"
+    gpu_count: int = 1  # GPUs per worker of a deployment, for cost
 
     def describe(self) -> dict[str, Any]:
         """For the report's settings: never the key, only whether one was sent."""
@@ -77,17 +78,27 @@ def resolve_target(
 
 
 def _runpod(address: RunPodAddress, route: str) -> TargetSpec:
-    return runpod_spec(address.api_base, address.endpoint_id, address.source, address.key, route, gpu=address.gpu)
+    return runpod_spec(
+        address.api_base, address.endpoint_id, address.source, address.key, route, gpu=address.gpu,
+        gpu_count=address.gpu_count,
+    )  # fmt: skip
 
 
 def runpod_spec(
-    api_base: str, endpoint_id: str, source: str, key: SecretStr, route: str, *, gpu: str | None = None
+    api_base: str,
+    endpoint_id: str,
+    source: str,
+    key: SecretStr,
+    route: str,
+    *,
+    gpu: str | None = None,
+    gpu_count: int = 1,
 ) -> TargetSpec:
     """A RunPod endpoint through its job API (native) or its OpenAI route."""
     base = api_base.rstrip("/")
     if route == "openai":
-        return TargetSpec("openai", f"{base}/{endpoint_id}/openai/v1", source, None, key, gpu, route)
-    return TargetSpec("runpod", base, source, endpoint_id, key, gpu, route)
+        return TargetSpec("openai", f"{base}/{endpoint_id}/openai/v1", source, None, key, gpu, route, gpu_count)
+    return TargetSpec("runpod", base, source, endpoint_id, key, gpu, route, gpu_count)
 
 
 def check_route(route: str) -> str:

@@ -83,9 +83,12 @@ class BenchRun:
     started_at: str
     stopped: str | None = None
     cold_start: ColdStart | None = None
+    gpu_count: int = 1  # GPUs per worker
 
     def costs(self) -> list[LevelCost | None]:
-        return [level_cost(self.gpu, result.summary) if self.gpu else None for result in self.levels]
+        if self.gpu is None:
+            return [None for _ in self.levels]
+        return [level_cost(self.gpu, result.summary, gpu_count=self.gpu_count) for result in self.levels]
 
     def highest_load_meeting_slos(self) -> LevelResult | None:
         """The last level of the sweep whose SLO attainment reached the target (None without SLOs)."""
@@ -108,7 +111,9 @@ class BenchRun:
             "environment": self.environment,
             "slos": self.slos.to_dict(),
             "attainment": self.attainment,
-            "gpu": None if self.gpu is None else {"pool": self.gpu.id, "usd_per_second": self.gpu.usd_per_second},
+            "gpu": None
+            if self.gpu is None
+            else {"pool": self.gpu.id, "usd_per_second": self.gpu.usd_per_second, "gpu_count": self.gpu_count},
             "stopped": self.stopped,
             "highest_load_meeting_slos": None if best is None else best.level.label,
             "cold_start": None if self.cold_start is None else self.cold_start.to_dict(),
@@ -136,6 +141,7 @@ class BenchRun:
             started_at=data["started_at"],
             stopped=data.get("stopped"),
             cold_start=ColdStart.from_dict(data["cold_start"]) if data.get("cold_start") else None,
+            gpu_count=int(gpu.get("gpu_count", 1)) if gpu else 1,
         )
 
 
@@ -201,6 +207,7 @@ def run_benchmark(options: BenchOptions, *, progress: Progress | None = None) ->
         attainment=options.attainment,
         gpu=gpu,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        gpu_count=spec.gpu_count,
     )
     cold = ColdPlan(options.cold_within, options.scaler) if options.cold_start else None
     workload = partial(build_workload, options, plan, tokenizer, ignore_eos)
