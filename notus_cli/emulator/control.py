@@ -45,7 +45,7 @@ from notus_cli.emulator.scaler import Scaler, ScalingSpec
 from notus_cli.runpod.gpus import POOLS, POOLS_BY_ID
 
 if TYPE_CHECKING:
-    from notus_cli.emulator.app import Emulator
+    from notus_cli.emulator.account import Account
 
 MAX_BODY = 1024 * 1024
 # What RunPod sets for a field saveEndpoint's input leaves out (it is a full replace).
@@ -90,8 +90,8 @@ class ControlRules:
 class ControlPlane:
     """Templates and endpoint specs of the account; state lives on the emulator's event loop."""
 
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
+    def __init__(self, account: Account) -> None:
+        self.account = account
         self.templates: dict[str, dict[str, Any]] = {}
         self.specs: dict[str, dict[str, Any]] = {}  # endpoint id -> what myself.endpoints shows
         self.scalers: dict[str, Scaler] = {}
@@ -121,7 +121,7 @@ class ControlPlane:
             if fault.status is not None:
                 return _injected(fault.status)
         key = request.query_params.get("api_key") or presented_key(request)
-        if key is None or key not in self.emulator.api_keys:
+        if key is None or key not in self.account.api_keys:
             return JSONResponse({"errors": [{"message": "Unauthorized"}]}, status_code=401)
         if not isinstance(body, dict) or not isinstance(query, str):
             return JSONResponse({"errors": [{"message": "send {query, variables}"}]}, status_code=400)
@@ -208,14 +208,14 @@ class ControlPlane:
             raise GraphQLError(f"endpoint {endpoint_id} not found")
         self._mutated("saveEndpoint")
         if endpoint_id is None:
-            endpoint = self.emulator.create_endpoint(name=spec["name"], max_workers=max(1, spec["workersMax"]))
+            endpoint = self.account.create_endpoint(name=spec["name"], max_workers=max(1, spec["workersMax"]))
             spec["id"] = endpoint.id
-            if self.emulator.worker_factory is not None:
+            if self.account.worker_factory is not None:
                 self.scalers[endpoint.id] = Scaler(
-                    self.emulator, endpoint, self.emulator.worker_factory, self._scaling(spec)
+                    self.account, endpoint, self.account.worker_factory, self._scaling(spec)
                 )
         else:
-            self.emulator.endpoints[endpoint_id].name = spec["name"]
+            self.account.endpoints[endpoint_id].name = spec["name"]
             if self.specs[endpoint_id]["templateId"] != spec["templateId"]:
                 self.released[self.specs[endpoint_id]["templateId"]] = time.monotonic()
         self.specs[spec["id"]] = spec
@@ -248,7 +248,7 @@ class ControlPlane:
         self.released[spec["templateId"]] = time.monotonic()
         del self.specs[endpoint_id]
         scaler = self.scalers.pop(endpoint_id, None)
-        self.emulator.remove_endpoint(endpoint_id)
+        self.account.remove_endpoint(endpoint_id)
         if scaler is not None:
             asyncio.get_running_loop().run_in_executor(None, scaler.shutdown)
 

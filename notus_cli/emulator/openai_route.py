@@ -26,25 +26,25 @@ from worker.params import OPENAI_ROUTES
 from worker.sse import DONE, encode
 
 if TYPE_CHECKING:
-    from notus_cli.emulator.app import Emulator
+    from notus_cli.emulator.account import Account
     from notus_cli.emulator.endpoint import Endpoint
 
 POLL = 1.0  # seconds between checks that a waiting client is still there
 
 
-async def openai(emulator: Emulator, request: Request) -> Response:
-    endpoint = await public.admit(emulator, request, "openai")
+async def openai(account: Account, request: Request) -> Response:
+    endpoint = await public.admit(account, request, "openai")
     streaming = False
     try:
-        response = await _answer(emulator, endpoint, request)
+        response = await _answer(account, endpoint, request)
         streaming = isinstance(response, StreamingResponse)
         return response
     finally:
         if not streaming:
-            await public.leave(emulator, endpoint, "openai")
+            await public.leave(account, endpoint, "openai")
 
 
-async def _answer(emulator: Emulator, endpoint: Endpoint, request: Request) -> Response:
+async def _answer(account: Account, endpoint: Endpoint, request: Request) -> Response:
     route = "/v1/" + request.path_params["path"]
     if route not in OPENAI_ROUTES:
         return _error(404, f"{route} is not served here; routes: {', '.join(OPENAI_ROUTES)}", "not_found")
@@ -53,12 +53,12 @@ async def _answer(emulator: Emulator, endpoint: Endpoint, request: Request) -> R
             return _error(405, f"{route} takes POST", "invalid_request")
         body: Any = {}
     else:
-        body = await read_json(request, emulator.config.max_runsync_bytes)
+        body = await read_json(request, account.config.max_runsync_bytes)
         if not isinstance(body, dict):
             return _error(400, "the request body must be a JSON object", "invalid_request")
     job = endpoint.submit({"input": {"openai_route": route, "openai_input": body}}, sync=True)
     if body.get("stream") is True:
-        return await _stream(emulator, endpoint, job, request)
+        return await _stream(account, endpoint, job, request)
     if not await _wait(endpoint, job, request, first_item=False):
         return Response(status_code=499)
     if job.state is not JobState.COMPLETED:
@@ -67,13 +67,13 @@ async def _answer(emulator: Emulator, endpoint: Endpoint, request: Request) -> R
     return JSONResponse(output[0] if isinstance(output, list) and len(output) == 1 else output)
 
 
-async def _stream(emulator: Emulator, endpoint: Endpoint, job: Job, request: Request) -> Response:
+async def _stream(account: Account, endpoint: Endpoint, job: Job, request: Request) -> Response:
     if not await _wait(endpoint, job, request, first_item=True):
         return Response(status_code=499)
     if job.state.final and job.state is not JobState.COMPLETED and not job.stream:
         return _failure(job)
     return StreamingResponse(
-        _relay(emulator, endpoint, job), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        _relay(account, endpoint, job), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 
 
@@ -92,10 +92,10 @@ async def _wait(endpoint: Endpoint, job: Job, request: Request, *, first_item: b
     return True
 
 
-async def _relay(emulator: Emulator, endpoint: Endpoint, job: Job) -> AsyncIterator[str]:
+async def _relay(account: Account, endpoint: Endpoint, job: Job) -> AsyncIterator[str]:
     done_sent = False
     try:
-        await one_way(emulator.config.public_api_rtt_ms)  # the response's way out
+        await one_way(account.config.public_api_rtt_ms)  # the response's way out
         while True:
             for item in await endpoint.wait_unread(job, POLL):
                 text = item if isinstance(item, str) else encode(json.dumps(item, ensure_ascii=False))

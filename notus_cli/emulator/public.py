@@ -18,25 +18,25 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from notus_cli.emulator.http import one_way, query_int, read_json
+from notus_cli.emulator.http import one_way, presented_key, query_int, read_json
 from notus_cli.emulator.jobs import BadRequest, Job, JobStateError
 
 if TYPE_CHECKING:
-    from notus_cli.emulator.app import Emulator
+    from notus_cli.emulator.account import Account
     from notus_cli.emulator.endpoint import Endpoint
 
 RUNSYNC_WAIT_MS = (1000, 300_000)
 
 
-async def admit(emulator: Emulator, request: Request, operation: str) -> Endpoint:
+async def admit(account: Account, request: Request, operation: str) -> Endpoint:
     """Half the round trip in, then key, rate limit and concurrency cap; the caller must `leave`.
 
     RunPod caps requests in flight per endpoint and operation (runpod/docs
     serverless/endpoints/send-requests.mdx, "Rate limits"): over the cap, HTTP 429.
     """
-    await one_way(emulator.config.public_api_rtt_ms)
+    await one_way(account.config.public_api_rtt_ms)
     try:
-        endpoint = emulator.public_endpoint(request, operation)
+        endpoint = account.public_endpoint(request.path_params["endpoint_id"], presented_key(request), operation)
         if not endpoint.in_flight.enter(operation):
             cap = endpoint.in_flight.cap(operation)
             raise BadRequest(
@@ -45,47 +45,47 @@ async def admit(emulator: Emulator, request: Request, operation: str) -> Endpoin
                 headers={"Retry-After": "1"},
             )
     except BadRequest:
-        await one_way(emulator.config.public_api_rtt_ms)  # a refusal travels back too
+        await one_way(account.config.public_api_rtt_ms)  # a refusal travels back too
         raise
     return endpoint
 
 
-async def leave(emulator: Emulator, endpoint: Endpoint, operation: str) -> None:
+async def leave(account: Account, endpoint: Endpoint, operation: str) -> None:
     """The request is answered: out of the concurrency count, and half the round trip out."""
     endpoint.in_flight.leave(operation)
-    await one_way(emulator.config.public_api_rtt_ms)
+    await one_way(account.config.public_api_rtt_ms)
 
 
 @contextlib.asynccontextmanager
-async def admitted(emulator: Emulator, request: Request, operation: str) -> AsyncIterator[Endpoint]:
-    endpoint = await admit(emulator, request, operation)
+async def admitted(account: Account, request: Request, operation: str) -> AsyncIterator[Endpoint]:
+    endpoint = await admit(account, request, operation)
     try:
         yield endpoint
     finally:
-        await leave(emulator, endpoint, operation)
+        await leave(account, endpoint, operation)
 
 
-async def run(emulator: Emulator, request: Request) -> JSONResponse:
-    async with admitted(emulator, request, "run") as endpoint:
-        job = endpoint.submit(_job_body(await read_json(request, emulator.config.max_run_bytes)), sync=False)
+async def run(account: Account, request: Request) -> JSONResponse:
+    async with admitted(account, request, "run") as endpoint:
+        job = endpoint.submit(_job_body(await read_json(request, account.config.max_run_bytes)), sync=False)
         return JSONResponse({"id": job.id, "status": str(job.state)})
 
 
-async def runsync(emulator: Emulator, request: Request) -> JSONResponse:
-    async with admitted(emulator, request, "runsync") as endpoint:
+async def runsync(account: Account, request: Request) -> JSONResponse:
+    async with admitted(account, request, "runsync") as endpoint:
         wait_ms = query_int(request, "wait")
         wait_ms = (
-            emulator.config.runsync_wait_ms
+            account.config.runsync_wait_ms
             if wait_ms is None
             else min(max(wait_ms, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1])
         )
-        job = endpoint.submit(_job_body(await read_json(request, emulator.config.max_runsync_bytes)), sync=True)
+        job = endpoint.submit(_job_body(await read_json(request, account.config.max_runsync_bytes)), sync=True)
         await endpoint.wait_final(job, wait_ms / 1000)
         return JSONResponse(job.view())
 
 
-async def status(emulator: Emulator, request: Request) -> JSONResponse:
-    async with admitted(emulator, request, "status") as endpoint:
+async def status(account: Account, request: Request) -> JSONResponse:
+    async with admitted(account, request, "status") as endpoint:
         job = _job(endpoint, request)
         ttl_ms = query_int(request, "ttl")
         if ttl_ms is not None:
@@ -96,25 +96,25 @@ async def status(emulator: Emulator, request: Request) -> JSONResponse:
         return JSONResponse(job.view())
 
 
-async def stream(emulator: Emulator, request: Request) -> JSONResponse:
-    async with admitted(emulator, request, "stream") as endpoint:
+async def stream(account: Account, request: Request) -> JSONResponse:
+    async with admitted(account, request, "stream") as endpoint:
         job = _job(endpoint, request)
-        items = await endpoint.wait_unread(job, emulator.config.stream_hold)
+        items = await endpoint.wait_unread(job, account.config.stream_hold)
         body: dict[str, Any] = {"status": str(job.state), "stream": [{"output": item} for item in items]}
         if job.error is not None:
             body["error"] = job.error
         return JSONResponse(body)
 
 
-async def cancel(emulator: Emulator, request: Request) -> JSONResponse:
-    async with admitted(emulator, request, "cancel") as endpoint:
+async def cancel(account: Account, request: Request) -> JSONResponse:
+    async with admitted(account, request, "cancel") as endpoint:
         job = _job(endpoint, request)
         endpoint.cancel(job)
         return JSONResponse({"id": job.id, "status": str(job.state)})
 
 
-async def retry(emulator: Emulator, request: Request) -> JSONResponse:
-    async with admitted(emulator, request, "retry") as endpoint:
+async def retry(account: Account, request: Request) -> JSONResponse:
+    async with admitted(account, request, "retry") as endpoint:
         job = _job(endpoint, request)
         try:
             endpoint.retry(job)
@@ -123,13 +123,13 @@ async def retry(emulator: Emulator, request: Request) -> JSONResponse:
         return JSONResponse({"id": job.id, "status": str(job.state)})
 
 
-async def purge_queue(emulator: Emulator, request: Request) -> JSONResponse:
-    async with admitted(emulator, request, "purge-queue") as endpoint:
+async def purge_queue(account: Account, request: Request) -> JSONResponse:
+    async with admitted(account, request, "purge-queue") as endpoint:
         return JSONResponse({"removed": endpoint.purge(), "status": "completed"})
 
 
-async def health(emulator: Emulator, request: Request) -> JSONResponse:
-    async with admitted(emulator, request, "health") as endpoint:
+async def health(account: Account, request: Request) -> JSONResponse:
+    async with admitted(account, request, "health") as endpoint:
         return JSONResponse(endpoint.health())
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from notus_cli.emulator.app import Emulator
+    from notus_cli.emulator.account import Account
     from notus_cli.emulator.endpoint import Endpoint
     from notus_cli.emulator.workers import LocalWorkers, WorkerCommand
 
@@ -30,14 +30,14 @@ if TYPE_CHECKING:
 WorkerFactory = Callable[["Endpoint", Mapping[str, str]], "LocalWorkers"]
 
 
-def command_factory(emulator: Emulator, command: WorkerCommand) -> WorkerFactory:
+def command_factory(account: Account, command: WorkerCommand) -> WorkerFactory:
     """Workers run `command` with the template's env underneath its own (the command's wins, so a worker
     always reaches the local vLLM); each endpoint logs to its own folder under the command's log_dir."""
     from notus_cli.emulator.workers import LocalWorkers
 
     def factory(endpoint: Endpoint, env: Mapping[str, str]) -> LocalWorkers:
         log_dir = command.log_dir / endpoint.id if command.log_dir is not None else None
-        return LocalWorkers(emulator, endpoint, replace(command, env={**env, **command.env}, log_dir=log_dir))
+        return LocalWorkers(account, endpoint, replace(command, env={**env, **command.env}, log_dir=log_dir))
 
     return factory
 
@@ -65,8 +65,8 @@ class _Member:
 
 
 class Scaler:
-    def __init__(self, emulator: Emulator, endpoint: Endpoint, factory: WorkerFactory, spec: ScalingSpec) -> None:
-        self.emulator = emulator
+    def __init__(self, account: Account, endpoint: Endpoint, factory: WorkerFactory, spec: ScalingSpec) -> None:
+        self.account = account
         self.endpoint = endpoint
         self.factory = factory
         self.spec = spec
@@ -140,9 +140,9 @@ class Scaler:
             try:
                 (worker,) = pool.start(1)
             except OSError:
-                self.emulator.call_soon(self._started, None, template_id, pool)
+                self.account.call_soon(self._started, None, template_id, pool)
                 raise
-            self.emulator.call_soon(self._started, worker.pod_id, template_id, pool)
+            self.account.call_soon(self._started, worker.pod_id, template_id, pool)
 
         asyncio.get_running_loop().run_in_executor(None, spawn)
 

@@ -22,72 +22,73 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from notus_cli.emulator.http import query_int, read_body, round_trip
+from notus_cli.emulator.http import presented_key, query_int, read_body, round_trip
 from notus_cli.emulator.jobs import BadRequest
 
 if TYPE_CHECKING:
-    from notus_cli.emulator.app import Emulator
+    from notus_cli.emulator.account import Account
+    from notus_cli.emulator.endpoint import Endpoint
 
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 MAX_BATCH = 1024
 
 
-async def job_take(emulator: Emulator, request: Request) -> Response:
-    async with round_trip(emulator.config.worker_api_rtt_ms):
-        return await _take(emulator, request, batch=False)
+async def job_take(account: Account, request: Request) -> Response:
+    async with round_trip(account.config.worker_api_rtt_ms):
+        return await _take(account, request, batch=False)
 
 
-async def job_take_batch(emulator: Emulator, request: Request) -> Response:
-    async with round_trip(emulator.config.worker_api_rtt_ms):
-        return await _take(emulator, request, batch=True)
+async def job_take_batch(account: Account, request: Request) -> Response:
+    async with round_trip(account.config.worker_api_rtt_ms):
+        return await _take(account, request, batch=True)
 
 
-async def _take(emulator: Emulator, request: Request, *, batch: bool) -> Response:
-    endpoint = emulator.worker_endpoint(request)
+async def _take(account: Account, request: Request, *, batch: bool) -> Response:
+    endpoint = _endpoint(account, request)
     limit = 1
     if batch:
         limit = query_int(request, "batch_size") or 1
         if not 1 <= limit <= MAX_BATCH:
             raise BadRequest(f"batch_size must be from 1 to {MAX_BATCH}; got {limit}")
-    jobs = await endpoint.take(request.path_params["pod_id"], limit, emulator.config.take_hold, request.is_disconnected)
+    jobs = await endpoint.take(request.path_params["pod_id"], limit, account.config.take_hold, request.is_disconnected)
     if not jobs:
         return Response(status_code=204)
     payload: Any = [job.for_worker() for job in jobs] if batch else jobs[0].for_worker()
     return JSONResponse(payload)
 
 
-async def job_stream(emulator: Emulator, request: Request) -> JSONResponse:
-    async with round_trip(emulator.config.worker_api_rtt_ms):
-        endpoint = emulator.worker_endpoint(request)
+async def job_stream(account: Account, request: Request) -> JSONResponse:
+    async with round_trip(account.config.worker_api_rtt_ms):
+        endpoint = _endpoint(account, request)
         accepted = endpoint.stream_output(
             request.path_params["pod_id"], request.path_params["job_id"], await _report(request)
         )
         return JSONResponse({"accepted": accepted})
 
 
-async def job_done(emulator: Emulator, request: Request) -> JSONResponse:
-    async with round_trip(emulator.config.worker_api_rtt_ms):
-        endpoint = emulator.worker_endpoint(request)
+async def job_done(account: Account, request: Request) -> JSONResponse:
+    async with round_trip(account.config.worker_api_rtt_ms):
+        endpoint = _endpoint(account, request)
         pod_id, job_id = request.path_params["pod_id"], request.path_params["job_id"]
         return JSONResponse({"accepted": endpoint.job_done(pod_id, job_id, await _report(request))})
 
 
-async def job_stop(emulator: Emulator, request: Request) -> Response:
-    async with round_trip(emulator.config.worker_api_rtt_ms):
-        endpoint = emulator.worker_endpoint(request)
-        stops = await endpoint.stop_signals(request.path_params["pod_id"], emulator.config.stop_hold)
+async def job_stop(account: Account, request: Request) -> Response:
+    async with round_trip(account.config.worker_api_rtt_ms):
+        endpoint = _endpoint(account, request)
+        stops = await endpoint.stop_signals(request.path_params["pod_id"], account.config.stop_hold)
         if not stops:
             return Response(status_code=204)
         return JSONResponse({"jobsToStop": stops})
 
 
-async def ping(emulator: Emulator, request: Request) -> JSONResponse:
-    async with round_trip(emulator.config.worker_api_rtt_ms):
-        return _ping(emulator, request)
+async def ping(account: Account, request: Request) -> JSONResponse:
+    async with round_trip(account.config.worker_api_rtt_ms):
+        return _ping(account, request)
 
 
-def _ping(emulator: Emulator, request: Request) -> JSONResponse:
-    endpoint = emulator.worker_endpoint(request)
+def _ping(account: Account, request: Request) -> JSONResponse:
+    endpoint = _endpoint(account, request)
     pod_id = request.path_params["pod_id"]
     running = request.query_params.get("job_id") or ""
     endpoint.heartbeat(pod_id, {job_id for job_id in running.split(",") if job_id})
@@ -103,3 +104,8 @@ async def _report(request: Request) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadRequest("the report body is not valid JSON") from None
+
+
+def _endpoint(account: Account, request: Request) -> Endpoint:
+    """The route's endpoint, if the worker presents that endpoint's worker key (else 401/404)."""
+    return account.worker_endpoint(request.path_params["endpoint_id"], presented_key(request))

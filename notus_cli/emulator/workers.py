@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING
 from notus_cli.guard import guarded
 
 if TYPE_CHECKING:
-    from notus_cli.emulator.app import Emulator
+    from notus_cli.emulator.account import Account
     from notus_cli.emulator.endpoint import Endpoint
     from notus_cli.emulator.models import CachedModels
 
@@ -94,16 +94,16 @@ class LocalWorkers:
 
     def __init__(
         self,
-        emulator: Emulator,
+        account: Account,
         endpoint: Endpoint,
         command: WorkerCommand | None = None,
         *,
         restart: bool = False,
         max_restarts: int = 3,
     ) -> None:
-        if emulator.url is None:
+        if account.url is None:
             raise RuntimeError("start the emulator's server before its workers")
-        self.emulator = emulator
+        self.account = account
         self.endpoint = endpoint
         self.command = command or WorkerCommand()
         self.restart = restart
@@ -135,7 +135,7 @@ class LocalWorkers:
     def stop_one(self, pod_id: str, grace: float = 10.0) -> None:
         """Stop one worker (scale-down, rolling release): no more jobs for it, SIGTERM, SIGKILL after `grace`."""
         worker = self.find(pod_id)
-        self.emulator.call_soon(self.endpoint.drain, pod_id)
+        self.account.call_soon(self.endpoint.drain, pod_id)
         _signal_group(worker.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(grace)
@@ -148,7 +148,7 @@ class LocalWorkers:
             running = [worker for worker in self.processes if worker.exit_code is None]
         for worker in running:
             _signal_group(worker.pid, signal.SIGTERM)
-            self.emulator.call_soon(self.endpoint.drain, worker.pod_id)
+            self.account.call_soon(self.endpoint.drain, worker.pod_id)
         deadline = time.monotonic() + grace
         for worker in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -164,10 +164,10 @@ class LocalWorkers:
         label = f"worker-{number}"
         env = {key: value for key, value in os.environ.items() if not key.startswith("RUNPOD_")}
         env.update(self.command.env)
-        assert self.emulator.url is not None
-        env.update(worker_env(self.emulator.url, self.endpoint, pod_id, ping_interval_ms=self.command.ping_interval_ms))
+        assert self.account.url is not None
+        env.update(worker_env(self.account.url, self.endpoint, pod_id, ping_interval_ms=self.command.ping_interval_ms))
         env.update(HOME=str(self._home), PYTHONUNBUFFERED="1")
-        self.emulator.call_soon(lambda: self.endpoint.register(pod_id, label=label, local=True))
+        self.account.call_soon(lambda: self.endpoint.register(pod_id, label=label, local=True))
         cache = self.command.cached_models
         if cache is not None and self.command.model_references:
             cache.ensure(self.command.model_references)  # the worker is initializing meanwhile, as on RunPod
@@ -210,7 +210,7 @@ class LocalWorkers:
         with self._lock:
             worker.exit_code = code
             replace = self.restart and not self._stopping and self._may_restart()
-        self.emulator.call_soon(self.endpoint.worker_exited, worker.pod_id, code)
+        self.account.call_soon(self.endpoint.worker_exited, worker.pod_id, code)
         if replace:
             self._spawn()
 
