@@ -9,9 +9,10 @@ workers = LocalWorkers(emulator, endpoint, WorkerCommand(env=...)).start(2)
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,24 +22,16 @@ from starlette.routing import Route
 
 from notus_cli.emulator import openai_route, public, worker_api
 from notus_cli.emulator.account import Account
-from notus_cli.emulator.config import EmulatorConfig
 from notus_cli.emulator.http import error_response
 from notus_cli.emulator.jobs import BadRequest
-from notus_cli.emulator.scaler import WorkerFactory
 
 
 class Emulator(Account):
     """An Account with the HTTP app that serves RunPod's routes for it."""
 
-    def __init__(
-        self,
-        config: EmulatorConfig | None = None,
-        *,
-        api_keys: Iterable[str] = (),
-        worker_factory: WorkerFactory | None = None,
-    ) -> None:
-        super().__init__(config, api_keys=api_keys, worker_factory=worker_factory)
-        self.app = Starlette(
+    @functools.cached_property
+    def app(self) -> Starlette:
+        return Starlette(
             routes=_routes(self),
             exception_handlers={BadRequest: _refused, HTTPException: _http_error},
             lifespan=lambda _app: self.running(),
