@@ -75,7 +75,7 @@ class Cli:
 
     def __init__(self, project: Path, env: dict[str, str]) -> None:
         self.project = project
-        self.env = env
+        self.env = {"NOTUS_CONFIG": str(project / "notus.toml"), **env}  # its own notus.toml and .notus/
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, stdin: str = "") -> CliResult:
         done = notus(*args, cwd=self.project, env=self.env | (env or {}), stdin=stdin, timeout=900)
