@@ -12,9 +12,11 @@ target, so a reader never sees half a file and two concurrent writers never shar
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 CONFIG_FILE = "notus.toml"
 PRIVATE = 0o600
@@ -54,6 +56,15 @@ def user_state_dir() -> Path:
 def user_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/notus` (default `~/.cache/notus`)."""
     return _xdg("XDG_CACHE_HOME", ".cache")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; {} when the file is missing, unreadable, or holds no object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_atomic(path: Path, data: str | bytes, *, mode: int = PUBLIC) -> Path:

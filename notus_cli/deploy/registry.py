@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from notus_cli.errors import ConfigError, RegistryError
-from notus_cli.files import PRIVATE, user_config_dir, write_atomic
+from notus_cli.files import PRIVATE, read_json_object, user_config_dir, write_atomic
 from notus_cli.image.reference import parse_reference
 from notus_cli.settings import NotusSettings
 
@@ -109,7 +109,7 @@ def store_registry_credentials(host: str, username: str, password: SecretStr) ->
     if not secret or any(c in "\r\n" for c in secret):
         raise ConfigError("the registry password is empty or has more than one line", hint="paste the password alone")
     path = user_config_dir() / REGISTRIES_FILE
-    stored = _read_json(path)
+    stored = read_json_object(path)
     stored[host] = {"username": username.strip(), "password": secret}
     return write_atomic(path, json.dumps(stored, indent=2) + "\n", mode=PRIVATE)
 
@@ -127,7 +127,7 @@ def _from_settings(host: str, settings: NotusSettings) -> RegistryCredentials | 
 
 def _from_notus_login(host: str) -> RegistryCredentials | None:
     path = user_config_dir() / REGISTRIES_FILE
-    entry = _read_json(path).get(host)
+    entry = read_json_object(path).get(host)
     if not isinstance(entry, dict):
         return None
     username, password = entry.get("username"), entry.get("password")
@@ -144,7 +144,7 @@ def docker_config_file() -> Path:
 
 def _from_docker(host: str) -> RegistryCredentials | None:
     path = docker_config_file()
-    config = _read_json(path)
+    config = read_json_object(path)
     helpers = _table(config, "credHelpers")
     helper = next((str(v) for k, v in helpers.items() if _same_host(k, host)), None) or config.get("credsStore")
     if isinstance(helper, str) and helper:
@@ -209,11 +209,3 @@ def _same_host(key: str, host: str) -> bool:
 def _table(config: dict[str, Any], key: str) -> dict[str, Any]:
     value = config.get(key)
     return value if isinstance(value, dict) else {}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from notus_cli.files import write_atomic
+from notus_cli.files import read_json_object, write_atomic
 
 STATE_FILE = "images.json"
 
@@ -36,7 +35,7 @@ class PushedImage:
 def record_push(state_dir: Path, pushed: PushedImage) -> Path:
     """Remember `pushed` as the latest push (and the latest of its repository); returns the state file."""
     path = state_dir / STATE_FILE
-    state = _load(path)
+    state = read_json_object(path)
     entry = asdict(pushed) | {"reference": pushed.reference}
     state.setdefault("repositories", {})[pushed.repository] = entry
     state["last"] = entry
@@ -45,17 +44,9 @@ def record_push(state_dir: Path, pushed: PushedImage) -> Path:
 
 def last_pushed(state_dir: Path, repository: str | None = None) -> PushedImage | None:
     """The latest push (of `repository`, if given), or None if nothing was pushed from this project."""
-    state = _load(state_dir / STATE_FILE)
+    state = read_json_object(state_dir / STATE_FILE)
     entry = state.get("repositories", {}).get(repository) if repository else state.get("last")
     if not isinstance(entry, dict):
         return None
     entry = {k: v for k, v in entry.items() if k in PushedImage.__dataclass_fields__}
     return PushedImage(**entry)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
