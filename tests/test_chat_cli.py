@@ -115,7 +115,12 @@ def test_repl_streams_stops_on_ctrl_c_goes_on_and_saves(serve_running: LocalStac
     repl.child.expect(r"stopped \(the request was cancelled\)")
     repl.child.expect(PROMPT)
     assert time.monotonic() - started < 60, "3000 tokens were not waited for"
-    wait_for(lambda: "cancelled: openai /v1/chat/completions" in worker_logs(serve_running), 30, 0.2)
+    try:
+        wait_for(lambda: "cancelled: openai /v1/chat/completions" in worker_logs(serve_running), 30, 0.2)
+    except AssertionError:
+        raise AssertionError(
+            "no worker logged the cancel; their logs end:\n" + worker_logs(serve_running)[-3000:]
+        ) from None
 
     # The next question works, with the stats line.
     for setting in ("max_tokens 8", "min_tokens default", "ignore_eos default"):

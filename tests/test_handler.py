@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -217,16 +218,32 @@ async def test_openai_route_merges_whole_sse_events(handler: ChatHandler) -> Non
     assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
 
 
-async def test_cancelling_while_an_item_is_posted_aborts_vllm(handler: ChatHandler, vllm_server: VllmServer) -> None:
-    """The SDK cancels the job task while it awaits a stream POST, the generator parked at `yield`."""
+LONG = {"messages": HELLO, "max_tokens": 4000, "ignore_eos": True, "stop": "<|never|>", "stream": True}
+
+
+@pytest.mark.parametrize(
+    "job",
+    [LONG, {"openai_route": "/v1/chat/completions", "openai_input": {"model": SERVED_NAME, **LONG}}],
+    ids=["native", "openai"],
+)
+async def test_cancelling_while_an_item_is_posted_aborts_vllm_and_says_so(
+    handler: ChatHandler, vllm_server: VllmServer, job: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK cancels the job task while it awaits a stream POST, the generator parked at `yield`.
+    The garbage collector is off: neither the abort nor the job's log line may wait for it."""
     await wait_for_running(vllm_server, 0)
-    job = {"messages": HELLO, "max_tokens": 4000, "ignore_eos": True, "stop": "<|never|>", "stream": True}
-    task = asyncio.create_task(run_posting(handler, job, 60.0))
-    await wait_for_running(vllm_server, 1)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await wait_for_running(vllm_server, 0, within=15)
+    caplog.set_level(logging.INFO, logger="notus.worker")
+    gc.disable()
+    try:
+        task = asyncio.create_task(run_posting(handler, job, 60.0))
+        await wait_for_running(vllm_server, 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert any(" cancelled: " in message for message in caplog.messages), caplog.messages
+        await wait_for_running(vllm_server, 0, within=15)
+    finally:
+        gc.enable()
 
 
 THINKS = {"messages": HELLO, "max_tokens": 16, "seed": 11, "stop": "<|never|>"}

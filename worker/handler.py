@@ -58,6 +58,14 @@ class JobStats:
             self.reported = True
             log.info(self.line())
 
+    def report_if_cancelled(self, task: asyncio.Task[Any]) -> None:
+        """The SDK stopped the job's task. Usually while it posted an item, with the handler parked at
+        `yield`: no exception reaches the handler, whose `finally` would run only when the garbage
+        collector finds the abandoned generator, so the job's line is written from here."""
+        if task.cancelled():
+            self.outcome = "cancelled"
+            self.report()
+
     def line(self) -> str:
         elapsed_ms = (time.perf_counter() - self.started) * 1000
         ttft = f"{self.first_token_s * 1000:.0f}ms" if self.first_token_s is not None else "-"
@@ -124,6 +132,9 @@ class ChatHandler:
             yield job_error(exc.to_error())
             return
         self._describe(request, stats)
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(stats.report_if_cancelled)
         try:
             if isinstance(request, OpenAIRequest):
                 stream = self._relay_openai(request, stats)
@@ -149,6 +160,8 @@ class ChatHandler:
             yield job_error(JobError(type="engine_error", message=f"vLLM request failed: {type(exc).__name__}"))
         finally:
             stats.report()
+            if task is not None:
+                task.remove_done_callback(stats.report_if_cancelled)
 
     async def _complete_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
         response = await self.http.post("/v1/chat/completions", json=request.body)
@@ -224,7 +237,7 @@ class ChatHandler:
         """The data payloads of one streamed vLLM request, or a single job error if vLLM refused it."""
         async with (
             self.http.stream("POST", route, json=body) as response,
-            _abort_when_stopped(response, stats),
+            _abort_when_stopped(response),
         ):
             if response.status_code >= 400:
                 content = await response.aread()
@@ -271,7 +284,7 @@ _closing: set[asyncio.Future[None]] = set()
 
 
 @contextlib.asynccontextmanager
-async def _abort_when_stopped(response: httpx.Response, stats: JobStats) -> AsyncIterator[None]:
+async def _abort_when_stopped(response: httpx.Response) -> AsyncIterator[None]:
     """Close vLLM's stream the moment the SDK stops the job's task.
 
     The SDK cancels a job's task wherever it is waiting, usually while it posts a streamed item,
@@ -283,8 +296,6 @@ async def _abort_when_stopped(response: httpx.Response, stats: JobStats) -> Asyn
 
     def stopped(done: asyncio.Task[Any]) -> None:
         if done.cancelled() and not response.is_closed:
-            stats.outcome = "cancelled"
-            stats.report()
             closing = asyncio.ensure_future(response.aclose())
             _closing.add(closing)
             closing.add_done_callback(_closing.discard)
