@@ -6,13 +6,13 @@
     ├── EngineError            vLLM could not be found, started or reached
     ├── BuildError             the image build failed
     ├── RegistryError          push/pull or registry credentials failed
+    ├── AuthError              no API key, or the server refused it: RunPod, an endpoint or any OpenAI server
     ├── RunPodError            RunPod answered with an error
-    │   ├── RunPodAuthError    the API key was rejected
     │   ├── RunPodRateLimited  HTTP 429 after the retries
     │   ├── RunPodQueryError   a GraphQL or REST call was refused
     │   └── RunPodAnswerLost   a mutation's answer never came (it may or may not have been carried out)
     ├── BenchError             a benchmark could not run or produced no usable result
-    ├── ServerError            an OpenAI-compatible server refused a request (e.g. the API key)
+    ├── ServerError            an OpenAI-compatible server answered with something unusable
     ├── EndpointUnreachable    nothing answers at the endpoint URL (exit 3)
     └── JobFailed              the endpoint ran the job and it failed (exit 4)
         └── ContextOverflow    the prompt does not fit the model's context
@@ -54,11 +54,11 @@ class RegistryError(NotusError):
     pass
 
 
+class AuthError(NotusError):
+    """The same failure wherever the key goes, so chat and bench report it alike."""
+
+
 class RunPodError(NotusError):
-    pass
-
-
-class RunPodAuthError(RunPodError):
     pass
 
 

@@ -8,8 +8,8 @@ most one may be given. `resolve_address` turns the flags into an address (a `Run
     several targets, none at all, an unknown name, no RunPod key   ConfigError (exit 2)
     --local while no `notus serve` is running                      EndpointUnreachable (exit 3)
 
-Once requests flow, a refused key is a RunPodAuthError from a RunPod endpoint and a ServerError from
-an OpenAI-compatible server, in chat and bench alike (both exit 1). Each command then turns the
+Once requests flow, a refused key is an AuthError (exit 1) from a RunPod endpoint and from an
+OpenAI-compatible server alike, in chat and bench. Each command then turns the
 address into what it sends with: chat a backend (notus_cli.chat.targets), bench a request sender
 (notus_cli.bench.endpoints).
 
@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from notus_cli.deploy.credentials import find_api_key
 from notus_cli.deploy.state import Deployment, find_deployment, load_deployments
-from notus_cli.errors import ConfigError, EndpointUnreachable, RunPodAuthError
+from notus_cli.errors import AuthError, ConfigError, EndpointUnreachable
 from notus_cli.openai_url import is_runpod_host, openai_base
 from notus_cli.runpod.gpus import resolve_pool
 from notus_cli.runpod.urls import RUNPOD_API_URL
@@ -193,7 +193,7 @@ def runpod_key(settings: NotusSettings, api_base: str) -> SecretStr:
     Raises ConfigError when there is none."""
     try:
         return find_api_key(settings).value
-    except RunPodAuthError:
+    except AuthError:
         raise ConfigError(
             f"a RunPod API key is needed for the endpoint at {api_base}",
             hint="set RUNPOD_API_KEY, or run `notus login`",

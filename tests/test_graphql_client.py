@@ -13,9 +13,9 @@ import pytest
 from pydantic import SecretStr
 
 from notus_cli.errors import (
+    AuthError,
     EndpointUnreachable,
     RunPodAnswerLost,
-    RunPodAuthError,
     RunPodError,
     RunPodQueryError,
     RunPodRateLimited,
@@ -75,7 +75,7 @@ def test_graphql_errors_become_their_message(client: RunPodGraphQL) -> None:
 def test_a_rejected_key_says_so_without_showing_it(harness: Harness) -> None:
     wrong = "rpa_WRONGKEY0123456789"
     runpod = RunPodGraphQL(SecretStr(wrong), url=f"{harness.url}/graphql?api_key={wrong}", retry=FAST)
-    with runpod, pytest.raises(RunPodAuthError, match="RunPod rejected the API key") as caught:
+    with runpod, pytest.raises(AuthError, match="RunPod rejected the API key") as caught:
         runpod.endpoints()
     assert wrong not in str(caught.value.message) + str(caught.value.hint)
 

@@ -14,9 +14,9 @@ import pytest
 
 from notus_cli.emulator import EmulatorConfig, Endpoint
 from notus_cli.errors import (
+    AuthError,
     EndpointUnreachable,
     JobFailed,
-    RunPodAuthError,
     RunPodError,
     RunPodQueryError,
     RunPodRateLimited,
@@ -99,7 +99,7 @@ async def test_cancel_retry_health_and_purge(emulator: Harness, echo: Endpoint) 
 
 async def test_http_errors_become_typed_errors(emulator: Harness, echo: Endpoint) -> None:
     async with client_for(emulator, echo.id, key="not-the-key") as stranger:
-        with pytest.raises(RunPodAuthError) as rejected:
+        with pytest.raises(AuthError) as rejected:
             await stranger.health()
     assert "not-the-key" not in rejected.value.message
     async with client_for(emulator, "nosuchendpoint") as lost:

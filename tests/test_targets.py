@@ -67,6 +67,13 @@ def test_local_without_notus_serve_is_exit_3_in_both(tiny_model: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
+def assert_same_class(chat: tuple[str, ...], bench: tuple[str, ...], env: dict[str, str]) -> None:
+    """With NOTUS_DEBUG the error's class is in the traceback: one class for the failure in both commands."""
+    for args in (chat, bench):
+        done = notus(*args, env={**env, "NOTUS_DEBUG": "1"})
+        assert "\nAuthError: the " in done.stderr, done.stderr[-2000:]
+
+
 def test_a_key_runpod_refuses_is_the_same_error_in_both(emulator: Harness, tiny_model: Path) -> None:
     endpoint, _pool = emulator.endpoint(0)
     env = {"RUNPOD_ENDPOINT_BASE_URL": f"{emulator.url}/v2", "RUNPOD_API_KEY": "rpa_wrong"}
@@ -77,6 +84,9 @@ def test_a_key_runpod_refuses_is_the_same_error_in_both(emulator: Harness, tiny_
         assert "Error: the endpoint rejected the API key (HTTP 401)" in done.stderr
         assert "rpa_wrong" not in done.stdout + done.stderr
         assert "Traceback" not in done.stderr
+    assert_same_class(
+        ("chat", "--endpoint", endpoint.id, *ONCE), ("bench", "--endpoint", endpoint.id, *bench_args(tiny_model)), env
+    )
 
 
 def test_a_key_an_openai_server_refuses_is_the_same_error_in_both(keyed_stub: str, tiny_model: Path) -> None:
@@ -87,6 +97,9 @@ def test_a_key_an_openai_server_refuses_is_the_same_error_in_both(keyed_stub: st
         assert done.returncode == 1, done.stderr
         assert "Error: the server rejected the API key (HTTP 401)" in done.stderr
         assert "sk-wrong" not in done.stdout + done.stderr
+    assert_same_class(
+        ("chat", "--base-url", keyed_stub, *ONCE), ("bench", "--base-url", keyed_stub, *bench_args(tiny_model)), env
+    )
     accepted = notus("chat", "--base-url", keyed_stub, *ONCE, env={"OPENAI_API_KEY": "sk-right"})
     assert accepted.returncode == 0, accepted.stderr
 

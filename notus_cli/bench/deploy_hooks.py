@@ -87,7 +87,7 @@ class ControlPlaneScaler:
 
 
 def endpoint_scaler(settings: NotusSettings) -> EndpointScaler:
-    """--force-cold's scaler. Raises RunPodAuthError now, before the run, when no API key is found."""
+    """--force-cold's scaler. Raises AuthError now, before the run, when no API key is found."""
     return ControlPlaneScaler(settings, find_api_key(settings).value)
 
 
@@ -119,5 +119,5 @@ def temporary_name(pool: GpuPool) -> str:
 def temporary_endpoints(
     settings: NotusSettings, *, say: Callable[[str], None], image: str | None = None, route: str = "native"
 ) -> TemporaryEndpoints:
-    """--deploy's endpoints. Raises ConfigError (--route) or RunPodAuthError (no key) before anything is made."""
+    """--deploy's endpoints. Raises ConfigError (--route) or AuthError (no key) before anything is made."""
     return DeployedTemporarily(settings, find_api_key(settings).value, say, image, check_route(route))

@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from notus_cli.bench.chunks import ChunkTally
 from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.workload import Prompt
-from notus_cli.errors import BenchError, EndpointUnreachable, NotusError, RunPodAuthError, ServerError
+from notus_cli.errors import AuthError, BenchError, EndpointUnreachable
 from notus_cli.openai_url import openai_base
 from worker.sse import DONE, SSEDecoder
 
@@ -229,12 +229,10 @@ def transport_failures(record: RequestRecord, timeout: float) -> Iterator[None]:
         record.fail("bad_response", f"a streamed event is not JSON: {exc}")
 
 
-def key_refused(kind: str, status: int, hint: str) -> NotusError:
-    """A refused key, as `notus chat` reports it for the same server: RunPodAuthError from a RunPod
-    endpoint (notus_cli.runpod.serverless), ServerError from any OpenAI-compatible one (chat.backends)."""
-    if kind == "runpod":
-        return RunPodAuthError(f"the endpoint rejected the API key (HTTP {status})", hint=hint)
-    return ServerError(f"the server rejected the API key (HTTP {status})", hint=hint)
+def key_refused(kind: str, status: int, hint: str) -> AuthError:
+    """A refused key, worded as `notus chat` words it for the same server."""
+    who = "endpoint" if kind == "runpod" else "server"
+    return AuthError(f"the {who} rejected the API key (HTTP {status})", hint=hint)
 
 
 def error_message(body: bytes) -> str:

@@ -42,7 +42,7 @@ def bench_temporary(
     """Estimate, ask (`temporary.confirm`), deploy, benchmark, remove. None when the person declines.
 
     `watching` wraps the benchmark itself (a live view), not the deploy around it. Raises ConfigError
-    (no --gpu, a bad --route), RunPodAuthError (no key) before anything is made, what run_benchmark
+    (no --gpu, a bad --route), AuthError (no key) before anything is made, what run_benchmark
     raises, and KeyboardInterrupt after the endpoint is removed (having said so through `warn`).
     """
     if not temporary.gpu:

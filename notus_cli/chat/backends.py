@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from notus_cli.errors import ContextOverflow, JobFailed, RunPodQueryError, ServerError
+from notus_cli.errors import AuthError, ContextOverflow, JobFailed, RunPodQueryError, ServerError
 from notus_cli.runpod.serverless import ServerlessClient, sse_objects, unreachable
 from worker.sse import DONE, SSEDecoder
 
@@ -251,7 +251,7 @@ def _raise_for_status(response: httpx.Response) -> None:
     except (ValueError, AttributeError):
         message = response.text[:300] or response.reason_phrase
     if code in (401, 403):
-        raise ServerError(
+        raise AuthError(
             f"the server rejected the API key (HTTP {code})",
             hint="set OPENAI_API_KEY to a key it accepts (RunPod's own hosts get RUNPOD_API_KEY)",
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from notus_cli.errors import ConfigError, RunPodAuthError
+from notus_cli.errors import AuthError, ConfigError
 from notus_cli.files import PRIVATE, user_config_dir, write_atomic
 from notus_cli.settings import NotusSettings
 
@@ -32,7 +32,7 @@ def runpodctl_config() -> Path:
 
 
 def find_api_key(settings: NotusSettings) -> ApiKey:
-    """The first key found (see the module docstring). Raises RunPodAuthError when there is none."""
+    """The first key found (see the module docstring). Raises AuthError when there is none."""
     if settings.runpod_api_key is not None and settings.runpod_api_key.get_secret_value():
         return ApiKey(settings.runpod_api_key, "RUNPOD_API_KEY")
     for path, keys in (
@@ -42,7 +42,7 @@ def find_api_key(settings: NotusSettings) -> ApiKey:
         value = _read_key(path, keys)
         if value:
             return ApiKey(SecretStr(value), str(path))
-    raise RunPodAuthError(
+    raise AuthError(
         "no RunPod API key found",
         hint="set RUNPOD_API_KEY, or run `notus login` (keys: https://www.runpod.io/console/user/settings)",
     )

@@ -93,12 +93,12 @@ def deploy_request(settings: NotusSettings, flags: DeployFlags) -> DeployRequest
 
 
 def control_plane(settings: NotusSettings, key: SecretStr | None = None) -> RunPodGraphQL:
-    """The GraphQL client for the configured URL and key. Raises RunPodAuthError when no key is found."""
+    """The GraphQL client for the configured URL and key. Raises AuthError when no key is found."""
     return RunPodGraphQL(key or find_api_key(settings).value, url=settings.runpod_graphql_url)
 
 
 def verify_api_key(settings: NotusSettings, key: SecretStr) -> None:
-    """One harmless query; raises RunPodAuthError if RunPod rejects `key`."""
+    """One harmless query; raises AuthError if RunPod rejects `key`."""
     with control_plane(settings, key) as control:
         control.endpoints()
 

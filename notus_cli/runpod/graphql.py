@@ -6,7 +6,7 @@
 Variables are declared non-null (`String!`), which GraphQL accepts whether RunPod's argument is
 nullable or not. Values always travel as GraphQL variables, never inside the query text, so quotes, backslashes and
 newlines in env values arrive intact and nothing can be injected. Every answer becomes a typed
-result or a NotusError in one place (`_raise_for_answer`): HTTP 401/403 -> RunPodAuthError, GraphQL
+result or a NotusError in one place (`_raise_for_answer`): HTTP 401/403 -> AuthError, GraphQL
 `errors` -> RunPodQueryError with RunPod's message, 429 after the retries -> RunPodRateLimited.
 
 Queries are retried on 429, 5xx, timeouts and refused connections with bounded backoff (RetryPolicy).
@@ -30,9 +30,9 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from notus_cli.errors import (
+    AuthError,
     EndpointUnreachable,
     RunPodAnswerLost,
-    RunPodAuthError,
     RunPodError,
     RunPodQueryError,
     RunPodRateLimited,
@@ -241,7 +241,7 @@ class RunPodGraphQL:
         """The one place a control-plane answer becomes data or a typed error."""
         status = response.status_code
         if status in (401, 403):
-            raise RunPodAuthError(
+            raise AuthError(
                 "RunPod rejected the API key",
                 hint="check RUNPOD_API_KEY, or store a valid key with `notus login`",
             )

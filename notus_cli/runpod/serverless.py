@@ -29,9 +29,9 @@ import httpx
 from pydantic import SecretStr
 
 from notus_cli.errors import (
+    AuthError,
     EndpointUnreachable,
     JobFailed,
-    RunPodAuthError,
     RunPodError,
     RunPodQueryError,
     RunPodRateLimited,
@@ -432,7 +432,7 @@ def _raise_for_status(response: httpx.Response) -> None:
         return
     message = _message(response)
     if code == 401:
-        raise RunPodAuthError(
+        raise AuthError(
             "the endpoint rejected the API key (HTTP 401)",
             hint="check RUNPOD_API_KEY, or use the key `notus serve` printed",
         )
