@@ -25,7 +25,7 @@ app.command("serve")(serve.serve)
 app.add_typer(build.app)  # `notus build`, `notus push`
 app.add_typer(deploy.app)  # `notus deploy`, `status`, `endpoints`, `down`, `gpus`, `login`
 app.command("chat")(chat.chat)
-app.command("bench", epilog=bench.EXAMPLES)(bench.bench)  # `notus bench [NAME]`, `notus bench compare RUN...`
+app.add_typer(bench.app, name="bench")  # `notus bench [run] [NAME]`, `notus bench compare RUN...`
 
 
 def _show_version(value: bool) -> None:

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -267,13 +268,32 @@ def test_gpu_without_a_deployment_says_how_to_deploy_one(project: Path) -> None:
         ["bench", "prod", "--concurrency", "2"],
         ["bench", "--concurrency", "2", "prod"],
         ["bench", "--json", "--out=runs/x", "prod"],
+        ["bench", "run", "--concurrency", "2", "prod"],
     ],
 )
 def test_a_deployment_name_may_stand_anywhere_among_the_options(project: Path, args: list[str]) -> None:
-    """`notus bench NAME` shares the command with `notus bench compare`; options may come first."""
+    """`notus bench NAME` is `notus bench run NAME`, the group's default command; options may come first."""
     done = notus(*args)
     assert done.returncode == 2
     assert "Error: no deployment named 'prod' (known: none yet)" in done.stderr
+
+
+def test_bench_compare_is_a_subcommand_with_its_own_help(project: Path) -> None:
+    group = notus("bench", "--help")
+    assert group.returncode == 0
+    assert set(re.findall(r"^│ ([a-z]+) ", group.stdout, flags=re.MULTILINE)) == {"run", "compare"}
+    compare = notus("bench", "compare", "--help")
+    assert re.search(r"Usage: .* bench compare \[OPTIONS\] \{?RUN", compare.stdout)
+    assert "--concurrency" not in compare.stdout
+    run = notus("bench", "run", "--help")
+    assert "bench run [OPTIONS] [NAME]" in run.stdout
+    assert "--concurrency" in run.stdout
+    none = notus("bench", "compare")
+    assert none.returncode == 2
+    assert "Missing argument 'RUN'" in none.stderr
+    extra = notus("bench", "prod", "compare")
+    assert extra.returncode == 2
+    assert "unexpected extra argument(s) (compare)" in extra.stderr
 
 
 def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path) -> None:

@@ -1,11 +1,16 @@
-"""`notus bench [NAME]` and `notus bench compare RUN...`: measure latency, throughput and cost; compare runs."""
+"""`notus bench [run] [NAME]` and `notus bench compare RUN...`: measure latency, throughput and cost; compare runs.
+
+`run` is the group's default command, so `notus bench prod --concurrency 4` is
+`notus bench run prod --concurrency 4`, and `compare` is a subcommand with its own help.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from notus_cli.bench import DEFAULT_INPUT_LEN
 from notus_cli.errors import ConfigError
@@ -22,6 +27,24 @@ EXAMPLES = (
     "Examples: notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod · "
     "notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --goodput ttft:500,tpot:50 --gpu a100 · "
     "notus bench compare runs/a100 runs/h100"
+)
+
+
+class BenchGroup(TyperGroup):
+    """A group whose default command is `run`: a first word that names no subcommand (a deployment, an
+    option) is run's. Only the name is added; Click parses everything."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: Typer vendors its own click
+        if not args or (args[0] not in self.commands and args[0] != "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=BenchGroup,
+    help="Measure TTFT, TPOT, ITL, throughput, goodput, cold start and cost; compare runs. "
+    "`notus bench [NAME] [OPTIONS]` is `notus bench run`: see `notus bench run --help` for its options.",
+    epilog=EXAMPLES,
 )
 
 GPU_HELP = (
@@ -42,15 +65,11 @@ def _numbers(option: str, text: str | None, kind: type[int] | type[float]) -> li
         ) from None
 
 
-def bench(
-    words: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="NAME | compare RUN...",
-            help="A deployment's name (from `notus deploy`); or `compare` and two or more bench.json files "
-            "(or the --out directories holding them) to show side by side.",
-            show_default=False,
-        ),
+@app.command("run", epilog=EXAMPLES)
+def run(
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="NAME", help="A deployment's name (from `notus deploy`).", show_default=False),
     ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (vllm serve).")
@@ -142,15 +161,9 @@ def bench(
     ] = None,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Measure TTFT, TPOT, ITL, throughput, goodput, cold start and cost of a deployment (NAME), a RunPod
-    endpoint or any OpenAI-compatible server; compare runs."""
-    given = words or []
-    first, rest = (given[0] if given else None), given[1:]
-    if first == "compare":
-        compare(rest, json_mode=json_mode)
-        return
-    if rest:
-        raise ConfigError(f"give one deployment NAME, not {' '.join(given)}", hint="or: notus bench compare RUN...")
+    """Measure a deployment (NAME), a RunPod endpoint or any OpenAI server; the default: `notus bench NAME`.
+
+    TTFT, TPOT, ITL, throughput, goodput, cold start and cost, level by level."""
     from notus_cli.bench import files  # imported here: the bench modules pull in aiohttp, numpy, matplotlib
     from notus_cli.bench.endpoints import resolve_target
     from notus_cli.bench.live import LiveView
@@ -162,12 +175,12 @@ def bench(
     settings = all_settings.bench
     if force_cold and not cold_start:
         raise ConfigError("--force-cold goes with --cold-start")
-    if deploy and (first or endpoint or local or base_url):
+    if deploy and (name or endpoint or local or base_url):
         raise ConfigError("--deploy benches the endpoint it creates: drop NAME, --endpoint, --local and --base-url")
     target = None
     if not deploy:
         target = resolve_target(
-            all_settings, name=first, endpoint=endpoint, local=local, base_url=base_url, gpu=gpu, route=route
+            all_settings, name=name, endpoint=endpoint, local=local, base_url=base_url, gpu=gpu, route=route
         )
     options = BenchOptions(
         target=target,
@@ -244,13 +257,24 @@ def _bench_temporary(
     return run
 
 
-def compare(results: list[str], *, json_mode: bool) -> None:
-    """`notus bench compare RUN...`: two or more runs side by side, level by level, each priced on its own GPU."""
+@app.command("compare")
+def compare(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN",
+            help="Two or more bench.json files (or the --out directories holding them).",
+            show_default=False,
+        ),
+    ],
+    json_mode: JsonOpt = False,
+) -> None:
+    """Two or more runs side by side, level by level, each priced on its own GPU."""
     from notus_cli.bench import files
     from notus_cli.bench.compare import compare as compare_runs
 
     out = Output(json_mode=json_mode)
-    comparison = compare_runs([(_name(Path(path)), files.load_run(Path(path))) for path in results])
+    comparison = compare_runs([(_name(path), files.load_run(path)) for path in runs])
     if json_mode:
         out.json(comparison.data)
         return
