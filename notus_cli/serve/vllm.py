@@ -70,6 +70,7 @@ def vllm_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, s
     for key, value in CPU_DEFAULTS.items():
         env.setdefault(key, value)
     env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")  # its log file is current the moment a request is answered
     env.update(extra)
     return env
 
