@@ -11,7 +11,6 @@ import json
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -284,7 +283,7 @@ def test_a_private_image_without_credentials_never_starts_and_status_says_why(ha
         endpoint_id = state["deployment"]["endpoint_id"]
         with harness.http(endpoint_id) as client:
             job = client.post("/run", json={"input": {"echo": 1}}).json()["id"]
-            time.sleep(3.0)  # a worker would have started (and answered) well within this
+            harness.wait_sweeps(3)  # three autoscaler ticks with a queued job: each would have started a worker
             assert client.get(f"/status/{job}").json()["status"] == "IN_QUEUE"
         assert harness.emulator.call(lambda: len(harness.emulator.endpoints[endpoint_id].workers)) == 0
         status = run("status", "private")
