@@ -234,24 +234,35 @@ class ChatHandler:
     async def _sse_payloads(
         self, route: str, body: dict[str, Any], stats: JobStats
     ) -> AsyncGenerator[str | dict[str, str]]:
-        """The data payloads of one streamed vLLM request, or a single job error if vLLM refused it."""
+        """The data payloads of one streamed vLLM request, or a single job error if vLLM refused it.
+
+        A refused thinking budget is dropped and the request sent again: vLLM refuses it with HTTP
+        400, or, once the stream has begun, with an error as the stream's first event."""
         async with (
             self.http.stream("POST", route, json=body) as response,
             _abort_when_stopped(response),
         ):
             if response.status_code >= 400:
                 content = await response.aread()
-                if not budget_refused(body, response.status_code, content):
+                refused = budget_refused(body, response.status_code, content)
+                if not refused:
                     yield self._failed(stats, response.status_code, content)
-                    return
             else:
+                refused = False
+                first = True
                 decoder = SSEDecoder()
                 async for data in response.aiter_bytes():
                     for payload in decoder.feed(data):
+                        if first and budget_refused_event(body, payload):
+                            refused = True
+                            break
+                        first = False
                         yield payload
-                return
-        async for retried in self._sse_payloads(route, without_budget(body), stats):
-            yield retried
+                    if refused:
+                        break
+        if refused:
+            async for retried in self._sse_payloads(route, without_budget(body), stats):
+                yield retried
 
     def _failed(self, stats: JobStats, status: int, body: bytes) -> dict[str, str]:
         error = completions.upstream_error(status, body)
@@ -274,6 +285,20 @@ def budget_refused(body: dict[str, Any] | None, status: int, content: bytes) -> 
     the request is sent again without it rather than failing the job."""
     asked = body is not None and "thinking_token_budget" in body
     return asked and status == 400 and b"thinking_token_budget" in content
+
+
+def budget_refused_event(body: dict[str, Any] | None, payload: str) -> bool:
+    """`budget_refused` for a streamed answer's first event."""
+    if '"error"' not in payload:
+        return False
+    try:
+        error = json.loads(payload).get("error")
+    except (ValueError, AttributeError):
+        return False
+    if not isinstance(error, dict):
+        return False
+    status = 400 if str(error.get("code")) == "400" else 0
+    return budget_refused(body, status, str(error.get("message", "")).encode())
 
 
 def without_budget(body: dict[str, Any]) -> dict[str, Any]:

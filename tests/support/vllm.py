@@ -38,14 +38,18 @@ def cpu_env(**extra: str) -> dict[str, str]:
     return vllm_env(**extra)
 
 
-def start_vllm(model_dir: Path, log_path: Path, *, max_num_seqs: int = 32, timeout: float = 300) -> VllmServer:
-    """Start vLLM with the worker's own command line, wait for /health, return it."""
+def start_vllm(
+    model_dir: Path, log_path: Path, *, max_num_seqs: int = 32, timeout: float = 300, **settings_: str
+) -> VllmServer:
+    """Start vLLM with the worker's own command line (`settings_`: WorkerSettings fields to change),
+    wait for /health, return it."""
     settings = WorkerSettings(
         model=str(model_dir),
         vllm_python=vllm_python(),
         max_model_len=MAX_MODEL_LEN,
         max_num_seqs=max_num_seqs,
         vllm_args=TEST_VLLM_ARGS,
+        **settings_,
     )
     server = VllmProcess.start(settings, log_path, env=cpu_env())
     try:
