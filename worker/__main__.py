@@ -92,6 +92,9 @@ def main(argv: list[str]) -> int:
 def _serve(handler: ChatHandler, settings: WorkerSettings) -> None:
     import runpod  # imported late: it reads RUNPOD_* variables and sets its log level on import
 
+    from worker import job_loop
+
+    job_loop.install()  # jobs start when taken, not on the SDK's 0.1 s poll
     sys.argv = sys.argv[:1]  # the SDK parses argv too
     runpod.serverless.start(
         {
