@@ -28,6 +28,8 @@ class Jobs:
 
     async def handle(self, _session: Any, _config: Any, job: dict[str, Any]) -> None:
         self.started.append(job["id"])
+        if job["id"].startswith("broken"):
+            raise RuntimeError("a handler that fails")
         await self.release.setdefault(job["id"], asyncio.Event()).wait()
 
     def finish(self, job_id: str) -> None:
@@ -137,3 +139,16 @@ async def test_shutdown_lets_running_jobs_finish() -> None:
     jobs.finish("a")
     await asyncio.wait_for(loop, 5)
     assert made.jobs_tasks == {}
+
+
+async def test_a_job_that_raises_does_not_stop_the_loop() -> None:
+    jobs = Jobs()
+    made = scaler(PromptJobScaler, jobs, concurrency=1)
+    loop = asyncio.create_task(made.run_jobs(None))
+    await take(made, "broken-1", "a")
+    await turns()
+    assert jobs.started == ["broken-1", "a"]
+    assert not loop.done()
+    made.kill_worker()
+    jobs.finish("a")
+    await asyncio.wait_for(loop, 5)

@@ -36,6 +36,9 @@ class PromptJobScaler(rp_scale.JobScaler):  # type: ignore[misc]  # the SDK has 
                     taking = asyncio.ensure_future(self.jobs_queue.get())
                     waiting.add(taking)
                 done, _ = await asyncio.wait(waiting, timeout=RECHECK_S, return_when=asyncio.FIRST_COMPLETED)
+                for task in done & tasks:
+                    if not task.cancelled():
+                        task.exception()  # the SDK's handle_job has logged it; asyncio need not warn again
                 tasks.difference_update(done)
                 if taking is not None:
                     if taking.done():
