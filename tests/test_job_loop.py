@@ -9,6 +9,9 @@ wait on the clock: a loop that polls on a timer has not looked by then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,15 +28,24 @@ class Jobs:
     def __init__(self) -> None:
         self.started: list[str] = []
         self.release: dict[str, asyncio.Event] = {}
+        self.ending = False
 
     async def handle(self, _session: Any, _config: Any, job: dict[str, Any]) -> None:
         self.started.append(job["id"])
         if job["id"].startswith("broken"):
             raise RuntimeError("a handler that fails")
+        if self.ending:
+            return
         await self.release.setdefault(job["id"], asyncio.Event()).wait()
 
     def finish(self, job_id: str) -> None:
         self.release.setdefault(job_id, asyncio.Event()).set()
+
+    def finish_all(self) -> None:
+        """Let every job finish, those that start from now on too."""
+        self.ending = True
+        for job_id in self.started:
+            self.finish(job_id)
 
 
 def scaler(cls: type[rp_scale.JobScaler], jobs: Jobs, concurrency: int) -> rp_scale.JobScaler:
@@ -52,103 +64,94 @@ async def take(made: rp_scale.JobScaler, *job_ids: str) -> None:
         made.job_progress.add(job)
 
 
+@dataclass
+class Worker:
+    scaler: rp_scale.JobScaler
+    jobs: Jobs
+    loop: asyncio.Task[None]
+
+
+@contextlib.asynccontextmanager
+async def running(cls: type[rp_scale.JobScaler], concurrency: int) -> AsyncIterator[Worker]:
+    """The scaler's job loop running; at the end it is told to shut down and every job is let finish."""
+    jobs = Jobs()
+    made = scaler(cls, jobs, concurrency)
+    worker = Worker(made, jobs, asyncio.create_task(made.run_jobs(None)))
+    try:
+        yield worker
+    finally:
+        made.kill_worker()
+        jobs.finish_all()
+        await asyncio.wait_for(worker.loop, 5)
+
+
 async def turns(count: int = 20) -> None:
     for _ in range(count):
         await asyncio.sleep(0)
 
 
 async def test_a_taken_job_starts_at_once_idle_or_busy() -> None:
-    jobs = Jobs()
-    made = scaler(PromptJobScaler, jobs, concurrency=4)
-    loop = asyncio.create_task(made.run_jobs(None))
-    await turns()
-    await take(made, "a")
-    await turns()
-    assert jobs.started == ["a"], "an idle worker starts the job it took"
-    await take(made, "b")
-    await turns()
-    assert jobs.started == ["a", "b"], "a busy worker starts the next job too, not on a timer"
-    made.kill_worker()
-    jobs.finish("a")
-    jobs.finish("b")
-    await asyncio.wait_for(loop, 5)
+    async with running(PromptJobScaler, concurrency=4) as worker:
+        await turns()
+        await take(worker.scaler, "a")
+        await turns()
+        assert worker.jobs.started == ["a"], "an idle worker starts the job it took"
+        await take(worker.scaler, "b")
+        await turns()
+        assert worker.jobs.started == ["a", "b"], "a busy worker starts the next job too, not on a timer"
 
 
 async def test_the_sdk_loop_polls_which_is_why_ours_exists() -> None:
     """If this fails, the SDK no longer waits for its 0.1 s poll and worker/job_loop.py can go."""
-    jobs = Jobs()
-    made = scaler(rp_scale.JobScaler, jobs, concurrency=4)
-    loop = asyncio.create_task(made.run_jobs(None))
-    await turns()
-    await take(made, "a")
-    await turns()
-    assert jobs.started == []
-    made.kill_worker()
-    jobs.finish("a")
-    await asyncio.wait_for(loop, 5)
+    async with running(rp_scale.JobScaler, concurrency=4) as worker:
+        await turns()
+        await take(worker.scaler, "a")
+        await turns()
+        assert worker.jobs.started == []
 
 
 async def test_no_more_jobs_run_than_the_concurrency_allows() -> None:
-    jobs = Jobs()
-    made = scaler(PromptJobScaler, jobs, concurrency=2)
-    loop = asyncio.create_task(made.run_jobs(None))
-    await take(made, "a", "b")
-    await turns()
-    queued = asyncio.create_task(take(made, "c"))
-    await turns()
-    assert jobs.started == ["a", "b"]
-    jobs.finish("a")
-    await turns()
-    assert jobs.started == ["a", "b", "c"]
-    await queued
-    made.kill_worker()
-    jobs.finish("b")
-    jobs.finish("c")
-    await asyncio.wait_for(loop, 5)
+    async with running(PromptJobScaler, concurrency=2) as worker:
+        await take(worker.scaler, "a", "b")
+        await turns()
+        queued = asyncio.create_task(take(worker.scaler, "c"))
+        await turns()
+        assert worker.jobs.started == ["a", "b"]
+        worker.jobs.finish("a")
+        await turns()
+        assert worker.jobs.started == ["a", "b", "c"]
+        await queued
 
 
 async def test_a_stopped_job_ends_and_the_others_go_on() -> None:
-    jobs = Jobs()
-    made = scaler(PromptJobScaler, jobs, concurrency=2)
-    loop = asyncio.create_task(made.run_jobs(None))
-    await take(made, "a", "b")
-    await turns()
-    stopped = made.jobs_tasks["a"]
-    assert await made.stop_job("a")
-    await turns()
-    assert stopped.cancelled()
-    assert not made.jobs_tasks["b"].done()
-    await take(made, "c")
-    await turns()
-    assert jobs.started == ["a", "b", "c"], "the stopped job's slot is free again"
-    made.kill_worker()
-    jobs.finish("b")
-    jobs.finish("c")
-    await asyncio.wait_for(loop, 5)
-
-
-async def test_shutdown_lets_running_jobs_finish() -> None:
-    jobs = Jobs()
-    made = scaler(PromptJobScaler, jobs, concurrency=2)
-    loop = asyncio.create_task(made.run_jobs(None))
-    await take(made, "a")
-    await turns()
-    made.kill_worker()
-    await turns()
-    assert not loop.done(), "a running job is waited for"
-    jobs.finish("a")
-    await asyncio.wait_for(loop, 5)
-    assert made.jobs_tasks == {}
+    async with running(PromptJobScaler, concurrency=2) as worker:
+        await take(worker.scaler, "a", "b")
+        await turns()
+        stopped = worker.scaler.jobs_tasks["a"]
+        assert await worker.scaler.stop_job("a")
+        await turns()
+        assert stopped.cancelled()
+        assert not worker.scaler.jobs_tasks["b"].done()
+        await take(worker.scaler, "c")
+        await turns()
+        assert worker.jobs.started == ["a", "b", "c"], "the stopped job's slot is free again"
 
 
 async def test_a_job_that_raises_does_not_stop_the_loop() -> None:
-    jobs = Jobs()
-    made = scaler(PromptJobScaler, jobs, concurrency=1)
-    loop = asyncio.create_task(made.run_jobs(None))
-    await take(made, "broken-1", "a")
-    await turns()
-    assert jobs.started == ["broken-1", "a"]
-    assert not loop.done()
-    made.kill_worker()
-    jobs.finish("a")
-    await asyncio.wait_for(loop, 5)
+    async with running(PromptJobScaler, concurrency=1) as worker:
+        await take(worker.scaler, "broken-1", "a")
+        await turns()
+        assert worker.jobs.started == ["broken-1", "a"]
+        assert not worker.loop.done()
+
+
+async def test_shutdown_lets_running_jobs_finish() -> None:
+    async with running(PromptJobScaler, concurrency=2) as worker:
+        await take(worker.scaler, "a")
+        await turns()
+        worker.scaler.kill_worker()
+        await turns()
+        assert not worker.loop.done(), "a running job is waited for"
+        worker.jobs.finish("a")
+        await asyncio.wait_for(worker.loop, 5)
+        assert worker.scaler.jobs_tasks == {}
