@@ -137,24 +137,30 @@ async def test_rate_limits_are_retried_with_backoff(tmp_path: Any) -> None:
 
 async def test_stream_polls_stay_within_the_pace_and_the_concurrency_cap() -> None:
     """RunPod allows 2,000 /stream per 10 s and 400 at once per endpoint; the pacer, scaled down to
-    40 per second and 3 at once here, keeps any number of followers inside it."""
-    pacer = StreamPacer(per_second=40, concurrent=3)
+    40 per second with bursts of 5 and 3 at once here, keeps any number of followers inside it."""
+    pacer = StreamPacer(per_second=40, burst=5, concurrent=3)
     in_flight, most, started = 0, 0, time.monotonic()
+    turns: list[float] = []
 
     async def poll() -> None:
         nonlocal in_flight, most
         async with pacer.slot():
+            turns.append(time.monotonic() - started)
             in_flight += 1
             most = max(most, in_flight)
             await asyncio.sleep(0.05)
             in_flight -= 1
 
     await asyncio.gather(*(poll() for _ in range(30)))
-    elapsed = time.monotonic() - started
-    assert elapsed >= 29 / 40 - 0.02
+    turns.sort()
+    assert turns[2] < 0.03, "a burst of first polls goes at once (up to the concurrency cap)"
+    assert turns[-1] >= (30 - 5) / 40 - 0.02, "then the average rate holds"
+    for first in turns:  # any window of 0.5 s holds at most burst + 0.5 s of the rate
+        assert sum(first <= t < first + 0.5 for t in turns) <= 5 + 0.5 * 40 + 1
     assert most <= 3
-    assert StreamPacer().per_second * 10 <= 2000
-    assert StreamPacer().concurrent <= 400
+    default = StreamPacer()
+    assert default.burst + default.per_second * 10 <= 2000
+    assert default.concurrent <= 400
 
 
 async def test_streams_over_the_concurrency_cap_back_off_and_finish(tmp_path: Any) -> None:
