@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from worker.sse import SSEDecoder, encode
+import asyncio
+from collections.abc import AsyncIterator
+
+from worker.sse import SSEDecoder, encode, payloads
 
 STREAM = (
     b'data: {"a": 1}\n\ndata: {"text": "caf\xc3\xa9 \xe2\x80\x94 done"}\r\n\r\n: a comment line\n\ndata: [DONE]\n\n'
@@ -32,3 +35,14 @@ def test_multiline_data_and_unterminated_tail() -> None:
 def test_encode_round_trips() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(encode('{"x": 2}').encode()) == ['{"x": 2}']
+
+
+def test_payloads_of_a_byte_stream_include_its_unterminated_tail() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for cut in (STREAM[:7], STREAM[7:], b"data: tail"):
+            yield cut
+
+    async def collect() -> list[str]:
+        return [payload async for payload in payloads(chunks())]
+
+    assert asyncio.run(collect()) == [*EXPECTED, "tail"]

@@ -25,7 +25,7 @@ from worker import completions
 from worker.coalesce import carries_output, coalesced, event_carries_output, merge_native, merge_sse
 from worker.job_errors import JobError
 from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, ReasoningPolicy, parse_job_input
-from worker.sse import DONE, SSEDecoder, encode
+from worker.sse import DONE, encode, payloads
 from worker.startup import STARTUP_QUERY
 
 log = logging.getLogger("notus.worker")
@@ -248,18 +248,14 @@ class ChatHandler:
                 if not refused:
                     yield self._failed(stats, response.status_code, content)
             else:
-                refused = False
-                first = True
-                decoder = SSEDecoder()
-                async for data in response.aiter_bytes():
-                    for payload in decoder.feed(data):
-                        if first and budget_refused_event(body, payload):
-                            refused = True
-                            break
-                        first = False
-                        yield payload
-                    if refused:
-                        break
+                async with contextlib.aclosing(payloads(response.aiter_bytes())) as events:
+                    first = await anext(events, None)
+                    refused = first is not None and budget_refused_event(body, first)
+                    if not refused:
+                        if first is not None:
+                            yield first
+                        async for payload in events:
+                            yield payload
         if refused:
             async for retried in self._sse_payloads(route, without_budget(body), stats):
                 yield retried

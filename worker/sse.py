@@ -6,6 +6,8 @@ the handler yields is always one complete event, never a fragment.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterable
+
 DONE = "[DONE]"
 
 
@@ -27,6 +29,17 @@ class SSEDecoder:
         rest, self._buffer = self._buffer, b""
         payload = _data(rest)
         return [payload] if payload is not None else []
+
+
+async def payloads(chunks: AsyncIterable[bytes]) -> AsyncGenerator[str]:
+    """The `data` payload of each event in a byte stream, as the events complete (and a last one
+    the stream ended without its blank line)."""
+    decoder = SSEDecoder()
+    async for data in chunks:
+        for payload in decoder.feed(data):
+            yield payload
+    for payload in decoder.flush():
+        yield payload
 
 
 def _data(event: bytes) -> str | None:

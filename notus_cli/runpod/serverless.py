@@ -38,7 +38,7 @@ from notus_cli.errors import (
 )
 from notus_cli.runpod.urls import RUNPOD_API_URL as DEFAULT_BASE_URL
 from worker.job_errors import WORKER_LOST, JobError, parse_job_error
-from worker.sse import DONE, SSEDecoder
+from worker.sse import DONE, payloads
 
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -403,19 +403,14 @@ def _job_body(job_input: Any, webhook: str | None, policy: dict[str, Any] | None
 
 async def sse_objects(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
     """The JSON objects of an OpenAI-style SSE response, up to `[DONE]`; an `error` event raises JobFailed."""
-    decoder = SSEDecoder()
-    async for data in response.aiter_bytes():
-        for payload in decoder.feed(data):
-            if payload == DONE:
-                return
-            event = json.loads(payload)
-            if isinstance(event, dict) and "error" in event:
-                detail = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
-                raise job_failed("(stream)", "FAILED", parse_job_error(detail))
-            yield event
-    for payload in decoder.flush():
-        if payload != DONE:
-            yield json.loads(payload)
+    async for payload in payloads(response.aiter_bytes()):
+        if payload == DONE:
+            return
+        event = json.loads(payload)
+        if isinstance(event, dict) and "error" in event:
+            detail = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
+            raise job_failed("(stream)", "FAILED", parse_job_error(detail))
+        yield event
 
 
 def _message(response: httpx.Response) -> str:
