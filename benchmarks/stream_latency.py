@@ -186,10 +186,9 @@ async def measure(args: argparse.Namespace, vllm_url: str, stacks: dict[str, Loc
                     for path in paths.values():
                         await path.wave(concurrency)
                 cells = {name: path.figures() for name, path in paths.items()}
-                unloaded = ttft_at_0.setdefault(
-                    concurrency, {name: c[2] for name, c in cells.items()} if rtt == 0 else {}
-                )
-                rows += table_rows(rtt, concurrency, cells, unloaded)
+                if rtt == 0:
+                    ttft_at_0[concurrency] = {name: cell[2] for name, cell in cells.items()}
+                rows += table_rows(rtt, concurrency, cells, ttft_at_0.get(concurrency, {}))
                 print(f"  done: rtt {rtt:g} ms, concurrency {concurrency}", file=sys.stderr, flush=True)
     return rows
 
@@ -227,19 +226,18 @@ def table_rows(
     return rows
 
 
-def pin_engine_apart() -> tuple[set[int], set[int]] | None:
+def pin_engine_apart() -> set[int] | None:
     """On a GPU host vLLM decodes on the GPU, whatever the worker's CPU does; here vLLM decodes on the
     CPU, so every cycle the worker, the emulator and this client spend would be taken from it, and
     direct vLLM (no worker) would win for a reason that does not exist on RunPod. So vLLM gets a
-    core of its own (inherited from this process when it starts), everything else the others.
-    None (nothing pinned) on a machine with one core."""
+    core of its own: this process is pinned to it now, for vLLM to inherit when it starts; the other
+    cores are returned, to move back to afterwards. None (nothing pinned) on a machine with one core."""
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) < 2:
         return None
     half = len(allowed) // 2
-    engine, rest = set(allowed[half:]), set(allowed[:half])
-    os.sched_setaffinity(0, engine)
-    return engine, rest
+    os.sched_setaffinity(0, set(allowed[half:]))
+    return set(allowed[:half])
 
 
 def main() -> None:
@@ -256,10 +254,10 @@ def main() -> None:
         root = Path(tmp)
         model = write_tiny_model(root / "tiny").path
         print("starting vLLM (CPU build, tiny model)...", file=sys.stderr, flush=True)
-        cores = pin_engine_apart()
+        others = pin_engine_apart()
         vllm = start_vllm(model, root / "vllm.log", max_num_seqs=32)
-        if cores:
-            os.sched_setaffinity(0, cores[1])  # the stack and this client: what the GPU host's CPU runs
+        if others:
+            os.sched_setaffinity(0, others)  # the stack and this client: what the GPU host's CPU runs
         stacks: dict[str, LocalStack] = {}
         try:
             for mode, new in (("now", "true"), ("old", "false")):
