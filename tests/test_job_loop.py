@@ -155,3 +155,107 @@ async def test_shutdown_lets_running_jobs_finish() -> None:
         worker.jobs.finish("a")
         await asyncio.wait_for(worker.loop, 5)
         assert worker.scaler.jobs_tasks == {}
+
+
+class Polls:
+    """A stand-in for the SDK's job-take request (rp_job.get_job): each poll stays open until it is
+    answered, as RunPod's long poll does while no job is queued."""
+
+    def __init__(self) -> None:
+        self.open: list[tuple[int, asyncio.Future[list[dict[str, Any]] | None]]] = []
+
+    async def fetch(self, _session: Any, num_jobs: int) -> list[dict[str, Any]] | None:
+        entry = (num_jobs, asyncio.get_running_loop().create_future())
+        self.open.append(entry)
+        try:
+            return await entry[1]
+        finally:
+            self.open.remove(entry)
+
+    def asked(self) -> list[int]:
+        return sorted(num_jobs for num_jobs, _ in self.open)
+
+    def answer(self, *job_ids: str) -> None:
+        """The oldest poll not yet answered gets these jobs."""
+        self._oldest().set_result([{"id": job_id, "input": {}} for job_id in job_ids])
+
+    def refuse(self, error: BaseException) -> None:
+        self._oldest().set_exception(error)
+
+    def _oldest(self) -> asyncio.Future[list[dict[str, Any]] | None]:
+        return next(answer for _, answer in self.open if not answer.done())
+
+
+@dataclass
+class TakingWorker(Worker):
+    polls: Polls
+    taking: asyncio.Task[None]
+
+
+@contextlib.asynccontextmanager
+async def taking(cls: type[rp_scale.JobScaler], concurrency: int) -> AsyncIterator[TakingWorker]:
+    """Both of the scaler's loops running, job-take answered by hand."""
+    async with running(cls, concurrency) as worker:
+        polls = Polls()
+        worker.scaler.jobs_fetcher = polls.fetch
+        worker.scaler.job_progress.clear()  # the SDK's is one per process
+        loop = asyncio.create_task(worker.scaler.get_jobs(None))
+        try:
+            yield TakingWorker(worker.scaler, worker.jobs, worker.loop, polls, loop)
+        finally:
+            worker.scaler.kill_worker()
+            await asyncio.wait_for(loop, 5)
+            assert polls.open == [], "no poll is left open at shutdown"
+
+
+@pytest.mark.parametrize(("concurrency", "asked"), [(32, [4] * 8), (12, [1] * 4 + [2] * 4), (3, [1, 1, 1])])
+async def test_polls_stay_open_together_and_ask_for_no_more_than_the_free_slots(
+    concurrency: int, asked: list[int]
+) -> None:
+    async with taking(PromptJobScaler, concurrency) as worker:
+        await turns()
+        assert worker.polls.asked() == asked
+
+
+async def test_jobs_that_arrive_together_all_start_at_once() -> None:
+    async with taking(PromptJobScaler, concurrency=16) as worker:
+        await turns()
+        for job_id in "abcd":  # four requests sent together, each answering the poll that was waiting
+            worker.polls.answer(job_id)
+        await turns()
+        assert sorted(worker.jobs.started) == ["a", "b", "c", "d"]
+        assert sum(worker.polls.asked()) == 16 - 2 * 4, "new polls ask for the rest (the SDK counts a queued job twice)"
+
+
+async def test_the_sdk_keeps_one_poll_open_which_is_why_ours_exists() -> None:
+    """If this fails, the SDK keeps several job-take polls open itself and get_jobs can go."""
+    async with taking(rp_scale.JobScaler, concurrency=16) as worker:
+        await turns()
+        assert worker.polls.asked() == [16]
+        worker.scaler.kill_worker()
+        worker.polls.answer()  # the SDK's poll outlives a shutdown until RunPod answers it
+
+
+async def test_a_full_worker_asks_again_as_soon_as_a_job_ends() -> None:
+    async with taking(PromptJobScaler, concurrency=2) as worker:
+        await turns()
+        worker.polls.answer("a")
+        worker.polls.answer("b")
+        await turns()
+        assert worker.polls.asked() == [], "no poll while every slot is taken"
+        worker.jobs.finish("a")
+        await turns()
+        assert worker.polls.asked() == [1], "a slot freed: asked again at once, not on the next recheck"
+
+
+async def test_a_refused_poll_pauses_new_polls_and_a_failed_one_is_not_lost() -> None:
+    from runpod.http_client import TooManyRequests
+
+    async with taking(PromptJobScaler, concurrency=4) as worker:
+        await turns()
+        worker.polls.refuse(TooManyRequests(None, (), status=429))
+        await turns()
+        assert worker.polls.asked() == [1, 1, 1], "no new poll after a 429 (the SDK pauses 5 s too)"
+        worker.polls.answer("a")
+        await turns()
+        assert worker.jobs.started == ["a"], "the polls still open are served during the pause"
