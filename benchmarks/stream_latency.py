@@ -6,8 +6,8 @@ One vLLM (CPU build, tiny model) serves three paths side by side in one run: (1)
 directly over loopback, (2) `notus serve`'s stack (emulator + an unmodified `python -m worker`)
 followed through POST /run + GET /stream with ServerlessClient, (3) the same stack's OpenAI route
 streamed as SSE. Two stacks share that vLLM: one worker as it is by default, the other as it was
-(NOTUS_STREAM_COALESCE=false: one item per vLLM event; NOTUS_PROMPT_JOB_START=false: the runpod
-SDK's job loops, one job-take poll open and a 0.1 s look at its queue), so the gain is measured.
+(NOTUS_STREAM_COALESCE=false: one item per vLLM event; NOTUS_PROMPT_JOB_START=false: a job waits
+for the runpod SDK's 0.1 s look at its queue), so the gain is measured.
 
 The emulated round trip is applied to the worker-facing API (job-take, job-stream, job-done, ping:
 the GPU host to RunPod's API); the public API stays on loopback so the client's side matches the

@@ -95,7 +95,7 @@ def _serve(handler: ChatHandler, settings: WorkerSettings) -> None:
     from worker import job_loop
 
     if settings.prompt_job_start:
-        job_loop.install()  # jobs taken as they arrive and started at once (see worker/job_loop.py)
+        job_loop.install()  # jobs start when taken, not on the SDK's 0.1 s poll
     sys.argv = sys.argv[:1]  # the SDK parses argv too
     runpod.serverless.start(
         {

@@ -65,7 +65,7 @@ class WorkerSettings(BaseSettings):
         True, description="true to merge what vLLM streams while the previous item is being sent (false: per token)"
     )
     prompt_job_start: bool = Field(
-        True, description="true to keep several job-take polls open and start jobs at once (false: the SDK's loops)"
+        True, description="true to start a job as soon as it is taken (false: the runpod SDK's 0.1 s poll)"
     )
 
     @field_validator("vllm_args")
