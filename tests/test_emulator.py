@@ -6,6 +6,7 @@ stack (vLLM, `python -m worker`) in test_local_stack.py.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import signal
@@ -394,3 +395,20 @@ def test_default_caps_are_runpods() -> None:
     )  # fmt: skip
     assert EmulatorConfig().scaled_rate_limits(0).concurrency_limits == {}
     assert EmulatorConfig().scaled_rate_limits(0.5).concurrency_limits["cancel"] == 10
+
+
+@pytest.mark.anyio
+async def test_a_job_take_while_the_same_worker_has_one_open_is_counted() -> None:
+    """RunPod's TakeJob races when one worker polls twice at once (runpod-python PR #84), so the
+    emulator counts it; tests/test_local_stack.py checks the real worker never does."""
+    endpoint = Endpoint("ep", name="ep", worker_key="key", config=EmulatorConfig(), max_workers=1)
+
+    async def gone() -> bool:
+        return False
+
+    await endpoint.take("pod-a", 1, 0.01, gone)
+    await endpoint.take("pod-a", 1, 0.01, gone)
+    await asyncio.gather(endpoint.take("pod-a", 1, 0.01, gone), endpoint.take("pod-b", 1, 0.01, gone))
+    assert endpoint.parallel_takes == 0, "one after another, or two workers at once: fine"
+    await asyncio.gather(endpoint.take("pod-a", 1, 0.01, gone), endpoint.take("pod-a", 1, 0.01, gone))
+    assert endpoint.parallel_takes == 1

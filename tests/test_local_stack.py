@@ -240,6 +240,7 @@ async def test_200_concurrent_jobs_over_2_workers_none_lost_none_duplicated(loca
     assert after[0] - before[0] == 200, "200 jobs completed"
     assert after[1] - before[1] == 200, "each handed to a worker once"
     assert after[2] == before[2], "no worker reported on a job it did not own"
+    assert emulator.call(lambda: endpoint.parallel_takes) == 0, "a worker never polls job-take twice at once"
 
 
 def test_bad_requests_get_runpods_codes_and_shapes(local_stack: LocalStack) -> None:

@@ -43,6 +43,7 @@ class WorkerRecord:
     spawned: float | None = None  # when its process was started (local workers): cold starts count from here
     last_seen: float | None = None  # None: not heard from yet (initializing)
     in_flight: set[str] = field(default_factory=set)
+    takes_open: int = 0  # job-take polls of this worker being answered now
     completed: int = 0
     alive: bool = True
     draining: bool = False  # being stopped: its long polls answer at once
@@ -88,6 +89,10 @@ class Endpoint:
         self.in_flight = ConcurrencyLimiter(config.concurrency_limits)
         self.ignored_reports = 0  # job-stream/job-done posts for jobs the worker no longer owns
         self.deliveries = 0  # jobs handed to workers, retries included
+        # job-take polls that came while the same worker had one open. RunPod's TakeJob is not safe
+        # against that (runpod-python PR #84 "Data Race in TakeJob" made the SDK's takes sequential;
+        # PR #358 replaced parallel takes with job-take-batch), so a worker must never do it.
+        self.parallel_takes = 0
         self.on_final: Callable[[Job], None] | None = None  # webhooks
         self.closed = False
         self._queue: deque[Job] = deque()
@@ -218,6 +223,19 @@ class Endpoint:
         Waiting pollers are woken one per queued job, in the order they came (no thundering herd).
         """
         worker = self.seen(pod_id)
+        if worker.takes_open:
+            self.parallel_takes += 1
+            log.warning("worker %s asked for jobs while its last job-take was still open", worker.label)
+        worker.takes_open += 1
+        try:
+            return await self._take(worker, limit, hold, gone)
+        finally:
+            worker.takes_open -= 1
+
+    async def _take(
+        self, worker: WorkerRecord, limit: int, hold: float, gone: Callable[[], Awaitable[bool]]
+    ) -> list[Job]:
+        pod_id = worker.pod_id
         deadline = time.monotonic() + hold
         while worker.alive and not worker.draining and not self.closed:
             if self._in_queue:
