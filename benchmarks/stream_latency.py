@@ -11,10 +11,10 @@ for the runpod SDK's 0.1 s look at its queue), so the gain is measured.
 
 The emulated round trip is applied to the worker-facing API (job-take, job-stream, job-done, ping:
 the GPU host to RunPod's API); the public API stays on loopback so the client's side matches the
-direct path. Each level sends `concurrency` streams at once, `--waves` times per path, the paths
-taking turns wave by wave so that a drift of this machine's speed hits them all alike. vLLM runs on
-a core of its own and everything else on the other(s), as on a GPU host where the worker's CPU work
-does not slow the decoding (see pin_engine_apart). Printed per level:
+direct path. Each level sends `concurrency` streams at once, `--waves` times per path (twice that for
+single streams), the paths taking turns wave by wave so that a drift of this machine's speed hits
+them all alike. vLLM runs on a core of its own and everything else on the other(s), as on a GPU host
+where the worker's CPU work does not slow the decoding (see pin_engine_apart). Printed per level:
 output tokens/s (all completion tokens / wall time of the level, as vLLM's bench counts it), the
 median time to first token (first chunk with text), and job-stream POSTs per job (items the worker
 yielded, counted by the emulator). Goal at 30 ms: >= 90% of direct tokens/s and TTFT within
@@ -142,6 +142,11 @@ class Route:
         return sum(s.tokens for s in self.samples) / self.elapsed, per_stream, ttft, posts
 
 
+def waves_at(waves: int, concurrency: int) -> int:
+    """Single streams are quick and vary most, so they get twice the waves."""
+    return waves * 2 if concurrency < 4 else waves
+
+
 def posts_of_new_jobs(stack: LocalStack, before: set[str]) -> list[int]:
     def count() -> list[int]:
         return [len(job.stream) for job_id, job in stack.endpoint.jobs.items() if job_id not in before]
@@ -181,7 +186,7 @@ async def measure(args: argparse.Namespace, vllm_url: str, stacks: dict[str, Loc
                     client = clients[mode]
                     paths[f"stream {mode}"] = Route(lambda c=client: via_stream(c, args.tokens), stack)
                     paths[f"openai {mode}"] = Route(lambda c=client: via_openai(c, args.tokens), stack)
-                waves = args.waves * max(1, 4 // concurrency)  # single streams are quick and vary most
+                waves = waves_at(args.waves, concurrency)
                 for _ in range(waves):  # the paths take turns, so a drift of this machine hits all alike
                     for path in paths.values():
                         await path.wave(concurrency)
@@ -245,7 +250,7 @@ def main() -> None:
     parser.add_argument("--rtts", default="0,10,30,80", help="emulated worker-API round trips, ms")
     parser.add_argument("--concurrency", default="1,16", help="streams at once")
     parser.add_argument("--tokens", type=int, default=256, help="output tokens per stream")
-    parser.add_argument("--waves", type=int, default=2, help="rounds of `concurrency` streams per level")
+    parser.add_argument("--waves", type=int, default=4, help="rounds of `concurrency` streams per level (x2 below 4)")
     args = parser.parse_args()
     args.rtts = [float(v) for v in args.rtts.split(",")]
     args.concurrency = [int(v) for v in args.concurrency.split(",")]
@@ -279,7 +284,8 @@ def main() -> None:
                 stack.stop()
             vllm.stop()
     print(
-        f"\n{args.tokens} output tokens per stream, {args.waves} waves per level; "
+        f"\n{args.tokens} output tokens per stream, {args.waves} waves per level ({waves_at(args.waves, 1)} for "
+        "single streams); "
         "RTT applies to the worker-facing API (job-take/stream/done/ping)"
     )
     header = [
