@@ -124,6 +124,7 @@ class Route:
     samples: list[Sample] = dataclasses.field(default_factory=list)
     elapsed: float = 0.0
     posts: list[int] = dataclasses.field(default_factory=list)
+    queued: list[float] = dataclasses.field(default_factory=list)  # ms from /run to a job-take taking it
 
     async def wave(self, concurrency: int) -> None:
         before = set(self.stack.emulator.call(lambda: list(self.stack.endpoint.jobs))) if self.stack else set()
@@ -131,15 +132,19 @@ class Route:
         self.samples += await asyncio.gather(*(self.send() for _ in range(concurrency)))
         self.elapsed += time.perf_counter() - started
         if self.stack is not None:
-            self.posts += posts_of_new_jobs(self.stack, before)
+            for posts, queued in new_jobs(self.stack, before):
+                self.posts.append(posts)
+                self.queued.append(queued)
 
-    def figures(self) -> tuple[float, float, float, float | None]:
+    def figures(self) -> tuple[float, float, float, float | None, float | None]:
         """Output tokens/s of the level (all tokens / wall time), the median stream's tokens/s after
-        its first token, the median TTFT in ms, and job-stream POSTs per job."""
+        its first token, the median TTFT in ms, job-stream POSTs per job, and the median ms a job
+        waited in the queue for a job-take."""
         per_stream = statistics.median((s.tokens - 1) / s.decode for s in self.samples)
         ttft = statistics.median(s.ttft for s in self.samples) * 1000
         posts = statistics.mean(self.posts) if self.posts else None
-        return sum(s.tokens for s in self.samples) / self.elapsed, per_stream, ttft, posts
+        queued = statistics.median(self.queued) if self.queued else None
+        return sum(s.tokens for s in self.samples) / self.elapsed, per_stream, ttft, posts, queued
 
 
 def waves_at(waves: int, concurrency: int) -> int:
@@ -147,12 +152,15 @@ def waves_at(waves: int, concurrency: int) -> int:
     return waves * 2 if concurrency < 4 else waves
 
 
-def posts_of_new_jobs(stack: LocalStack, before: set[str]) -> list[int]:
-    def count() -> list[int]:
-        return [len(job.stream) for job_id, job in stack.endpoint.jobs.items() if job_id not in before]
+def new_jobs(stack: LocalStack, before: set[str]) -> list[tuple[int, float]]:
+    """Each job since `before`: its job-stream POSTs, and ms from its /run to the job-take that took it."""
 
-    counts: list[int] = stack.emulator.call(count)
-    return counts
+    def read() -> list[tuple[int, float]]:
+        jobs = [job for job_id, job in stack.endpoint.jobs.items() if job_id not in before]
+        return [(len(job.stream), ((job.started or job.submitted) - job.submitted) * 1000) for job in jobs]
+
+    seen: list[tuple[int, float]] = stack.emulator.call(read)
+    return seen
 
 
 def set_rtt(stack: LocalStack, rtt_ms: float) -> None:
@@ -201,13 +209,13 @@ async def measure(args: argparse.Namespace, vllm_url: str, stacks: dict[str, Loc
 def table_rows(
     rtt: float,
     concurrency: int,
-    cells: dict[str, tuple[float, float, float, float | None]],
+    cells: dict[str, tuple[float, float, float, float | None, float | None]],
     unloaded: dict[str, float],
 ) -> list[list[str]]:
     """`unloaded`: each path's TTFT at RTT 0, so what the round trip itself added can be shown."""
-    base_tps, base_stream, base_ttft, _ = cells["direct"]
+    base_tps, base_stream, base_ttft, _, _ = cells["direct"]
     rows = []
-    for name, (tps, stream_tps, ttft, posts) in cells.items():
+    for name, (tps, stream_tps, ttft, posts, queued) in cells.items():
         goal = ""
         if rtt > 0 and name.endswith("now"):  # at 0 ms the goal allows nothing at all over direct
             met = stream_tps >= 0.9 * base_stream and ttft <= base_ttft + 2 * rtt
@@ -224,6 +232,7 @@ def table_rows(
                 f"{ttft:.0f}",
                 f"{ttft - base_ttft:+.0f}",
                 f"{ttft - unloaded[name]:+.0f}" if name in unloaded else "",
+                "" if queued is None else f"{queued:.0f}",
                 "" if posts is None else f"{posts:.1f}",
                 goal,
             ]
@@ -290,13 +299,14 @@ def main() -> None:
     )
     header = [
         "rtt ms", "streams", "path", "level tok/s", "vs direct", "stream tok/s", "vs direct",
-        "TTFT ms", "vs direct", "vs rtt 0", "POSTs/job", "goal",
+        "TTFT ms", "vs direct", "vs rtt 0", "queued ms", "POSTs/job", "goal",
     ]  # fmt: skip
     print_table(header, rows)
     print(
         "\nlevel tok/s: completion tokens of the level / its wall time (TTFT included). stream tok/s: the median "
         "stream's tokens after its first / time from first to last text. TTFT: first chunk with text (median); "
-        "vs rtt 0: the same path's TTFT at RTT 0, i.e. what the round trip added. "
+        "vs rtt 0: the same path's TTFT at RTT 0, i.e. what the round trip added. queued: median ms from /run "
+        "to the job-take that took the job (one poll per worker is open at a time, see README). "
         "POSTs/job: job-stream items the worker sent. goal: stream tok/s >= 90% of direct and TTFT <= direct + 2 x RTT."
     )
 
