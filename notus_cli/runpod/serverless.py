@@ -77,9 +77,12 @@ class StreamPacer:
     per_second: float = 2000 / 10 * 0.9
     burst: int = 100
     concurrent: int = 400
-    _tokens: float | None = None
-    _updated: float = 0.0
+    _tokens: float = field(init=False, repr=False)  # the bucket starts full
+    _updated: float = field(default=0.0, init=False, repr=False)
     _slots: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._tokens = float(self.burst)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -87,7 +90,7 @@ class StreamPacer:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrent)
         now = time.monotonic()
-        saved = self.burst if self._tokens is None else self._tokens + (now - self._updated) * self.per_second
+        saved = self._tokens + (now - self._updated) * self.per_second
         self._tokens, self._updated = min(float(self.burst), saved) - 1, now
         if self._tokens < 0:  # in debt: wait until the bucket has refilled this poll's token
             await asyncio.sleep(-self._tokens / self.per_second)
