@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import os
 import statistics
 import sys
@@ -115,6 +116,17 @@ async def via_openai(client: ServerlessClient, tokens: int) -> Sample:
     return await tally(client.chat_stream(body), time.perf_counter())
 
 
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    """What one path gave at one level."""
+
+    level_tps: float  # all completion tokens / wall time of the level
+    stream_tps: float  # the median stream's tokens/s after its first token
+    ttft: float  # median ms to the first chunk with text
+    posts: float | None  # job-stream POSTs per job (None: no stack)
+    queued: float | None  # median ms a job waited in the queue for a job-take (None: no stack)
+
+
 @dataclasses.dataclass
 class Route:
     """One way to the same vLLM, and what its waves gave."""
@@ -127,7 +139,7 @@ class Route:
     queued: list[float] = dataclasses.field(default_factory=list)  # ms from /run to a job-take taking it
 
     async def wave(self, concurrency: int) -> None:
-        before = set(self.stack.emulator.call(lambda: list(self.stack.endpoint.jobs))) if self.stack else set()
+        before = job_ids(self.stack) if self.stack else set()
         started = time.perf_counter()
         self.samples += await asyncio.gather(*(self.send() for _ in range(concurrency)))
         self.elapsed += time.perf_counter() - started
@@ -136,20 +148,24 @@ class Route:
                 self.posts.append(posts)
                 self.queued.append(queued)
 
-    def figures(self) -> tuple[float, float, float, float | None, float | None]:
-        """Output tokens/s of the level (all tokens / wall time), the median stream's tokens/s after
-        its first token, the median TTFT in ms, job-stream POSTs per job, and the median ms a job
-        waited in the queue for a job-take."""
-        per_stream = statistics.median((s.tokens - 1) / s.decode for s in self.samples)
-        ttft = statistics.median(s.ttft for s in self.samples) * 1000
-        posts = statistics.mean(self.posts) if self.posts else None
-        queued = statistics.median(self.queued) if self.queued else None
-        return sum(s.tokens for s in self.samples) / self.elapsed, per_stream, ttft, posts, queued
+    def figures(self) -> Figures:
+        return Figures(
+            level_tps=sum(s.tokens for s in self.samples) / self.elapsed,
+            stream_tps=statistics.median((s.tokens - 1) / s.decode for s in self.samples),
+            ttft=statistics.median(s.ttft for s in self.samples) * 1000,
+            posts=statistics.mean(self.posts) if self.posts else None,
+            queued=statistics.median(self.queued) if self.queued else None,
+        )
 
 
 def waves_at(waves: int, concurrency: int) -> int:
     """Single streams are quick and vary most, so they get twice the waves."""
     return waves * 2 if concurrency < 4 else waves
+
+
+def job_ids(stack: LocalStack) -> set[str]:
+    ids: list[str] = stack.emulator.call(lambda: list(stack.endpoint.jobs))
+    return set(ids)
 
 
 def new_jobs(stack: LocalStack, before: set[str]) -> list[tuple[int, float]]:
@@ -192,15 +208,15 @@ async def measure(args: argparse.Namespace, vllm_url: str, stacks: dict[str, Loc
                 paths = {"direct": Route(lambda: direct(vllm_http, args.tokens))}
                 for mode, stack in stacks.items():
                     client = clients[mode]
-                    paths[f"stream {mode}"] = Route(lambda c=client: via_stream(c, args.tokens), stack)
-                    paths[f"openai {mode}"] = Route(lambda c=client: via_openai(c, args.tokens), stack)
+                    paths[f"stream {mode}"] = Route(functools.partial(via_stream, client, args.tokens), stack)
+                    paths[f"openai {mode}"] = Route(functools.partial(via_openai, client, args.tokens), stack)
                 waves = waves_at(args.waves, concurrency)
                 for _ in range(waves):  # the paths take turns, so a drift of this machine hits all alike
                     for path in paths.values():
                         await path.wave(concurrency)
                 cells = {name: path.figures() for name, path in paths.items()}
                 if rtt == 0:
-                    ttft_at_0[concurrency] = {name: cell[2] for name, cell in cells.items()}
+                    ttft_at_0[concurrency] = {name: cell.ttft for name, cell in cells.items()}
                 rows += table_rows(rtt, concurrency, cells, ttft_at_0.get(concurrency, {}))
                 print(f"  done: rtt {rtt:g} ms, concurrency {concurrency}", file=sys.stderr, flush=True)
     return rows
@@ -209,31 +225,31 @@ async def measure(args: argparse.Namespace, vllm_url: str, stacks: dict[str, Loc
 def table_rows(
     rtt: float,
     concurrency: int,
-    cells: dict[str, tuple[float, float, float, float | None, float | None]],
+    cells: dict[str, Figures],
     unloaded: dict[str, float],
 ) -> list[list[str]]:
     """`unloaded`: each path's TTFT at RTT 0, so what the round trip itself added can be shown."""
-    base_tps, base_stream, base_ttft, _, _ = cells["direct"]
+    base = cells["direct"]
     rows = []
-    for name, (tps, stream_tps, ttft, posts, queued) in cells.items():
+    for name, cell in cells.items():
         goal = ""
         if rtt > 0 and name.endswith("now"):  # at 0 ms the goal allows nothing at all over direct
-            met = stream_tps >= 0.9 * base_stream and ttft <= base_ttft + 2 * rtt
+            met = cell.stream_tps >= 0.9 * base.stream_tps and cell.ttft <= base.ttft + 2 * rtt
             goal = "yes" if met else "no"
         rows.append(
             [
                 f"{rtt:g}",
                 str(concurrency),
                 name,
-                f"{tps:,.0f}",
-                f"{100 * tps / base_tps:.0f}%",
-                f"{stream_tps:,.0f}",
-                f"{100 * stream_tps / base_stream:.0f}%",
-                f"{ttft:.0f}",
-                f"{ttft - base_ttft:+.0f}",
-                f"{ttft - unloaded[name]:+.0f}" if name in unloaded else "",
-                "" if queued is None else f"{queued:.0f}",
-                "" if posts is None else f"{posts:.1f}",
+                f"{cell.level_tps:,.0f}",
+                f"{100 * cell.level_tps / base.level_tps:.0f}%",
+                f"{cell.stream_tps:,.0f}",
+                f"{100 * cell.stream_tps / base.stream_tps:.0f}%",
+                f"{cell.ttft:.0f}",
+                f"{cell.ttft - base.ttft:+.0f}",
+                f"{cell.ttft - unloaded[name]:+.0f}" if name in unloaded else "",
+                "" if cell.queued is None else f"{cell.queued:.0f}",
+                "" if cell.posts is None else f"{cell.posts:.1f}",
                 goal,
             ]
         )
