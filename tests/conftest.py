@@ -8,12 +8,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.serve.stack import LocalStack, StackConfig
 from tests.support.control import control_harness
 from tests.support.emulator import Harness
 from tests.support.vllm import VllmServer, start_vllm
+
+# Fuzz tests: the same examples on every run (a CI failure reproduces), no example database in the
+# tree, no per-example deadline on these shared cores; NOTUS_FUZZ_EXAMPLES runs a longer search.
+settings.register_profile(
+    "notus",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=int(os.environ.get("NOTUS_FUZZ_EXAMPLES", "200")),
+)
+settings.load_profile("notus")
 
 ISOLATED_PREFIXES = ("NOTUS_", "RUNPOD_", "HF_", "HUGGING_FACE", "OPENAI_")
 # What makes a test an integration test (marker `integration`, left out of `scripts/test --fast`): a
