@@ -20,9 +20,14 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     max_leaves=12,
 )
 # Numbers just inside and just outside every bound of worker/params.py, and the usual suspects.
-edge_numbers = st.sampled_from(
-    [-(2**63), -3, -2.0000001, -2, -1, -0.0, 0, 1e-9, 0.5, 0.9, 1, 1.0000001, 2, 2.0000001, 50, 2**63 - 1, 2**63]
-) | st.floats(-3, 3) | st.integers(-3, 3) | st.floats(allow_nan=True, allow_infinity=True)
+edge_numbers = (
+    st.sampled_from(
+        [-(2**63), -3, -2.0000001, -2, -1, -0.0, 0, 1e-9, 0.5, 0.9, 1, 1.0000001, 2, 2.0000001, 50, 2**63 - 1, 2**63]
+    )
+    | st.floats(-3, 3)
+    | st.integers(-3, 3)
+    | st.floats(allow_nan=True, allow_infinity=True)
+)
 parameter_values = st.one_of(edge_numbers, edge_numbers, json_values)
 
 
