@@ -299,7 +299,7 @@ def test_bench_compare_is_a_subcommand_with_its_own_help(project: Path) -> None:
 def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path) -> None:
     with pytest.raises(ConfigError, match="give one target, not NAME and --endpoint"):
         resolve_target(load_settings(), name="prod", endpoint="ep1")
-    with pytest.raises(ConfigError, match="--route must be one of native, openai"):
+    with pytest.raises(ConfigError, match="--route must be one of openai-job, native, openai"):
         resolve_target(load_settings(), endpoint="ep1", route="grpc")
     with pytest.raises(EndpointUnreachable, match="no `notus serve` is running"):
         resolve_target(load_settings(), local=True)

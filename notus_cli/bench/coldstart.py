@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
@@ -154,10 +153,10 @@ async def measure_cold_start(
 async def worker_phases(target: RunPodTarget) -> dict[str, float]:
     """The start-up phases the worker read from vLLM's log; empty if it does not say (an older worker)."""
     try:
-        status, body = await target._call("POST", "/runsync", {"input": STARTUP_QUERY})
-        output = json.loads(body).get("output") if status < 400 else None
-    except (NotusError, ValueError):
+        job = await target.runsync(STARTUP_QUERY)
+    except (NotusError, OSError, TimeoutError):
         return {}
+    output = job.output if job is not None else None
     item = output[0] if isinstance(output, list) and output else output
     startup = item.get("startup") if isinstance(item, dict) else None
     if not isinstance(startup, dict):

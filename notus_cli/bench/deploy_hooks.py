@@ -18,7 +18,7 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from notus_cli.bench.coldstart import EndpointScaler
-from notus_cli.bench.endpoints import TargetSpec, check_route, runpod_spec
+from notus_cli.bench.endpoints import DEFAULT_ROUTE, TargetSpec, check_route, runpod_spec
 from notus_cli.bench.load import LoadPlan
 from notus_cli.deploy.apply import scaled_to_zero
 from notus_cli.deploy.credentials import find_api_key
@@ -99,7 +99,7 @@ class DeployedTemporarily:
     key: SecretStr
     say: Callable[[str], None]  # what was created and removed, for people
     image: str | None = None  # None: as `notus deploy` picks it ([deploy] image, else the last push)
-    route: str = "native"
+    route: str = DEFAULT_ROUTE
 
     @contextmanager
     def create(self, pool: GpuPool) -> Iterator[TargetSpec]:
@@ -117,7 +117,7 @@ def temporary_name(pool: GpuPool) -> str:
 
 
 def temporary_endpoints(
-    settings: NotusSettings, *, say: Callable[[str], None], image: str | None = None, route: str = "native"
+    settings: NotusSettings, *, say: Callable[[str], None], image: str | None = None, route: str = DEFAULT_ROUTE
 ) -> TemporaryEndpoints:
     """--deploy's endpoints. Raises ConfigError (--route) or AuthError (no key) before anything is made."""
     return DeployedTemporarily(settings, find_api_key(settings).value, say, image, check_route(route))

@@ -3,8 +3,11 @@ address (as for `notus chat`), `resolve_target` adds bench's --route and keeps i
 (what the report records), and `make_target` turns that into the request sender the load generator
 drives (notus_cli.bench.senders).
 
-RunPod endpoints are benchmarked through their native job API by default (queue delay and
-execution time per request); `route="openai"` goes through their OpenAI route instead.
+RunPod endpoints are benchmarked the way `notus chat` talks to them by default: jobs (/run, /stream,
+/status, so each request's queue delay and execution time are known) whose input is an OpenAI chat
+request for the worker's OpenAI route (chat.backends.RunPodJobs). `native` sends the worker's own
+input shape instead, and `openai` goes through RunPod's HTTP OpenAI route (/openai/v1), which is
+what an OpenAI SDK pointed at the endpoint uses.
 """
 
 from __future__ import annotations
@@ -18,10 +21,17 @@ from tokenizers import Tokenizer
 from notus_cli.bench.runpod_target import RunPodTarget
 from notus_cli.bench.senders import HttpOptions, OpenAIChatTarget, Target
 from notus_cli.errors import ConfigError
+from notus_cli.runpod.protocol import routes
 from notus_cli.settings import NotusSettings
 from notus_cli.targets import OpenAIAddress, RunPodAddress, TargetFlags, resolve_address
 
-ROUTES = ("native", "openai")
+ROUTES = ("openai-job", "native", "openai")
+DEFAULT_ROUTE = "openai-job"  # what `notus chat` sends: bench measures the path chat users take
+ROUTE_MEANINGS = {
+    "openai-job": "jobs (/run, /stream) with an OpenAI chat request as input, as notus chat sends",
+    "native": "jobs (/run, /stream) with the worker's native input",
+    "openai": "RunPod's OpenAI route (/openai/v1), as an OpenAI SDK sends",
+}
 
 
 @dataclass(frozen=True)
@@ -34,7 +44,7 @@ class TargetSpec:
     endpoint_id: str | None = None
     api_key: SecretStr | None = None
     gpu: str | None = None  # the pool a deployment runs on, for cost when --gpu is not given
-    route: str = "native"
+    route: str = DEFAULT_ROUTE  # for an OpenAI server named by --base-url: "openai"
     gpu_count: int = 1  # GPUs per worker of a deployment, for cost
 
     def describe(self) -> dict[str, Any]:
@@ -44,7 +54,8 @@ class TargetSpec:
             "base_url": self.url if self.endpoint_id is None else f"{self.url}/{self.endpoint_id}",
             "source": self.source,
             "endpoint_id": self.endpoint_id,
-            "route": self.route if self.endpoint_id else None,
+            "route": self.route,
+            "route_means": ROUTE_MEANINGS.get(self.route),
             "api_key": self.api_key is not None,
         }
 
@@ -57,7 +68,7 @@ def resolve_target(
     local: bool = False,
     base_url: str | None = None,
     gpu: str | None = None,
-    route: str = "native",
+    route: str | None = None,
 ) -> TargetSpec:
     """The one target these options name (read by notus_cli.targets, as for `notus chat`).
 
@@ -65,16 +76,19 @@ def resolve_target(
     several, unknown name, no key, no deployment on `gpu`, --route with an OpenAI URL) or
     EndpointUnreachable (--local without a running `notus serve`).
     """
-    check_route(route)
+    if route is not None:
+        check_route(route)
     flags = TargetFlags(name=name, endpoint=endpoint, local=local, base_url=base_url)
     address = resolve_address(
         settings, flags, default_base_url=settings.bench.base_url, openai_key=settings.bench.api_key, gpu=gpu
     )
     if isinstance(address, OpenAIAddress):
-        if route != "native":
+        if route is not None:
             raise ConfigError("--route applies to RunPod targets only (NAME, --endpoint, --local)")
-        return TargetSpec(kind="openai", url=address.base_url, source=address.source, api_key=address.key)
-    return _runpod(address, route)
+        return TargetSpec(
+            kind="openai", url=address.base_url, source=address.source, api_key=address.key, route="openai"
+        )
+    return _runpod(address, route or DEFAULT_ROUTE)
 
 
 def _runpod(address: RunPodAddress, route: str) -> TargetSpec:
@@ -94,10 +108,12 @@ def runpod_spec(
     gpu: str | None = None,
     gpu_count: int = 1,
 ) -> TargetSpec:
-    """A RunPod endpoint through its job API (native) or its OpenAI route."""
+    """A RunPod endpoint through its job API (`openai-job`, `native`) or its OpenAI route (`openai`)."""
+    check_route(route)
     base = api_base.rstrip("/")
     if route == "openai":
-        return TargetSpec("openai", f"{base}/{endpoint_id}/openai/v1", source, None, key, gpu, route, gpu_count)
+        url = routes.openai_base(routes.endpoint_base(base, endpoint_id))
+        return TargetSpec("openai", url, source, None, key, gpu, route, gpu_count)
     return TargetSpec("runpod", base, source, endpoint_id, key, gpu, route, gpu_count)
 
 
@@ -129,5 +145,5 @@ def make_target(
     }
     if spec.kind == "runpod":
         assert spec.endpoint_id is not None
-        return RunPodTarget(spec.endpoint_id, api_base=spec.url, **common)
+        return RunPodTarget(spec.endpoint_id, api_base=spec.url, job_route=spec.route, **common)
     return OpenAIChatTarget(spec.url, model=model, **common)

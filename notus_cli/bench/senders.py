@@ -29,6 +29,7 @@ from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import AuthError, BenchError, EndpointUnreachable
 from notus_cli.openai_url import openai_base
+from notus_cli.runpod.protocol.replies import error_message
 from worker.sse import DONE, SSEDecoder
 
 
@@ -233,17 +234,3 @@ def key_refused(kind: str, status: int, hint: str) -> AuthError:
     """A refused key, worded as `notus chat` words it for the same server."""
     who = "endpoint" if kind == "runpod" else "server"
     return AuthError(f"the {who} rejected the API key (HTTP {status})", hint=hint)
-
-
-def error_message(body: bytes) -> str:
-    """The server's own error message when it sent one (OpenAI shape), else the start of the body."""
-    try:
-        payload = json.loads(body)
-        detail = payload.get("error", payload) if isinstance(payload, dict) else payload
-        if isinstance(detail, dict) and detail.get("message"):
-            return str(detail["message"])
-        if isinstance(detail, str) and detail:
-            return detail  # RunPod's {"error": "..."}
-    except (ValueError, UnicodeDecodeError):
-        pass
-    return body[:300].decode(errors="replace") or "(empty body)"

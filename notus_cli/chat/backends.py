@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,10 +26,10 @@ import httpx
 from pydantic import SecretStr
 
 from notus_cli.errors import AuthError, ContextOverflow, JobFailed, RunPodQueryError, ServerError
+from notus_cli.runpod.protocol.bodies import item_chunks, openai_job_input
+from notus_cli.runpod.protocol.follow import JobAccepted, JobEnded, StreamedItems
 from notus_cli.runpod.serverless import ServerlessClient, sse_objects, unreachable
-from worker.sse import DONE, SSEDecoder
 
-CHAT_ROUTE = "/v1/chat/completions"
 OVERFLOW = re.compile(r"maximum context length|context length is|prompt is too long", re.IGNORECASE)
 CANCEL_TIMEOUT = 10.0
 
@@ -117,26 +116,31 @@ class RunPodJobs:
             request["model"] = self.model
         if stream:
             request["stream_options"] = {"include_usage": True}
-        return {"openai_route": CHAT_ROUTE, "openai_input": request}
+        return openai_job_input(request)
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         self.timing = None
-        job = await self.client.run(self._input(body, stream=True))
+        job_id: str | None = None
         finished = False
         try:
-            async for item in self.client.stream(job.id):
-                for chunk in job_chunks(item):
-                    yield chunk
-            finished = True
+            async for event in self.client.follow(self._input(body, stream=True)):
+                if isinstance(event, JobAccepted):
+                    job_id = event.job_id
+                elif isinstance(event, StreamedItems):
+                    for item in event.items:
+                        for chunk in job_chunks(item):
+                            yield chunk
+                elif isinstance(event, JobEnded):
+                    finished = True
+                    self.timing = JobTiming(event.job.delay_time_ms, event.job.execution_time_ms)
+                    event.job.raise_for_failure()
         except JobFailed as exc:
             finished = True
             raise overflow_or(exc) from None
         finally:
-            if not finished:  # Ctrl-C (task cancelled) or the consumer stopped reading
+            if not finished and job_id is not None:  # Ctrl-C (task cancelled) or the consumer stopped reading
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(self.client.cancel(job.id)), CANCEL_TIMEOUT)
-        status = await self.client.status(job.id)
-        self.timing = JobTiming(status.delay_time_ms, status.execution_time_ms)
+                    await asyncio.wait_for(asyncio.shield(self.client.cancel(job_id)), CANCEL_TIMEOUT)
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         self.timing = None
@@ -155,24 +159,11 @@ class RunPodJobs:
 
 
 def job_chunks(item: Any) -> list[dict[str, Any]]:
-    """The chunks in one streamed job item: a dict (native shape) or SSE text (the OpenAI route)."""
-    if isinstance(item, dict):
-        return [item]
-    if not isinstance(item, str):
-        return []
-    decoder = SSEDecoder()
-    payloads = decoder.feed(item.encode()) + decoder.flush()
-    chunks = []
-    for payload in payloads:
-        if payload == DONE:
-            continue
-        event = json.loads(payload)
-        if isinstance(event, dict) and "error" in event:
-            detail = event["error"]
-            message = str(detail.get("message") if isinstance(detail, dict) else detail)
-            raise overflow_or(JobFailed(f"the answer failed: {message}", status="FAILED"))
-        chunks.append(event)
-    return chunks
+    """The chunks in one streamed job item (protocol.bodies.item_chunks); a too long prompt raises ContextOverflow."""
+    try:
+        return item_chunks(item)
+    except JobFailed as exc:
+        raise overflow_or(exc) from None
 
 
 class OpenAIServer:

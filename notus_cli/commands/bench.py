@@ -79,9 +79,14 @@ def run(
     ] = None,
     local: Annotated[bool, typer.Option("--local", help="The running `notus serve` (its RunPod API).")] = False,
     route: Annotated[
-        str,
-        typer.Option(help="RunPod targets: native (jobs: queue delay, execution time) or openai (its OpenAI route)."),
-    ] = "native",
+        str | None,
+        typer.Option(
+            help="RunPod targets: openai-job (default: jobs whose input is an OpenAI chat request, what `notus chat` "
+            "sends, so bench measures what chat users get), native (jobs in the worker's own input shape) or openai "
+            "(RunPod's /openai/v1 route, what an OpenAI SDK uses). Jobs report queue delay and execution time.",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="Model name to ask for (default: the first the server lists).")
     ] = None,
@@ -211,7 +216,7 @@ def run(
     )
     view = LiveView(log=None if out_.interactive or json_mode else out_.info)
     if deploy:
-        run = _bench_temporary(out_, view, options, all_settings, gpu, yes, image=image, route=route)
+        run = _bench_temporary(out_, view, options, all_settings, gpu, yes, image=image, route=route or "openai-job")
     else:
         with out_.live(view):
             run = run_benchmark(options, progress=view)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from notus_cli.options import JsonOpt
 from notus_cli.output import Latest, Output, table
+from notus_cli.runpod.protocol import routes
 from notus_cli.settings import load_settings
 
 if TYPE_CHECKING:  # the stack (uvicorn, starlette, the emulator) loads only when `serve` runs
@@ -100,7 +101,7 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
     out.result(header)
     auth = shlex.quote(f"Authorization: Bearer {key}") if key else '"Authorization: Bearer $KEY"'
     out.text(
-        f"\ncurl -s {info.endpoint_url}/runsync -H {auth} -H 'Content-Type: application/json' \\\n"
+        f"\ncurl -s {info.endpoint_url}{routes.RUNSYNC.path} -H {auth} -H 'Content-Type: application/json' \\\n"
         f"  -d {shlex.quote(EXAMPLE_INPUT)}\n"
     )
     out.text(

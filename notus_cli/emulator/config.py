@@ -5,28 +5,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+
+from notus_cli.runpod.protocol.limits import CONCURRENCY_LIMITS, RATE_LIMITS
 
 MB = 1024 * 1024
 
-# Per endpoint and operation: (requests, window in seconds). Over the limit: HTTP 429.
-RUNPOD_RATE_LIMITS: Mapping[str, tuple[int, float]] = MappingProxyType(
-    {
-        "run": (1000, 10.0),
-        "runsync": (2000, 10.0),
-        "status": (2000, 10.0),
-        "stream": (2000, 10.0),
-        "cancel": (100, 10.0),
-        "purge-queue": (2, 10.0),
-        "openai": (2000, 10.0),
-    }
-)
-
-# Per endpoint and operation: requests in flight at once. Over the cap: HTTP 429.
-# Source: runpod/docs serverless/endpoints/send-requests.mdx, "Rate limits" (Concurrent Limit column).
-RUNPOD_CONCURRENCY_LIMITS: Mapping[str, int] = MappingProxyType(
-    {"runsync": 400, "run": 200, "status": 400, "stream": 400, "cancel": 20, "openai": 400}
-)
+# RunPod's published limits per endpoint and operation (sources in notus_cli.runpod.protocol.limits).
+RUNPOD_RATE_LIMITS = RATE_LIMITS
+RUNPOD_CONCURRENCY_LIMITS = CONCURRENCY_LIMITS
 
 
 @dataclass(frozen=True)

@@ -15,63 +15,23 @@ worker it did not start went silent for `worker_lease` seconds.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from notus_cli.emulator.config import ConcurrencyLimiter, EmulatorConfig, RateLimiter
-from notus_cli.emulator.jobs import BadRequest, Job, JobState, Policy, Signal
+from notus_cli.emulator.jobs import BadRequest, Job, Policy
+from notus_cli.emulator.worker_records import Counts, WorkerRecord, health_of
+from notus_cli.runpod.protocol.bodies import done_report, stream_report_item
+from notus_cli.runpod.protocol.job_states import JobState
 from worker.job_errors import WORKER_LOST, JobError
 
 log = logging.getLogger("notus.emulator")
 STOP_RESEND = 1.0
 STOP_GIVE_UP = 60.0
-
-
-@dataclass(eq=False)
-class WorkerRecord:
-    """What the queue knows about one worker (a pod, in RunPod's terms)."""
-
-    pod_id: str
-    label: str = ""
-    local: bool = False  # started by this emulator, which watches its process
-    spawned: float | None = None  # when its process was started (local workers): cold starts count from here
-    last_seen: float | None = None  # None: not heard from yet (initializing)
-    in_flight: set[str] = field(default_factory=set)
-    takes_open: int = 0  # job-take polls of this worker being answered now
-    completed: int = 0
-    alive: bool = True
-    draining: bool = False  # being stopped: its long polls answer at once
-    exit_code: int | None = None
-    unhealthy: str | None = None  # the reason, when a fitness check failed
-    stops: dict[str, tuple[float, float]] = field(default_factory=dict)  # job id -> (first, last) sent; 0: not yet
-    wake: Signal = field(default_factory=Signal)
-
-    @property
-    def state(self) -> str:
-        if not self.alive:
-            return "exited" if self.exit_code is not None else "lost"
-        if self.unhealthy:
-            return "unhealthy"
-        if self.last_seen is None:
-            return "initializing"
-        return "running" if self.in_flight else "idle"
-
-
-@dataclass(frozen=True)
-class Counts:
-    """The jobs half of /health."""
-
-    completed: int
-    failed: int
-    in_progress: int
-    in_queue: int
-    retried: int
 
 
 class Endpoint:
@@ -160,25 +120,8 @@ class Endpoint:
         return Counts(self._completed, self._failed, in_progress, self._in_queue, self._retried)
 
     def health(self) -> dict[str, Any]:
-        counts = self.counts()
-        states = [worker.state for worker in self.workers.values()]
-        return {
-            "jobs": {
-                "completed": counts.completed,
-                "failed": counts.failed,
-                "inProgress": counts.in_progress,
-                "inQueue": counts.in_queue,
-                "retried": counts.retried,
-            },
-            "workers": {
-                "idle": states.count("idle"),
-                "initializing": states.count("initializing"),
-                "ready": states.count("idle"),
-                "running": states.count("running"),
-                "throttled": 0,
-                "unhealthy": states.count("unhealthy"),
-            },
-        }
+        """The /health body."""
+        return health_of(self.counts(), self.workers.values()).to_body()
 
     async def wait_final(self, job: Job, seconds: float) -> bool:
         """Wait up to `seconds` for the job to end; True if it did."""
@@ -293,7 +236,7 @@ class Endpoint:
         job = self._owned(pod_id, job_id)
         if job is None:
             return False
-        job.push(body.get("output") if isinstance(body, dict) else body)
+        job.push(stream_report_item(body))
         return True
 
     def job_done(self, pod_id: str, job_id: str, body: Any) -> bool:
@@ -303,13 +246,11 @@ class Endpoint:
         worker = self.workers[pod_id]
         worker.in_flight.discard(job_id)
         worker.completed += 1
-        body = body if isinstance(body, dict) else {"output": body}
-        error = body.get("error")
+        output, error = done_report(body)
         if error is not None:
-            text = error if isinstance(error, str) else json.dumps(error, ensure_ascii=False)
-            self._finish(job, JobState.FAILED, error=text)
+            self._finish(job, JobState.FAILED, error=error)
         else:
-            self._finish(job, JobState.COMPLETED, output=body.get("output"))
+            self._finish(job, JobState.COMPLETED, output=output)
         return True
 
     async def stop_signals(self, pod_id: str, hold: float) -> list[str]:

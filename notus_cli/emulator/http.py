@@ -12,11 +12,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from notus_cli.emulator.jobs import BadRequest
+from notus_cli.runpod.protocol.bodies import error_body
 
 
 def error_response(exc: BadRequest) -> JSONResponse:
     """RunPod's error shape: `{"error": "<message>"}` with the HTTP status."""
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+    return JSONResponse(error_body(exc.message), status_code=exc.status, headers=exc.headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

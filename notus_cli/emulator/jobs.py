@@ -9,6 +9,7 @@
     FAILED | TIMED_OUT ── /retry ─────► IN_QUEUE (same id, previous output dropped)
 
 A final job is kept for its retention time (30 min after /run, 1 min after /runsync), then forgotten.
+The states and the bodies are the protocol's (notus_cli.runpod.protocol), the same the clients read.
 Every transition is a method here; the endpoint decides when to call them. All of it runs on the
 emulator's event loop, so there are no locks.
 """
@@ -16,22 +17,13 @@ emulator's event loop, so there are no locks.
 from __future__ import annotations
 
 import asyncio
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from notus_cli.runpod.protocol.bodies import JobStatus
+from notus_cli.runpod.protocol.job_states import JobState
 
-class JobState(enum.StrEnum):
-    IN_QUEUE = "IN_QUEUE"
-    IN_PROGRESS = "IN_PROGRESS"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    TIMED_OUT = "TIMED_OUT"
-
-    @property
-    def final(self) -> bool:
-        return self not in (JobState.IN_QUEUE, JobState.IN_PROGRESS)
+__all__ = ["BadRequest", "Job", "JobState", "JobStateError", "Policy", "Signal"]
 
 
 class JobStateError(Exception):
@@ -165,7 +157,7 @@ class Job:
 
     def requeue(self, now: float) -> None:
         """/retry: same id and input, a fresh start."""
-        if self.state not in (JobState.FAILED, JobState.TIMED_OUT):
+        if not self.state.retryable:
             raise JobStateError(f"job {self.id} is {self.state}; only FAILED or TIMED_OUT jobs can be retried")
         self.state, self.worker_id = JobState.IN_QUEUE, None
         self.started = self.finished = self.keep_until = None
@@ -184,18 +176,15 @@ class Job:
 
     def view(self) -> dict[str, Any]:
         """The body of /status and /runsync, in RunPod's shape."""
-        body: dict[str, Any] = {"id": self.id, "status": str(self.state)}
+        return self.status().to_body()
+
+    def status(self) -> JobStatus:
+        delay = execution = None
         if self.started is not None:
-            body["delayTime"] = _ms(self.started - self.submitted)
+            delay = _ms(self.started - self.submitted)
             if self.finished is not None:
-                body["executionTime"] = _ms(self.finished - self.started)
-        if self.worker_id is not None:
-            body["workerId"] = self.worker_id
-        if self.state is JobState.COMPLETED:
-            body["output"] = self.output
-        if self.error is not None:
-            body["error"] = self.error
-        return body
+                execution = _ms(self.finished - self.started)
+        return JobStatus(self.id, self.state, delay, execution, self.output, self.error, self.worker_id)
 
     def _expect(self, state: JobState) -> None:
         if self.state is not state:

@@ -20,7 +20,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from notus_cli.emulator import public
 from notus_cli.emulator.http import one_way, read_json
-from notus_cli.emulator.jobs import Job, JobState
+from notus_cli.emulator.jobs import Job
+from notus_cli.runpod.protocol import routes
+from notus_cli.runpod.protocol.bodies import job_request, openai_job_input
+from notus_cli.runpod.protocol.job_states import JobState
 from worker.job_errors import WORKER_LOST, parse_job_error
 from worker.params import OPENAI_ROUTES
 from worker.sse import DONE, encode
@@ -33,7 +36,7 @@ POLL = 1.0  # seconds between checks that a waiting client is still there
 
 
 async def openai(account: Account, request: Request) -> Response:
-    endpoint = await public.admit(account, request, "openai")
+    endpoint = await public.admit(account, request, routes.OPENAI.operation)
     streaming = False
     try:
         response = await _answer(account, endpoint, request)
@@ -41,7 +44,7 @@ async def openai(account: Account, request: Request) -> Response:
         return response
     finally:
         if not streaming:
-            await public.leave(account, endpoint, "openai")
+            await public.leave(account, endpoint, routes.OPENAI.operation)
 
 
 async def _answer(account: Account, endpoint: Endpoint, request: Request) -> Response:
@@ -56,7 +59,7 @@ async def _answer(account: Account, endpoint: Endpoint, request: Request) -> Res
         body = await read_json(request, account.config.max_runsync_bytes)
         if not isinstance(body, dict):
             return _error(400, "the request body must be a JSON object", "invalid_request")
-    job = endpoint.submit({"input": {"openai_route": route, "openai_input": body}}, sync=True)
+    job = endpoint.submit(job_request(openai_job_input(body, route)), sync=True)
     if body.get("stream") is True:
         return await _stream(account, endpoint, job, request)
     if not await _wait(endpoint, job, request, first_item=False):
@@ -110,7 +113,7 @@ async def _relay(account: Account, endpoint: Endpoint, job: Job) -> AsyncIterato
         if not done_sent:
             yield encode(DONE)
     finally:
-        endpoint.in_flight.leave("openai")
+        endpoint.in_flight.leave(routes.OPENAI.operation)
         # The client hung up mid-stream. Not after [DONE]: a client may close then, before the
         # worker's job-done (a round trip later) has arrived, and the job did end.
         if not job.state.final and not done_sent:

@@ -1,6 +1,7 @@
 """The public routes under /v2/{endpoint_id}/: what RunPod's clients call.
 
-Shapes follow RunPod's operation reference: /run answers `{"id", "status": "IN_QUEUE"}`, /runsync
+Routes, bodies, job states and limits are the protocol's (notus_cli.runpod.protocol), the same the
+clients read. Shapes follow RunPod's operation reference: /run answers `{"id", "status": "IN_QUEUE"}`, /runsync
 and /status the job (`delayTime`, `executionTime`, `workerId`, `output` or `error`), /stream only
 the items not returned before. Errors are `{"error": "<message>"}` with 400 (bad request),
 401 (no or wrong key), 404 (unknown endpoint or job, or a result past its retention),
@@ -20,12 +21,13 @@ from starlette.responses import JSONResponse
 
 from notus_cli.emulator.http import one_way, presented_key, query_int, read_json
 from notus_cli.emulator.jobs import BadRequest, Job, JobStateError
+from notus_cli.runpod.protocol import routes
+from notus_cli.runpod.protocol.bodies import StreamReply, purged_body
+from notus_cli.runpod.protocol.limits import RETRY_AFTER, RUNSYNC_WAIT_MS
 
 if TYPE_CHECKING:
     from notus_cli.emulator.account import Account
     from notus_cli.emulator.endpoint import Endpoint
-
-RUNSYNC_WAIT_MS = (1000, 300_000)
 
 
 async def admit(account: Account, request: Request, operation: str) -> Endpoint:
@@ -42,7 +44,7 @@ async def admit(account: Account, request: Request, operation: str) -> Endpoint:
             raise BadRequest(
                 f"too many concurrent requests: /{operation} allows {cap} at once per endpoint",
                 status=429,
-                headers={"Retry-After": "1"},
+                headers={RETRY_AFTER: "1"},
             )
     except BadRequest:
         await one_way(account.config.public_api_rtt_ms)  # a refusal travels back too
@@ -66,13 +68,13 @@ async def admitted(account: Account, request: Request, operation: str) -> AsyncI
 
 
 async def run(account: Account, request: Request) -> JSONResponse:
-    async with admitted(account, request, "run") as endpoint:
+    async with admitted(account, request, routes.RUN.operation) as endpoint:
         job = endpoint.submit(_job_body(await read_json(request, account.config.max_run_bytes)), sync=False)
-        return JSONResponse({"id": job.id, "status": str(job.state)})
+        return JSONResponse(job.status().queued_view())
 
 
 async def runsync(account: Account, request: Request) -> JSONResponse:
-    async with admitted(account, request, "runsync") as endpoint:
+    async with admitted(account, request, routes.RUNSYNC.operation) as endpoint:
         wait_ms = query_int(request, "wait")
         wait_ms = (
             account.config.runsync_wait_ms
@@ -85,7 +87,7 @@ async def runsync(account: Account, request: Request) -> JSONResponse:
 
 
 async def status(account: Account, request: Request) -> JSONResponse:
-    async with admitted(account, request, "status") as endpoint:
+    async with admitted(account, request, routes.STATUS.operation) as endpoint:
         job = _job(endpoint, request)
         ttl_ms = query_int(request, "ttl")
         if ttl_ms is not None:
@@ -97,39 +99,36 @@ async def status(account: Account, request: Request) -> JSONResponse:
 
 
 async def stream(account: Account, request: Request) -> JSONResponse:
-    async with admitted(account, request, "stream") as endpoint:
+    async with admitted(account, request, routes.STREAM.operation) as endpoint:
         job = _job(endpoint, request)
         items = await endpoint.wait_unread(job, account.config.stream_hold)
-        body: dict[str, Any] = {"status": str(job.state), "stream": [{"output": item} for item in items]}
-        if job.error is not None:
-            body["error"] = job.error
-        return JSONResponse(body)
+        return JSONResponse(StreamReply(job.state, tuple(items), job.error).to_body())
 
 
 async def cancel(account: Account, request: Request) -> JSONResponse:
-    async with admitted(account, request, "cancel") as endpoint:
+    async with admitted(account, request, routes.CANCEL.operation) as endpoint:
         job = _job(endpoint, request)
         endpoint.cancel(job)
-        return JSONResponse({"id": job.id, "status": str(job.state)})
+        return JSONResponse(job.status().queued_view())
 
 
 async def retry(account: Account, request: Request) -> JSONResponse:
-    async with admitted(account, request, "retry") as endpoint:
+    async with admitted(account, request, routes.RETRY.operation) as endpoint:
         job = _job(endpoint, request)
         try:
             endpoint.retry(job)
         except JobStateError as exc:
             raise BadRequest(str(exc)) from None
-        return JSONResponse({"id": job.id, "status": str(job.state)})
+        return JSONResponse(job.status().queued_view())
 
 
 async def purge_queue(account: Account, request: Request) -> JSONResponse:
-    async with admitted(account, request, "purge-queue") as endpoint:
-        return JSONResponse({"removed": endpoint.purge(), "status": "completed"})
+    async with admitted(account, request, routes.PURGE_QUEUE.operation) as endpoint:
+        return JSONResponse(purged_body(endpoint.purge()))
 
 
 async def health(account: Account, request: Request) -> JSONResponse:
-    async with admitted(account, request, "health") as endpoint:
+    async with admitted(account, request, routes.HEALTH.operation) as endpoint:
         return JSONResponse(endpoint.health())
 
 

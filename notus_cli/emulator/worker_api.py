@@ -7,7 +7,8 @@
     GET  job-stop/{pod}                               {"jobsToStop": [ids]}, or 204 after a long poll
     GET  ping/{pod}?job_id=...&runpod_version=...     heartbeat (status=unhealthy on a failed check)
 
-Every route pays the emulated round trip `worker_api_rtt_ms` (half on the way in, half on the
+The routes and bodies are the protocol's (notus_cli.runpod.protocol.routes, bodies). Every route pays
+the emulated round trip `worker_api_rtt_ms` (half on the way in, half on the
 way out), as a GPU host far from RunPod's API would. Bodies are JSON text sent as
 application/x-www-form-urlencoded. Holding the polls open matters:
 the SDK asks again at once after an empty job-take, so an instant 204 would make it spin. Reports
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from notus_cli.emulator.http import presented_key, query_int, read_body, round_trip
 from notus_cli.emulator.jobs import BadRequest
+from notus_cli.runpod.protocol.bodies import stop_body
 
 if TYPE_CHECKING:
     from notus_cli.emulator.account import Account
@@ -79,7 +81,7 @@ async def job_stop(account: Account, request: Request) -> Response:
         stops = await endpoint.stop_signals(request.path_params["pod_id"], account.config.stop_hold)
         if not stops:
             return Response(status_code=204)
-        return JSONResponse({"jobsToStop": stops})
+        return JSONResponse(stop_body(stops))
 
 
 async def ping(account: Account, request: Request) -> JSONResponse:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from notus_cli.guard import guarded
+from notus_cli.runpod.protocol.routes import worker_webhooks
 
 if TYPE_CHECKING:
     from notus_cli.emulator.account import Account
@@ -61,10 +62,7 @@ def worker_env(emulator_url: str, endpoint: Endpoint, pod_id: str, *, ping_inter
     api = f"{emulator_url}/v2/{endpoint.id}"
     query = "?gpu=cpu"
     return {
-        "RUNPOD_WEBHOOK_GET_JOB": f"{api}/job-take/$ID{query}",
-        "RUNPOD_WEBHOOK_POST_OUTPUT": f"{api}/job-done/$RUNPOD_POD_ID/$ID{query}",
-        "RUNPOD_WEBHOOK_POST_STREAM": f"{api}/job-stream/$RUNPOD_POD_ID/$ID{query}",
-        "RUNPOD_WEBHOOK_PING": f"{api}/ping/$RUNPOD_POD_ID{query}",
+        **worker_webhooks(api, query),
         "RUNPOD_AI_API_KEY": endpoint.worker_key,
         "RUNPOD_POD_ID": pod_id,
         "RUNPOD_ENDPOINT_ID": endpoint.id,

@@ -44,6 +44,7 @@ from notus_cli.emulator.scaler import command_factory
 from notus_cli.errors import ConfigError, EngineError, ModelError
 from notus_cli.files import PRIVATE, user_state_dir, write_atomic
 from notus_cli.model.tiny import write_tiny_model
+from notus_cli.runpod.protocol import routes
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
 from notus_cli.settings import NotusSettings
 from worker.model_cache import MODEL_ID
@@ -134,7 +135,7 @@ class StackInfo:
 
     @property
     def openai_base_url(self) -> str:
-        return f"{self.endpoint_url}/openai/v1"
+        return routes.openai_base(self.endpoint_url)
 
 
 @dataclass(frozen=True)

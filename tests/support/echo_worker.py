@@ -10,7 +10,9 @@ yields n items `{"index": i, "echo": value}` `delay` seconds apart after sleepin
 deploy tests see what a template's env became inside the worker). ECHO_CONCURRENCY sets the jobs it
 runs at once.
 
-A chat input (`messages`, `max_tokens`, as Notus's worker takes it) is answered like the real
+A chat input (`messages`, `max_tokens`, as Notus's worker takes it, or the same as an OpenAI request
+for the worker's OpenAI route, `{"openai_route": "/v1/chat/completions", "openai_input": {...}}`,
+which is streamed as SSE text items as the real worker relays vLLM's events) is answered like the real
 worker streams: `max_tokens` chat.completion.chunk objects of one word each, the last with usage,
 after ECHO_FIRST_TOKEN_DELAY seconds and ECHO_TOKEN_DELAY seconds apart (the benchmark's RunPod
 tests rely on these known timings). A last message starting with "FAIL" fails the job as the real
@@ -35,6 +37,14 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
     if "messages" in data:
         async for chunk in chat(data):
             yield chunk
+        return
+    if data.get("openai_route") == "/v1/chat/completions" and isinstance(data.get("openai_input"), dict):
+        async for chunk in chat(data["openai_input"]):
+            if "error" in chunk:  # the job fails, as the real worker's does on refused input
+                yield chunk
+                return
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
         return
     if data.get("sleep"):
         await asyncio.sleep(float(data["sleep"]))
