@@ -137,6 +137,11 @@ def test_bench_by_deployment_name_reports_phases_and_cost(
     assert emulator.key not in done.stdout + done.stderr
     data = json.loads((out / "bench.json").read_text())
     assert data["settings"]["target"]["source"] == "deployment bench-a100"
+    # By default bench sends what `notus chat` sends: jobs whose input is an OpenAI chat request.
+    assert data["settings"]["target"]["route"] == "openai-job"
+    assert "Route measured: openai-job (jobs (/run, /stream) with an OpenAI chat request" in done.stdout
+    inputs = emulator.emulator.call(lambda: [job.input for job in one_slot.jobs.values()])
+    assert any(isinstance(job, dict) and job.get("openai_route") == "/v1/chat/completions" for job in inputs)
     assert data["server"]["model"] == "echo"
     level = data["levels"][0]
     summary = level["summary"]

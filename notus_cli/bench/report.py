@@ -134,7 +134,7 @@ def summary_table(run: BenchRun) -> Table:
 
 def verdicts(run: BenchRun) -> list[str]:
     """Sentences under the table: the SLO verdict, why the sweep stopped, what cost assumes."""
-    lines = []
+    lines = [route_line(run)] if run.settings.get("target", {}).get("route") else []
     if run.cold_start is not None:
         lines.append(run.cold_start.sentence())
     if run.slos:
@@ -153,6 +153,13 @@ def verdicts(run: BenchRun) -> list[str]:
             "one worker billed for each level's whole duration"
         )
     return lines
+
+
+def route_line(run: BenchRun) -> str:
+    """Which route the run measured (bench.endpoints.ROUTES), so two runs are not compared across routes unawares."""
+    target = run.settings["target"]
+    means = target.get("route_means")
+    return f"Route measured: {target['route']}" + (f" ({means})" if means else "")
 
 
 def definitions() -> list[tuple[str, str]]:
