@@ -66,11 +66,11 @@ def run(argv, seconds):
 NOTUS_BENCH = _LOOP.format(
     setup="""
 import io
-import notus_cli.bench.run as bench_run
+import notus_cli.bench.sweep as bench_sweep
 from notus_cli.app import app
-measured = bench_run.run_level
+measured = bench_sweep.run_level
 def run(argv, seconds):
-    bench_run.run_level = timed(measured, seconds)
+    bench_sweep.run_level = timed(measured, seconds)
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
         app(["bench", *argv, "--json"], standalone_mode=False)

@@ -13,7 +13,7 @@ from typing import Any
 from notus_cli.bench.cost import LevelCost, level_cost
 from notus_cli.bench.load import LevelResult
 from notus_cli.bench.report import ms, number, usd
-from notus_cli.bench.run import BenchRun
+from notus_cli.bench.results import BenchRun
 from notus_cli.errors import ConfigError
 
 Value = Callable[[LevelResult, LevelCost | None], float | None]

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from notus_cli.bench.load import LevelResult
-from notus_cli.bench.run import BenchRun
+from notus_cli.bench.results import BenchRun
 
 MAX_POINTS = 2000  # a CDF drawn from more points looks the same and bloats the PNG
 

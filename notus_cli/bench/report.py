@@ -13,7 +13,7 @@ from rich.table import Table
 from notus_cli.bench.cost import LevelCost
 from notus_cli.bench.load import LevelResult
 from notus_cli.bench.metrics import DEFINITIONS, Stats
-from notus_cli.bench.run import BenchRun
+from notus_cli.bench.results import BenchRun
 from notus_cli.output import table
 
 LATENCIES = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
