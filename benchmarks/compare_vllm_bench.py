@@ -53,6 +53,10 @@ SERVER_METRICS = (
      "vllm:inter_token_latency_seconds_count"),
     ("server's engine steps", "server_steps", "vllm:iteration_tokens_total_count", None),
 )  # fmt: skip
+# The load generator's own CPU time per request (benchmarks/common.py times the function that sends a
+# level's requests): a generator that costs more per request competes harder with the server for the
+# machine, which would show here before it shows in the server's own figures.
+CLIENT_METRICS = (("load generator CPU per request (ms)", "client_cpu_ms"),)
 
 WHY = """Why the figures can differ, and by how much they should:
 - Same prompts, different order. Both tools read one file, but each shuffles it with its own
@@ -80,6 +84,14 @@ WHY = """Why the figures can differ, and by how much they should:
 - The server's view. The last rows come from vLLM's own /metrics over each tool's runs. A tool
   that measured wrongly would drift away from them; when the server itself ran slower during one
   tool's runs, its figures and the tool's move together.
+- The sending pattern. Both tools open one aiohttp session per run with a connection pool capped
+  at the concurrency, keep connections alive, create no client per request, and read each stream
+  with `iter_any()`, parsing every SSE event once with json.loads; notus timestamps once per network
+  read, vLLM once per event. So neither asks more of the server per request. A generator can still
+  slow the server by competing for the machine: the "load generator CPU per request" row shows
+  each tool's own cost. When a run shows notus's throughput or TPOT off
+  and the server's own ITL moved with it, the server was slower during those runs (the machine's
+  drift, or other work on it), not measured differently; a longer run (--repeats) tells which.
 - Lockstep. With all answers the same length (--range-ratio 0), a closed loop's requests start
   and finish in waves, and each run's batching depends on how a wave splits across engine steps;
   that adds run-to-run spread at high concurrency. The default varies answer lengths (±50%)."""
@@ -228,16 +240,19 @@ def tool_figures(
             ],
         )  # fmt: skip
         assert result["failed"] == 0, "vllm bench serve had failed requests"
-        return {key: float(result[key]) for _, key, _, _ in METRICS}
-    summary = tool.run(
+        figures = {key: float(result[key]) for _, key, _, _ in METRICS}
+        figures["client_cpu_ms"] = 1000 * float(result["client_cpu_seconds"]) / args.prompts
+        return figures
+    level = tool.run(
         [
             "--base-url", base_url, "--tokenizer", str(model), *notus_workload(args),
             "--num-prompts", str(args.prompts), "--concurrency", str(concurrency), "--warmup", str(args.warmup),
             "--temperature", "0", "--seed", str(repeat),
         ],
-    )["levels"][0]["summary"]  # fmt: skip
+    )["levels"][0]  # fmt: skip
+    summary = level["summary"]
     assert summary["failed"] == 0, summary["failures"]
-    figures = {}
+    figures = {"client_cpu_ms": 1000 * float(level["client_cpu_seconds"]) / args.prompts}
     for _, key, path, _ in METRICS:
         value = summary
         for part in path:
@@ -269,6 +284,7 @@ def report(results: dict[tuple[str, int, str], list[float]], levels: list[int]) 
     rows, verdicts = [], []
     shown = [(label, key, tolerance) for label, key, _, tolerance in METRICS]
     shown += [(label, key, None) for label, key, _, _ in SERVER_METRICS]
+    shown += [(label, key, None) for label, key in CLIENT_METRICS]
     for concurrency in levels:
         for label, key, tolerance in shown:
             v, n = results.get(("vllm", concurrency, key), []), results.get(("notus", concurrency, key), [])
