@@ -105,6 +105,8 @@ class Engine:
             while True:
                 if self.process is not None and (code := self.process.poll()) is not None:
                     raise EngineFailed(f"vLLM exited with code {code} before it was ready (its log is above)")
+                if self._stopping.is_set():
+                    raise EngineFailed("the worker was stopped before vLLM was ready")
                 if time.monotonic() - started > timeout:
                     raise EngineFailed(f"vLLM was not healthy after {timeout:.0f} s (NOTUS_STARTUP_TIMEOUT)")
                 try:
