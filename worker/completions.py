@@ -80,6 +80,13 @@ def is_closing(out: dict[str, Any]) -> bool:
     return "usage" in out or any(choice["finish_reason"] is not None for choice in out["choices"])
 
 
+def without_closing(out: dict[str, Any]) -> dict[str, Any]:
+    """A closing chunk's text alone (no finish_reason, no usage): what it adds to the answer."""
+    opened = {key: value for key, value in out.items() if key != "usage"}
+    opened["choices"] = [{**choice, "finish_reason": None} for choice in out["choices"]]
+    return opened
+
+
 def held_usage(closing: list[dict[str, Any]]) -> dict[str, int]:
     return next((out["usage"] for out in reversed(closing) if "usage" in out), usage(None))
 

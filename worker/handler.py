@@ -236,7 +236,8 @@ class ChatHandler:
                         break  # the first pass's reasoning stands, marked unanswered below
                     if completions.is_closing(out):
                         closing.append(out)
-                    elif out["choices"] and out["choices"][0]["delta"].keys() - {"role"}:
+                        out = completions.without_closing(out)
+                    if out["choices"] and out["choices"][0]["delta"].keys() - {"role"}:
                         watch.see(out)
                         yield out
                 more = completions.held_usage(closing) if closing else None
