@@ -40,13 +40,12 @@ from aiohttp import web
 from worker.engine import Engine, EngineFailed, EngineInfo
 from worker.handler import ChatHandler
 from worker.job_errors import JobError, parse_job_error
-from worker.params import OPENAI_ROUTES
+from worker.params import NATIVE_ROUTE, OPENAI_ROUTES
 from worker.settings import WorkerSettings
 from worker.sse import DONE, encode
 
 log = logging.getLogger("notus.worker")
 
-NATIVE_ROUTE = "/chat"
 # What RunPod reads from the health route (runpod/docs serverless/load-balancing/overview).
 HEALTHY, INITIALIZING = 200, 204
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}

@@ -15,6 +15,8 @@ from worker.job_errors import JobError
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+# An LB worker's route for the native shape (worker/lb.py): POST {"input": {...}} or the bare input.
+NATIVE_ROUTE = "/chat"
 MAX_STOP_SEQUENCES = 16
 
 
