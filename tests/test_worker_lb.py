@@ -182,6 +182,13 @@ def test_refused_parameters_are_400_naming_them(lb_worker: LBWorker, route: str,
     assert error["message"]
 
 
+def test_as_many_stop_strings_as_the_contract_allows(lb_worker: LBWorker) -> None:
+    """vLLM takes 4 unless told otherwise; the worker's own vLLM is told the contract's 16."""
+    stops = [f"<|stop{i}|>" for i in range(16)]
+    response = httpx.post(f"{lb_worker.url}/chat", json={"messages": HELLO, "max_tokens": 4, "stop": stops}, timeout=60)
+    assert response.status_code == 200, response.text
+
+
 def test_what_vllm_refuses_keeps_its_status_and_message(lb_worker: LBWorker) -> None:
     huge = [{"role": "user", "content": "wisdom and understanding " * 4000}]
     for stream in (False, True):

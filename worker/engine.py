@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httpx
 
 from worker.model_cache import OFFLINE_ENV
+from worker.params import MAX_STOP_SEQUENCES
 from worker.settings import WorkerSettings
 from worker.startup import StartupPhases, relay_vllm_log
 
@@ -87,7 +88,10 @@ class Engine:
             return
         command = vllm_command(self.settings, self.port)
         log.info("starting vLLM: %s", " ".join(command[1:]))
-        env = {**os.environ, **OFFLINE_ENV} if os.path.isdir(self.settings.model) else None  # a local model: no Hub
+        env = {**os.environ, **(OFFLINE_ENV if os.path.isdir(self.settings.model) else {})}  # a local model: no Hub
+        # vLLM (0.32: entrypoints/generate/base/protocol.py StopParam) refuses more stop strings than
+        # VLLM_MAX_STOP_STRINGS, default 4; the worker's contract allows MAX_STOP_SEQUENCES.
+        env.setdefault("VLLM_MAX_STOP_STRINGS", str(MAX_STOP_SEQUENCES))
         # vLLM's output goes on to stderr (stdout is reserved for results, see --test_input), read on
         # the way for the lines that time its start-up phases.
         self.process = subprocess.Popen(
