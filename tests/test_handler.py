@@ -368,3 +368,19 @@ async def test_message_text_is_logged_only_when_the_operator_opts_in(
         await chat.aclose()
         assert "job job-1 ok" in caplog.text
         assert (secret in caplog.text) is log_content
+
+
+async def test_a_streamed_openai_route_job_logs_the_tokens_it_made(
+    handler: ChatHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker asks vLLM for usage to log it, and relays the usage chunk only to a client that asked."""
+    caplog.set_level(logging.INFO, logger="notus.worker")
+    body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 7, "stream": True, "ignore_eos": True}
+    for asked in (False, True):
+        caplog.clear()
+        sent = {**body, "stream_options": {"include_usage": True}} if asked else body
+        items = await run(handler, {"openai_route": "/v1/chat/completions", "openai_input": sent})
+        chunks = [json.loads(event[len("data: ") :]) for event in "".join(items).split("\n\n")[:-2]]
+        assert any("usage" in chunk and chunk["usage"] for chunk in chunks) is asked
+        (line,) = [message for message in caplog.messages if "openai /v1/chat/completions" in message]
+        assert "output_tokens=7 " in line
