@@ -51,7 +51,7 @@ GOALS = {"ttft_ms": 2.0, "per_chunk_ms": 0.2, "throughput_ratio": 0.95}
 # --- the upstream: vLLM's wire format, no model ------------------------------------------------------
 
 
-def _chunk(index: int, delta: dict[str, Any], finish: str | None) -> bytes:
+def _chunk(delta: dict[str, Any], finish: str | None) -> bytes:
     event = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
@@ -59,8 +59,15 @@ def _chunk(index: int, delta: dict[str, Any], finish: str | None) -> bytes:
         "model": MODEL,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
-    del index
     return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _send_json(writer: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload).encode()
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(data), data)
+    )
+    await writer.drain()
 
 
 async def _upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, itl: float) -> None:
@@ -74,12 +81,7 @@ async def _upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
                 payload = (
                     {"data": [{"id": MODEL, "object": "model", "max_model_len": 4096}]} if b"models" in path else {}
                 )
-                data = json.dumps(payload).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(data), data)
-                )
-                await writer.drain()
+                await _send_json(writer, payload)
                 continue
             tokens = int(body.get("max_tokens", 16))
             usage = {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens}
@@ -98,23 +100,18 @@ async def _upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
                     ],
                     "usage": usage,
                 }
-                data = json.dumps(answer).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(data), data)
-                )
-                await writer.drain()
+                await _send_json(writer, answer)
                 continue
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
 
             def send(event: bytes) -> None:
                 writer.write(b"%x\r\n%s\r\n" % (len(event), event))
 
-            send(_chunk(0, {"role": "assistant", "content": ""}, None))
+            send(_chunk({"role": "assistant", "content": ""}, None))
             for index in range(tokens):
                 if itl:
                     await asyncio.sleep(itl)
-                send(_chunk(index, {"content": "word "}, "length" if index == tokens - 1 else None))
+                send(_chunk({"content": "word "}, "length" if index == tokens - 1 else None))
                 await writer.drain()
             if (body.get("stream_options") or {}).get("include_usage"):
                 tail = {
