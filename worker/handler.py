@@ -237,7 +237,7 @@ class ChatHandler:
                     if completions.is_closing(out):
                         closing.append(out)
                         out = completions.without_closing(out)
-                    if out["choices"] and out["choices"][0]["delta"].keys() - {"role"}:
+                    if carries_output(out):  # not the pass's own role announcement
                         watch.see(out)
                         yield out
                 more = completions.held_usage(closing) if closing else None
