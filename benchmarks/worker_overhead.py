@@ -1,17 +1,24 @@
-"""What the worker's handler adds to a request: the same requests straight to vLLM and through it.
+"""What the worker adds between a client and vLLM, for both endpoint types, side by side in one run.
 
-    .venv/bin/python benchmarks/worker_overhead.py [--pairs 200] [--replay-pairs 2000]
+    .venv/bin/python benchmarks/worker_overhead.py [--pairs 60] [--lengths 8,64,256,512] [--streams 64]
 
-Starts vLLM's CPU build on the tiny model, then sends pairs of identical seeded requests (same
-tokens generated), one straight to vLLM with httpx and one through `ChatHandler.handle`, alternating
-so both see the same machine. The direct client does what any client must (parse SSE, decode JSON);
-the difference is the handler's own work: validation, reshaping, a second parse. Reported: median and
-p99 latency of each path, and the median of the paired differences per request and per streamed chunk.
+Three paths to the same upstream, in alternating order so all see the same machine:
+  direct  a client straight to the upstream (httpx, parsing SSE and JSON as any client must);
+  queue   the same requests through `ChatHandler.handle` in this process, as the runpod SDK calls it
+          (what RunPod's job queue adds on top is not the worker's and is not measured here);
+  lb      the same client through a real `python -m worker` process in LB mode (NOTUS_ENDPOINT_TYPE=lb,
+          NOTUS_VLLM_URL pointing at the upstream): one more HTTP hop plus the worker's own work.
 
-vLLM's own jitter (milliseconds per request on a busy 2-core machine) can hide a sub-millisecond
-difference, so a second run replays vLLM's recorded answers (the same bytes) from a loopback server
-that answers instantly: what remains is the handler's cost alone.
-Goals on a 2-core machine: <= 2 ms per request (median), <= 0.2 ms per streamed chunk.
+The upstream is not vLLM but a stand-in that answers in vLLM's wire format (OpenAI chunks, usage
+last, `data: [DONE]`) from a process of its own: vLLM's own jitter (milliseconds per request on a
+busy 2-core machine) would hide a cost of microseconds per chunk. Streams of several lengths
+separate what a path costs per stream from what it costs per chunk: the paired difference (path
+minus direct) is fitted against the stream length by least squares, the slope is the per-chunk
+cost and the intercept the per-stream cost. TTFT is to the first chunk that carries text.
+Throughput: `--streams` concurrent streams through each path from an upstream that paces its
+tokens (`--itl-ms` apart, as a GPU decodes), tokens/s relative to direct.
+Goals (issue: LB endpoints): <= 2 ms TTFT p50 and <= 0.2 ms per chunk over direct, >= 95% of
+direct's tokens/s at 64 streams. Writes docs/results/worker_overhead.json and .md.
 """
 
 from __future__ import annotations
@@ -19,212 +26,455 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.console import Console
-from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from notus_cli.model.tiny import write_tiny_model
-from tests.support.vllm import MAX_MODEL_LEN, SERVED_NAME, start_vllm
 from worker.handler import ChatHandler
-from worker.params import parse_job_input
 from worker.sse import DONE, SSEDecoder
 
-MESSAGES = [
-    {"role": "system", "content": "You are a wise counselor guided by KJV scripture."},
-    {"role": "user", "content": "What does the Bible say about wisdom?"},
-]
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+MODEL = "notus-bench"
+MESSAGES = [{"role": "user", "content": "What does the Bible say about wisdom?"}]
+GOALS = {"ttft_ms": 2.0, "per_chunk_ms": 0.2, "throughput_ratio": 0.95}
 
 
-async def direct(http: httpx.AsyncClient, job_input: dict[str, Any]) -> tuple[float, int]:
-    """One request straight to vLLM, with the body the handler would send; returns (seconds, chunks)."""
-    body = parse_job_input(job_input, model=SERVED_NAME, max_model_len=MAX_MODEL_LEN).body
+# --- the upstream: vLLM's wire format, no model ------------------------------------------------------
+
+
+def _chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+    event = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _send_json(writer: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload).encode()
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(data), data)
+    )
+    await writer.drain()
+
+
+async def _upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, itl: float) -> None:
+    try:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            lines = head.split(b"\r\n")
+            method, path = lines[0].split(b" ")[:2]
+            length = next((int(x.split(b":")[1]) for x in lines if x.lower().startswith(b"content-length")), 0)
+            body = json.loads(await reader.readexactly(length)) if length else {}
+            if method == b"GET":
+                payload = (
+                    {"data": [{"id": MODEL, "object": "model", "max_model_len": 4096}]} if b"models" in path else {}
+                )
+                await _send_json(writer, payload)
+                continue
+            tokens = int(body.get("max_tokens", 16))
+            usage = {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens}
+            if not body.get("stream"):
+                answer = {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": MODEL,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "word " * tokens},
+                            "finish_reason": "length",
+                        }
+                    ],
+                    "usage": usage,
+                }
+                await _send_json(writer, answer)
+                continue
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+
+            def send(event: bytes) -> None:
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+
+            send(_chunk({"role": "assistant", "content": ""}, None))
+            for index in range(tokens):
+                if itl:
+                    await asyncio.sleep(itl)
+                send(_chunk({"content": "word "}, "length" if index == tokens - 1 else None))
+                await writer.drain()
+            if (body.get("stream_options") or {}).get("include_usage"):
+                tail = {
+                    "id": "chatcmpl-bench",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": MODEL,
+                    "choices": [],
+                    "usage": usage,
+                }
+                send(b"data: " + json.dumps(tail, separators=(",", ":")).encode() + b"\n\n")
+            send(b"data: [DONE]\n\n")
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+async def serve_upstream(port: int, itl: float) -> None:
+    server = await asyncio.start_server(lambda r, w: _upstream(r, w, itl), "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+# --- the processes -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+
+
+class Stack:
+    """An upstream process and an LB worker process in front of it."""
+
+    def __init__(self, itl: float) -> None:
+        self.upstream_port, self.lb_port = free_port(), free_port()
+        self.upstream = f"http://127.0.0.1:{self.upstream_port}"
+        self.lb = f"http://127.0.0.1:{self.lb_port}"
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--serve-upstream", str(self.upstream_port), "--itl-ms", str(itl * 1000)]
+            ),
+        ]
+        wait_ready(f"{self.upstream}/health")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "NOTUS_ENDPOINT_TYPE": "lb",
+            "PORT": str(self.lb_port),
+            "NOTUS_VLLM_URL": self.upstream,
+            "NOTUS_SERVED_MODEL_NAME": MODEL,
+            "NOTUS_MAX_NUM_SEQS": "256",
+        }
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "worker"], env=env, stderr=subprocess.DEVNULL))
+        wait_ready(f"{self.lb}/ping")
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(30)
+
+
+# --- the three paths: each returns (seconds to first text, seconds in all, chunks with text) ------------
+
+Timing = tuple[float, float, int]
+
+
+def body_for(tokens: int, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "max_tokens": tokens, "stream": stream}
+    body["chat_template_kwargs"] = {"enable_thinking": False}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+async def over_http(http: httpx.AsyncClient, url: str, tokens: int) -> Timing:
     started = time.perf_counter()
-    if not body.get("stream"):
-        response = await http.post("/v1/chat/completions", json=body)
-        response.json()
-        return time.perf_counter() - started, 1
-    chunks = 0
-    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+    first, chunks = 0.0, 0
+    async with http.stream("POST", url, json=body_for(tokens, True)) as response:
         decoder = SSEDecoder()
         async for data in response.aiter_bytes():
-            for payload in decoder.feed(data):
-                if payload != DONE:
-                    json.loads(payload)
-                    chunks += 1
-    return time.perf_counter() - started, chunks
+            if found := texts(decoder.feed(data)):
+                chunks += found
+                first = first or time.perf_counter() - started
+    return first, time.perf_counter() - started, chunks
 
 
-async def through_handler(handler: ChatHandler, job_input: dict[str, Any]) -> tuple[float, int]:
+def texts(payloads: list[str]) -> int:
+    """What any streaming client does with the events it reads: decode each, count those with text."""
+    found = 0
+    for payload in payloads:
+        if payload != DONE:
+            event = json.loads(payload)
+            found += bool(event["choices"] and event["choices"][0]["delta"].get("content"))
+    return found
+
+
+async def through_handler(handler: ChatHandler, tokens: int) -> Timing:
+    job = {"id": "bench", "input": {"openai_route": "/v1/chat/completions", "openai_input": body_for(tokens, True)}}
     started = time.perf_counter()
-    items = [item async for item in handler.handle({"id": "bench", "input": job_input})]
-    assert "error" not in items[0], items[0]
-    return time.perf_counter() - started, len(items)
+    first, chunks = 0.0, 0
+    decoder = SSEDecoder()
+    async for item in handler.handle(job):  # SSE text, as RunPod's OpenAI route relays it
+        if found := texts(decoder.feed(item.encode())):
+            chunks += found
+            first = first or time.perf_counter() - started
+    return first, time.perf_counter() - started, chunks
 
 
-class ReplayServer:
-    """An HTTP/1.1 keep-alive server on loopback that answers every POST with recorded vLLM bytes."""
-
-    def __init__(self, plain: bytes, stream: bytes) -> None:
-        self.plain, self.stream = plain, stream
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while head := await reader.readuntil(b"\r\n\r\n"):
-                length = int(
-                    next(
-                        line.split(b":")[1]
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
-                    )
-                )
-                body = json.loads(await reader.readexactly(length))
-                if body.get("stream"):
-                    writer.write(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-                    )
-                    for event in self.stream.split(b"\n\n")[:-1]:
-                        event += b"\n\n"
-                        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
-                        await writer.drain()
-                    writer.write(b"0\r\n\r\n")
-                else:
-                    writer.write(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-                        % len(self.plain)
-                    )
-                    writer.write(self.plain)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass  # the client hung up, or the benchmark is over
-        finally:
-            writer.close()
-
-
-async def record(base_url: str, plain_input: dict[str, Any], stream_input: dict[str, Any]) -> tuple[bytes, bytes]:
-    """vLLM's exact answers to the two benchmark requests."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=120) as http:
-        plain = parse_job_input(plain_input, model=SERVED_NAME, max_model_len=MAX_MODEL_LEN).body
-        stream = parse_job_input(stream_input, model=SERVED_NAME, max_model_len=MAX_MODEL_LEN).body
-        plain_bytes = (await http.post("/v1/chat/completions", json=plain)).content
-        async with http.stream("POST", "/v1/chat/completions", json=stream) as response:
-            stream_bytes = await response.aread()
-    return plain_bytes, stream_bytes
-
-
-async def replayed(
-    plain: bytes, stream: bytes, pairs: int, plain_input: dict[str, Any], stream_input: dict[str, Any]
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    async with ReplayServer(plain, stream) as base_url:
-        return await measure(base_url, pairs, plain_input), await measure(base_url, pairs, stream_input)
-
-
-async def measure(base_url: str, pairs: int, job_input: dict[str, Any]) -> dict[str, list[float]]:
-    handler = ChatHandler(base_url=base_url, served_model_name=SERVED_NAME, max_model_len=MAX_MODEL_LEN)
-    limits = httpx.Limits(max_keepalive_connections=8)
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as http:
-        for _ in range(5):  # warm both paths: connections, caches
-            await direct(http, job_input)
-            await through_handler(handler, job_input)
-        result: dict[str, list[float]] = {"direct": [], "handler": [], "diff": [], "chunks": []}
-        for i in range(pairs):
-            order = (direct(http, job_input), through_handler(handler, job_input))
-            if i % 2:  # alternate who goes first
-                (t_handler, chunks), (t_direct, _) = await order[1], await order[0]
-            else:
-                (t_direct, _), (t_handler, chunks) = await order[0], await order[1]
-            result["direct"].append(t_direct)
-            result["handler"].append(t_handler)
-            result["diff"].append(t_handler - t_direct)
-            result["chunks"].append(chunks)
+@asynccontextmanager
+async def paths(stack: Stack) -> AsyncIterator[dict[str, Callable[[int], Awaitable[Timing]]]]:
+    limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+    handler = ChatHandler(base_url=stack.upstream, served_model_name=MODEL, max_model_len=4096, max_connections=300)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        yield {
+            "direct": lambda n: over_http(http, f"{stack.upstream}/v1/chat/completions", n),
+            "queue": lambda n: through_handler(handler, n),
+            "lb": lambda n: over_http(http, f"{stack.lb}/v1/chat/completions", n),
+        }
     await handler.aclose()
-    return result
 
 
-def p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100)[98]
+async def per_length(stack: Stack, lengths: list[int], pairs: int) -> dict[str, dict[int, list[Timing]]]:
+    results: dict[str, dict[int, list[Timing]]] = {"direct": {}, "queue": {}, "lb": {}}
+    async with paths(stack) as send:
+        for name in send:  # warm connections and caches
+            for _ in range(10):
+                await send[name](8)
+        for length in lengths:
+            for name in send:
+                results[name][length] = []
+            for round_ in range(pairs):
+                order = list(send)
+                order = order[round_ % 3 :] + order[: round_ % 3]  # rotate who goes first
+                for name in order:
+                    results[name][length].append(await send[name](length))
+    return results
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def throughput(stack: Stack, streams: int, tokens: int, rounds: int) -> dict[str, float]:
+    """Tokens per second with `streams` streams at once, per path (median over rounds), and the LB
+    worker process's CPU milliseconds per 1000 tokens it relayed."""
+    rates: dict[str, list[float]] = {"direct": [], "queue": [], "lb": []}
+    lb_cpu, lb_tokens = 0.0, 0
+    own_cpu = {"direct": 0.0, "queue": 0.0}  # this process's CPU: the client, plus the handler on the queue path
+    own_tokens = {"direct": 0, "queue": 0}
+    async with paths(stack) as send:
+        for name in send:
+            await asyncio.gather(*(send[name](4) for _ in range(streams)))  # open the connections
+        for round_ in range(rounds):
+            order = list(send)
+            order = order[round_ % 3 :] + order[: round_ % 3]
+            for name in order:
+                cpu, mine = cpu_seconds(stack.procs[1].pid), time.process_time()
+                started = time.perf_counter()
+                done = await asyncio.gather(*(send[name](tokens) for _ in range(streams)))
+                relayed = sum(chunks for _, _, chunks in done)
+                rates[name].append(relayed / (time.perf_counter() - started))
+                if name == "lb":
+                    lb_cpu += cpu_seconds(stack.procs[1].pid) - cpu
+                    lb_tokens += relayed
+                else:
+                    own_cpu[name] += time.process_time() - mine
+                    own_tokens[name] += relayed
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    queue_cpu = own_cpu["queue"] / own_tokens["queue"] - own_cpu["direct"] / own_tokens["direct"]
+    return {
+        **medians,
+        "lb_cpu_ms_per_1k_tokens": lb_cpu * 1000 / lb_tokens * 1000,
+        "queue_cpu_ms_per_1k_tokens": queue_cpu * 1000 * 1000,
+    }
+
+
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least squares: (intercept, slope)."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
+def summarize(results: dict[str, dict[int, list[Timing]]], by_itl: dict[float, dict[str, float]]) -> dict[str, Any]:
+    """The goals' throughput is judged at the first ITL given (see --itl-ms)."""
+    lengths = sorted(results["direct"])
+    rates = next(iter(by_itl.values()))
+    out: dict[str, Any] = {}
+    for name in ("queue", "lb"):
+        added = {
+            n: statistics.median(p[1] - d[1] for p, d in zip(results[name][n], results["direct"][n], strict=True))
+            * 1000
+            for n in lengths
+        }
+        ttft = (
+            statistics.median(
+                p[0] - d[0] for p, d in zip(results[name][lengths[0]], results["direct"][lengths[0]], strict=True)
+            )
+            * 1000
+        )
+        per_stream, per_chunk = fit([float(n) for n in lengths], [added[n] for n in lengths])
+        # Paced tokens each arrive in a read of their own: the path's CPU per token is its per-chunk cost
+        # there (delays do not add up across a paced stream, CPU does).
+        cpu_per_chunk = rates[f"{name}_cpu_ms_per_1k_tokens"] / 1000
+        ratio = rates[name] / rates["direct"]
+        out[name] = {
+            "added_ms_by_length": {str(n): round(added[n], 3) for n in lengths},
+            "per_stream_ms": round(per_stream, 3),
+            "per_chunk_ms": round(per_chunk, 4),
+            "cpu_per_chunk_ms": round(cpu_per_chunk, 4),
+            "ttft_added_p50_ms": round(ttft, 3),
+            "tokens_per_s": round(rates[name]),
+            "throughput_ratio": round(ratio, 3),
+            "goals_met": {
+                "ttft": ttft <= GOALS["ttft_ms"],
+                "per_chunk": max(per_chunk, cpu_per_chunk) <= GOALS["per_chunk_ms"],
+                "throughput": ratio >= GOALS["throughput_ratio"],
+            },
+        }
+    out["throughput_by_itl"] = [
+        {
+            "itl_ms": itl,
+            "direct_tokens_per_s": round(r["direct"]),
+            "queue_ratio": round(r["queue"] / r["direct"], 3),
+            "lb_ratio": round(r["lb"] / r["direct"], 3),
+            "lb_cpu_ms_per_1k_tokens": round(r["lb_cpu_ms_per_1k_tokens"], 1),
+            "queue_cpu_ms_per_1k_tokens": round(r["queue_cpu_ms_per_1k_tokens"], 1),
+        }
+        for itl, r in by_itl.items()
+    ]
+    out["direct"] = {
+        "total_ms_by_length": {
+            str(n): round(statistics.median(t[1] for t in results["direct"][n]) * 1000, 3) for n in lengths
+        },
+        "ttft_p50_ms": round(statistics.median(t[0] for t in results["direct"][lengths[0]]) * 1000, 3),
+        "tokens_per_s": round(rates["direct"]),
+    }
+    return out
+
+
+def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        "# Worker overhead: queue and LB worker against direct",
+        "",
+        f"Written by `benchmarks/worker_overhead.py --pairs {args.pairs} --lengths {args.lengths} "
+        f"--streams {args.streams}`. "
+        "Upstream: a stand-in speaking vLLM's wire format in its own process (not vLLM: its jitter would hide "
+        "microseconds). queue = `ChatHandler.handle` in process (RunPod's queue not included); lb = a real "
+        "`python -m worker` in LB mode, one more HTTP hop. Per-chunk and per-stream costs are the slope and "
+        "intercept of (path − direct) over stream lengths (tokens sent at once); CPU per chunk is the path's "
+        "own CPU time per token with paced tokens, one read each; TTFT over direct at the shortest length; "
+        f"tokens/s with {args.streams} concurrent streams of {args.tokens} tokens, {args.itl_ms.split(',')[0]} ms "
+        "apart (the goal's figure; other token gaps below).",
+        "",
+        "| path | per chunk ms | CPU per chunk ms | per stream ms | TTFT added p50 ms | tokens/s | of direct "
+        "| goals (TTFT ≤2 ms, chunk ≤0.2 ms, ≥95%) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("queue", "lb"):
+        row = summary[name]
+        met = ", ".join("met" if value else "NOT met" for value in row["goals_met"].values())
+        lines.append(
+            f"| {name} | {row['per_chunk_ms']} | {row['cpu_per_chunk_ms']} | {row['per_stream_ms']} "
+            f"| {row['ttft_added_p50_ms']} "
+            f"| {row['tokens_per_s']} | {row['throughput_ratio']:.1%} | {met} |"
+        )
+    direct = summary["direct"]
+    lines.append(f"| direct | - | - | - | {direct['ttft_p50_ms']} (absolute) | {direct['tokens_per_s']} | 100% | |")
+    lines += [
+        "",
+        f"Throughput with {args.streams} streams by the gap between tokens. Upstream, client and worker share this "
+        "machine's cores: where direct falls short of streams × 1000 / gap tokens/s the machine is saturated, "
+        "and the LB worker's own process takes CPU from the client (its CPU per token is the cost that carries over). "
+        "The queue path's CPU is this process's minus direct's: the handler merges what arrives while its consumer "
+        "is busy, so the client decodes fewer, larger items and the figure can fall below zero.",
+        "",
+        "| token gap ms | ideal tokens/s | direct tokens/s | queue of direct | lb of direct "
+        "| queue CPU ms per 1000 tokens | lb CPU ms per 1000 tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in summary["throughput_by_itl"]:
+        ideal = args.streams * 1000 / row["itl_ms"]
+        lines.append(
+            f"| {row['itl_ms']:g} | {ideal:.0f} | {row['direct_tokens_per_s']} | {row['queue_ratio']:.1%} "
+            f"| {row['lb_ratio']:.1%} | {row['queue_cpu_ms_per_1k_tokens']} | {row['lb_cpu_ms_per_1k_tokens']} |"
+        )
+    lines += ["", "Added ms per stream by length (path − direct, median of pairs):", ""]
+    lengths = list(summary["queue"]["added_ms_by_length"])
+    lines.append("| path | " + " | ".join(f"{n} chunks" for n in lengths) + " |")
+    lines.append("|---|" + "---|" * len(lengths))
+    for name in ("queue", "lb"):
+        lines.append(f"| {name} | " + " | ".join(str(summary[name]["added_ms_by_length"][n]) for n in lengths) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=200, help="request pairs per mode")
-    parser.add_argument("--max-tokens", type=int, default=16, help="tokens per non-streamed request")
-    parser.add_argument("--stream-tokens", type=int, default=64, help="tokens per streamed request")
-    parser.add_argument("--replay-pairs", type=int, default=2000, help="request pairs per mode against the replay")
+    parser.add_argument("--pairs", type=int, default=60, help="requests per path and stream length")
+    parser.add_argument("--lengths", default="8,64,256,512", help="stream lengths in chunks, comma-separated")
+    parser.add_argument("--streams", type=int, default=64, help="concurrent streams for the throughput run")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per stream in the throughput run")
+    parser.add_argument(
+        "--itl-ms",
+        default="40,20",
+        help="ms between tokens in the throughput runs, comma-separated; the first is judged",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per path")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for worker_overhead.json and .md")
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    console = Console(width=max(Console().width, 130))
-    common = {"messages": MESSAGES, "seed": 7, "ignore_eos": True, "chat_template_kwargs": {"enable_thinking": False}}
-    plain_input = {**common, "max_tokens": args.max_tokens}
-    stream_input = {**common, "max_tokens": args.stream_tokens, "stream": True}
-    with tempfile.TemporaryDirectory() as tmp:
-        model = write_tiny_model(Path(tmp) / "tiny").path
-        console.print("starting vLLM (CPU build, tiny model) ...")
-        server = start_vllm(model, Path(tmp) / "vllm.log", max_num_seqs=8)
+    if args.serve_upstream:
+        asyncio.run(serve_upstream(args.serve_upstream, float(args.itl_ms) / 1000))
+        return
+    lengths = [int(n) for n in args.lengths.split(",")]
+    instant = Stack(itl=0.0)
+    try:
+        results = asyncio.run(per_length(instant, lengths, args.pairs))
+    finally:
+        instant.close()
+    by_itl = {}
+    for itl in (float(value) for value in args.itl_ms.split(",")):
+        paced = Stack(itl=itl / 1000)
         try:
-            live = (
-                asyncio.run(measure(server.base_url, args.pairs, plain_input)),
-                asyncio.run(measure(server.base_url, args.pairs, stream_input)),
-            )
-            recorded = asyncio.run(record(server.base_url, plain_input, stream_input))
+            by_itl[itl] = asyncio.run(throughput(paced, args.streams, args.tokens, args.rounds))
         finally:
-            server.stop()
-    replay = asyncio.run(replayed(*recorded, args.replay_pairs, plain_input, stream_input))
-    report(console, f"against vLLM, {args.pairs} paired requests per mode (ms)", *live)
-    report(console, f"against vLLM's recorded answers, {args.replay_pairs} paired requests per mode (ms)", *replay)
-    for label, (plain, stream) in (("vLLM", live), ("replay", replay)):
-        per_request = statistics.median(plain["diff"]) * 1000
-        per_chunk = statistics.median(stream["diff"]) * 1000 / statistics.median(stream["chunks"])
-        verdict_request = "met" if per_request <= 2 else "NOT met"
-        verdict_chunk = "met" if per_chunk <= 0.2 else "NOT met"
-        console.print(
-            f"{label}: added per request {per_request:.3f} ms (goal <= 2: {verdict_request}); "
-            f"per streamed chunk {per_chunk:.4f} ms (goal <= 0.2: {verdict_chunk})"
+            paced.close()
+    summary = summarize(results, by_itl)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "worker_overhead.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "worker_overhead",
+                "args": {k: v for k, v in vars(args).items() if k not in ("out", "serve_upstream")},
+                **summary,
+            },
+            indent=2,
         )
-
-
-def report(console: Console, title: str, plain: dict[str, list[float]], stream: dict[str, list[float]]) -> None:
-    table = Table(title=title)
-    for column in (
-        "mode",
-        "direct median",
-        "direct p99",
-        "handler median",
-        "handler p99",
-        "added median",
-        "added/chunk",
-    ):
-        table.add_column(column, justify="right")
-    for mode, data in (("non-stream", plain), ("stream", stream)):
-        added = statistics.median(data["diff"]) * 1000
-        chunks = statistics.median(data["chunks"])
-        table.add_row(
-            f"{mode} ({chunks:.0f} chunks)",
-            f"{statistics.median(data['direct']) * 1000:.2f}",
-            f"{p99(data['direct']) * 1000:.2f}",
-            f"{statistics.median(data['handler']) * 1000:.2f}",
-            f"{p99(data['handler']) * 1000:.2f}",
-            f"{added:.3f}",
-            f"{added / chunks:.4f}" if mode == "stream" else "-",
-        )
-    console.print(table)
+        + "\n"
+    )
+    text = markdown(summary, args)
+    (args.out / "worker_overhead.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

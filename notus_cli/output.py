@@ -101,9 +101,17 @@ class Output:
 
     @contextmanager
     def live_result(self, renderable: RenderableType) -> Iterator[None]:
-        """A result drawn on stdout as it grows (a streamed answer at a terminal); it stays when done."""
-        with Live(renderable, console=self.out, refresh_per_second=8, transient=False):
-            yield
+        """A result drawn on stdout as it grows (a streamed answer at a terminal); it stays when done.
+
+        The stdout console soft-wraps (an id or URL printed to a pipe stays one line), but a live
+        display must wrap its text itself: rich crops each soft-wrapped line at the screen's width.
+        """
+        soft_wrap, self.out.soft_wrap = self.out.soft_wrap, False
+        try:
+            with Live(renderable, console=self.out, refresh_per_second=8, transient=False):
+                yield
+        finally:
+            self.out.soft_wrap = soft_wrap
 
     @contextmanager
     def status(self, message: str) -> Iterator[None]:

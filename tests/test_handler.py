@@ -255,7 +255,7 @@ async def test_a_model_that_thinks_forever_still_answers(handler: ChatHandler) -
     thinking in time to leave room for an answer; without a budget the job says there is no answer."""
     (unbounded,) = await run(handler, {**THINKS, "reasoning_budget": -1})
     choice = unbounded["choices"][0]
-    assert choice["message"]["content"] is None
+    assert choice["message"]["content"] == "", "a native answer's content is always a string"
     assert choice["message"]["reasoning_content"]
     assert choice["finish_reason"] == "reasoning_length"
 
@@ -270,6 +270,39 @@ async def test_a_model_that_thinks_forever_still_answers(handler: ChatHandler) -
     unanswered = await run(handler, {**THINKS, "stream": True, "reasoning_budget": -1})
     finishes = [c["finish_reason"] for item in unanswered for c in item["choices"] if c["finish_reason"]]
     assert finishes == ["reasoning_length"]
+
+
+# Stop strings the tiny model's random text hits within a few tokens, usually while still reasoning
+# (vLLM takes at most 4).
+EARLY_STOPS = ["e", "a", "o", "t"]
+
+
+async def test_an_answer_that_stopped_inside_its_reasoning_gets_an_answer_pass(
+    handler: ChatHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The model ends (a stop string, not max_tokens) while thinking: the worker asks again with thinking
+    off for the answer; if that writes nothing either, content is "" and finish_reason says no_answer.
+    Streamed and not, the same seed gives the same answer."""
+    caplog.set_level(logging.INFO, logger="notus.worker")
+    outcomes = set()
+    for seed in range(8):
+        job = {"messages": HELLO, "max_tokens": 40, "seed": seed, "stop": EARLY_STOPS}
+        (completion,) = await run(handler, job)
+        message, finish = completion["choices"][0]["message"], completion["choices"][0]["finish_reason"]
+        streamed = await run(handler, {**job, "stream": True})
+        content = "".join(c["delta"].get("content") or "" for item in streamed for c in item["choices"])
+        finishes = [c["finish_reason"] for item in streamed for c in item["choices"] if c["finish_reason"]]
+        assert isinstance(message["content"], str)
+        assert content == message["content"]
+        assert finishes == [finish]
+        assert streamed[-1]["usage"] == completion["usage"]
+        if message["content"]:
+            assert finish == "stop"
+        else:
+            assert finish == "no_answer"
+        outcomes.add((bool(message["reasoning_content"]), bool(message["content"])))
+    assert (True, True) in outcomes, "no seed stopped inside its reasoning and got its answer from the pass"
+    assert any(" answer_pass=true" in line for line in caplog.messages)
 
 
 async def test_openai_route_gets_the_reasoning_budget(handler: ChatHandler) -> None:
@@ -335,3 +368,19 @@ async def test_message_text_is_logged_only_when_the_operator_opts_in(
         await chat.aclose()
         assert "job job-1 ok" in caplog.text
         assert (secret in caplog.text) is log_content
+
+
+async def test_a_streamed_openai_route_job_logs_the_tokens_it_made(
+    handler: ChatHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker asks vLLM for usage to log it, and relays the usage chunk only to a client that asked."""
+    caplog.set_level(logging.INFO, logger="notus.worker")
+    body = {"model": SERVED_NAME, "messages": HELLO, "max_tokens": 7, "stream": True, "ignore_eos": True}
+    for asked in (False, True):
+        caplog.clear()
+        sent = {**body, "stream_options": {"include_usage": True}} if asked else body
+        items = await run(handler, {"openai_route": "/v1/chat/completions", "openai_input": sent})
+        chunks = [json.loads(event[len("data: ") :]) for event in "".join(items).split("\n\n")[:-2]]
+        assert any("usage" in chunk and chunk["usage"] for chunk in chunks) is asked
+        (line,) = [message for message in caplog.messages if "openai /v1/chat/completions" in message]
+        assert "output_tokens=7 " in line

@@ -155,3 +155,74 @@ async def test_shutdown_lets_running_jobs_finish() -> None:
         worker.jobs.finish("a")
         await asyncio.wait_for(worker.loop, 5)
         assert worker.scaler.jobs_tasks == {}
+
+
+class Takes:
+    """A stand-in for RunPod's job-take (the `jobs_fetcher` the SDK calls): each call is recorded with
+    how many jobs it asked for, and answered once the test hands it jobs."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._answers: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+
+    async def take(self, _session: Any, wanted: int) -> list[dict[str, Any]]:
+        self.asked.append(wanted)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._answers.get()
+        finally:
+            self.in_flight -= 1
+
+    def answer(self, *job_ids: str) -> None:
+        self._answers.put_nowait([{"id": job_id, "input": {}} for job_id in job_ids])
+
+
+@contextlib.asynccontextmanager
+async def taking(cls: type[rp_scale.JobScaler], concurrency: int) -> AsyncIterator[tuple[Worker, Takes]]:
+    """The scaler's job-take loop and job loop running against `Takes`."""
+    takes = Takes()
+    async with running(cls, concurrency) as worker:
+        worker.scaler.job_progress.clear()  # a process-wide singleton in the SDK
+        worker.scaler.jobs_fetcher = takes.take
+        getter = asyncio.create_task(worker.scaler.get_jobs(None))
+        try:
+            yield worker, takes
+        finally:
+            worker.scaler.kill_worker()
+            getter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await getter
+
+
+async def test_the_next_job_is_taken_as_soon_as_a_slot_frees() -> None:
+    """A full worker has no job-take open; the end of a job sends one at once (not after the SDK's
+    1 s sleep), asking for exactly the free slots, and there is never more than one in flight."""
+    async with taking(PromptJobScaler, concurrency=2) as (worker, takes):
+        await turns()
+        assert takes.asked == [2]
+        takes.answer("a")
+        await turns()
+        assert takes.asked == [2, 1], "a taken job is counted once: one slot is still free"
+        takes.answer("b")
+        await turns()
+        assert worker.jobs.started == ["a", "b"]
+        assert takes.asked == [2, 1], "a full worker does not ask for more"
+        worker.jobs.finish("a")
+        await turns()
+        assert takes.asked == [2, 1, 1], "the freed slot is asked for at once"
+        assert takes.most_in_flight == 1
+
+
+async def test_the_sdks_take_loop_sleeps_when_full_which_is_why_ours_exists() -> None:
+    """If this fails, the SDK no longer sleeps 1 s when full and PromptJobScaler.get_jobs can go."""
+    async with taking(rp_scale.JobScaler, concurrency=1) as (worker, takes):
+        await turns()
+        takes.answer("a")
+        await asyncio.sleep(0.3)  # the SDK's job loop starts jobs on its own 0.1 s poll
+        assert worker.jobs.started == ["a"]
+        worker.jobs.finish("a")
+        await asyncio.sleep(0.3)
+        assert takes.asked == [1], "the SDK waits out its 1 s sleep before the next job-take"

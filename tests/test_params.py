@@ -82,7 +82,11 @@ def test_openai_route_shapes() -> None:
     assert models == OpenAIRequest(route="/v1/models", body=None, stream=False)
     body = {"model": MODEL, "messages": HELLO, "stream": True}
     chat = parse({"openai_route": "/v1/chat/completions", "openai_input": body})
-    assert chat == OpenAIRequest(route="/v1/chat/completions", body=body, stream=True)
+    # the worker asks for the usage it logs, and hides it from a client that did not ask
+    counted = {**body, "stream_options": {"include_usage": True}}
+    assert chat == OpenAIRequest(route="/v1/chat/completions", body=counted, stream=True, hide_usage=True)
+    asked = {**body, "stream_options": {"include_usage": True}}
+    assert parse({"openai_route": "/v1/chat/completions", "openai_input": asked}).hide_usage is False
 
 
 LONG = "x" * 50

@@ -31,6 +31,11 @@ def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"NOTUS_VLLM_URL": "localhost:8000"}, "NOTUS_VLLM_URL"),
         ({"NOTUS_STARTUP_TIMEOUT": "-1"}, "NOTUS_STARTUP_TIMEOUT"),
         ({"NOTUS_CONCURRENCY": "64", "NOTUS_MAX_NUM_SEQS": "8"}, "NOTUS_CONCURRENCY"),
+        ({"NOTUS_ENDPOINT_TYPE": "serverless"}, "NOTUS_ENDPOINT_TYPE"),
+        # RunPod's own names for an LB worker's ports and health route: no NOTUS_ prefix
+        ({"NOTUS_ENDPOINT_TYPE": "lb", "PORT": "eighty"}, "PORT (got 'eighty')"),
+        ({"NOTUS_ENDPOINT_TYPE": "lb", "PORT_HEALTH": "70000"}, "PORT_HEALTH"),
+        ({"NOTUS_ENDPOINT_TYPE": "lb", "HEALTH_CHECK_PATH": "ping"}, "HEALTH_CHECK_PATH"),
     ],
 )
 def test_bad_setting_exits_2_naming_it(env: dict[str, str], named: str) -> None:
@@ -77,3 +82,23 @@ def test_parsers_can_be_turned_off() -> None:
     command = vllm_command(WorkerSettings(reasoning_parser="", tool_call_parser=""), 1)
     assert "--reasoning-parser" not in command
     assert "--enable-auto-tool-choice" not in command
+
+
+def test_lb_ports_follow_runpods_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runpod/docs serverless/load-balancing/overview: PORT 80, PORT_HEALTH = PORT; path /ping."""
+    for name in ("PORT", "PORT_HEALTH", "HEALTH_CHECK_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NOTUS_ENDPOINT_TYPE", "lb")
+    settings = WorkerSettings()
+    assert (settings.endpoint_type, settings.port, settings.health_port, settings.health_check_path) == (
+        "lb",
+        80,
+        80,
+        "/ping",
+    )
+    monkeypatch.setenv("PORT", "8080")
+    assert WorkerSettings().health_port == 8080
+    monkeypatch.setenv("PORT_HEALTH", "8081")
+    monkeypatch.setenv("HEALTH_CHECK_PATH", "/healthz")
+    settings = WorkerSettings()
+    assert (settings.port, settings.health_port, settings.health_check_path) == (8080, 8081, "/healthz")

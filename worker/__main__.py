@@ -1,7 +1,9 @@
 """`python -m worker`: the container's entrypoint.
 
 Order matters: settings are checked before anything starts, vLLM must be healthy before the first
-job is taken, and a dead vLLM ends the worker (exit 1) so RunPod replaces it.
+job is taken, and a dead vLLM ends the worker (exit 1) so RunPod replaces it. With
+NOTUS_ENDPOINT_TYPE=lb the same image serves a load-balancing endpoint instead (worker/lb.py): its
+HTTP server starts first, so the health route can answer 204 while vLLM loads.
 
 `python -m worker --test_input '{"input": {...}}'` runs one job through the handler, prints what it
 yields and the timings, and exits (the runpod SDK's own --test_input cannot run async generators).
@@ -21,9 +23,9 @@ from typing import Any
 
 from worker.engine import Engine, EngineFailed, EngineInfo
 from worker.handler import ChatHandler
-from worker.model_cache import CachedModelMissing, resolve_weights
+from worker.model_cache import CachedModelMissing
 from worker.params import ReasoningPolicy
-from worker.settings import SettingsError, WorkerSettings, load_worker_settings
+from worker.settings import SettingsError, WorkerSettings, load_worker_settings, resolve_weights
 
 log = logging.getLogger("notus.worker")
 
@@ -42,6 +44,24 @@ def main(argv: list[str]) -> int:
         log.error("%s; the worker exits (RunPod downloads a cached model before a worker starts)", exc)
         return 1
     engine = Engine(settings)
+
+    def make_handler(info: EngineInfo) -> ChatHandler:
+        return ChatHandler(
+            base_url=engine.base_url,
+            served_model_name=info.served_model_name,
+            max_model_len=info.max_model_len,
+            log_content=settings.log_content,
+            request_timeout=settings.request_timeout,
+            max_connections=settings.job_concurrency + 8,
+            startup=engine.phases.as_dict() if engine.process is not None else None,
+            coalesce=settings.stream_coalesce,
+            reasoning=ReasoningPolicy(budget=settings.reasoning_budget, answer_tokens=settings.answer_tokens),
+        )
+
+    if settings.endpoint_type == "lb" and test_input is None:
+        from worker import lb  # aiohttp's server, only in LB mode
+
+        return lb.serve(settings, engine, make_handler, _exit_now)
     owner = os.getpid()
 
     def stop_during_startup(signum: int, _frame: FrameType | None) -> None:
@@ -69,17 +89,7 @@ def main(argv: list[str]) -> int:
     if engine.process is not None:
         log.info("vLLM start-up: %s", engine.phases.sentence())
     engine.supervise(_exit_now)
-    handler = ChatHandler(
-        base_url=engine.base_url,
-        served_model_name=info.served_model_name,
-        max_model_len=info.max_model_len,
-        log_content=settings.log_content,
-        request_timeout=settings.request_timeout,
-        max_connections=settings.job_concurrency + 8,
-        startup=engine.phases.as_dict() if engine.process is not None else None,
-        coalesce=settings.stream_coalesce,
-        reasoning=ReasoningPolicy(budget=settings.reasoning_budget, answer_tokens=settings.answer_tokens),
-    )
+    handler = make_handler(info)
     try:
         if test_input is not None:
             return asyncio.run(_run_once(handler, test_input, info))

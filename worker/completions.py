@@ -15,6 +15,10 @@ from worker.job_errors import JobError
 
 # finish_reason of a choice that hit max_tokens while still reasoning, before writing any answer.
 NO_ANSWER = "reasoning_length"
+# finish_reason of a native answer with no content: the model ended (inside its reasoning or not) and
+# an answer pass, when one ran, wrote nothing either. Its content is then "", never null.
+EMPTY_ANSWER = "no_answer"
+_NO_ROOM = ("length", NO_ANSWER)  # ended by max_tokens: no answer pass, which would exceed it
 
 
 def new_completion_id() -> str:
@@ -41,6 +45,80 @@ def _choice(raw: dict[str, Any]) -> dict[str, Any]:
     return {"index": raw.get("index", 0), "message": message, "finish_reason": finish}
 
 
+def stopped_in_reasoning(choice: dict[str, Any]) -> bool:
+    """A non-streamed choice that thought, then ended (not by length) without content or tool calls."""
+    message = choice["message"]
+    return (
+        not message["content"]
+        and not message.get("tool_calls")
+        and bool(message["reasoning_content"])
+        and choice["finish_reason"] not in _NO_ROOM
+    )
+
+
+def settle_answers(result: dict[str, Any]) -> None:
+    """Native answers: content is always a string, and an empty one says so in its finish_reason."""
+    for choice in result["choices"]:
+        message = choice["message"]
+        if message["content"] is None:
+            message["content"] = ""
+        if not message["content"] and not message.get("tool_calls") and choice["finish_reason"] not in _NO_ROOM:
+            choice["finish_reason"] = EMPTY_ANSWER
+
+
+def add_usage(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
+    """Usage of a request and its answer pass: the prompt once, the completion tokens of both."""
+    completion_tokens = first["completion_tokens"] + second["completion_tokens"]
+    prompt = first["prompt_tokens"]
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
+
+
+def is_closing(out: dict[str, Any]) -> bool:
+    """A streamed chunk that ends the answer: it carries a finish_reason or the usage."""
+    if out.get("object") != "chat.completion.chunk":
+        return False
+    return "usage" in out or any(choice["finish_reason"] is not None for choice in out["choices"])
+
+
+def without_closing(out: dict[str, Any]) -> dict[str, Any]:
+    """A closing chunk's text alone (no finish_reason, no usage): what it adds to the answer."""
+    opened = {key: value for key, value in out.items() if key != "usage"}
+    opened["choices"] = [{**choice, "finish_reason": None} for choice in out["choices"]]
+    return opened
+
+
+def held_usage(closing: list[dict[str, Any]]) -> dict[str, int]:
+    return next((out["usage"] for out in reversed(closing) if "usage" in out), usage(None))
+
+
+def held_finish(closing: list[dict[str, Any]]) -> str | None:
+    finishes = [c["finish_reason"] for out in closing for c in out["choices"] if c["finish_reason"] is not None]
+    return finishes[-1] if finishes else None
+
+
+def set_finish(closing: list[dict[str, Any]], finish: str | None) -> None:
+    for out in closing:
+        for choice in out["choices"]:
+            if choice["finish_reason"] is not None:
+                choice["finish_reason"] = finish
+
+
+def settle_stream(closing: list[dict[str, Any]], watch: AnswerWatch, more: dict[str, int] | None) -> None:
+    """`settle_answers` for a stream's closing chunks; `more`: the answer pass's usage, added in."""
+    if more is not None:
+        for out in closing:
+            if "usage" in out:
+                out["usage"] = add_usage(out["usage"], more)
+    if watch.answered():
+        return
+    for out in closing:
+        for choice in out["choices"]:
+            if choice["finish_reason"] is not None:
+                choice["delta"].setdefault("content", "")
+                if choice["finish_reason"] not in _NO_ROOM:
+                    choice["finish_reason"] = EMPTY_ANSWER
+
+
 class AnswerWatch:
     """Across a stream's chunks: a choice that thought, then ended by length with no content, gets NO_ANSWER."""
 
@@ -57,6 +135,14 @@ class AnswerWatch:
                 self._thought.add(index)
             if choice["finish_reason"] == "length" and index in self._thought and index not in self._answered:
                 choice["finish_reason"] = NO_ANSWER
+
+    def answered(self, index: int = 0) -> bool:
+        return index in self._answered
+
+    def stopped_in_reasoning(self, closing: list[dict[str, Any]], index: int = 0) -> bool:
+        """The stream thought, then ended (not by length) without content or tool calls."""
+        finish = held_finish(closing)
+        return index in self._thought and index not in self._answered and finish is not None and finish not in _NO_ROOM
 
 
 def chunk(raw: dict[str, Any], *, completion_id: str, model: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httpx
 
 from worker.model_cache import OFFLINE_ENV
+from worker.params import MAX_STOP_SEQUENCES
 from worker.settings import WorkerSettings
 from worker.startup import StartupPhases, relay_vllm_log
 
@@ -87,7 +88,10 @@ class Engine:
             return
         command = vllm_command(self.settings, self.port)
         log.info("starting vLLM: %s", " ".join(command[1:]))
-        env = {**os.environ, **OFFLINE_ENV} if os.path.isdir(self.settings.model) else None  # a local model: no Hub
+        env = {**os.environ, **(OFFLINE_ENV if os.path.isdir(self.settings.model) else {})}  # a local model: no Hub
+        # vLLM (0.32: entrypoints/generate/base/protocol.py StopParam) refuses more stop strings than
+        # VLLM_MAX_STOP_STRINGS, default 4; the worker's contract allows MAX_STOP_SEQUENCES.
+        env.setdefault("VLLM_MAX_STOP_STRINGS", str(MAX_STOP_SEQUENCES))
         # vLLM's output goes on to stderr (stdout is reserved for results, see --test_input), read on
         # the way for the lines that time its start-up phases.
         self.process = subprocess.Popen(
@@ -105,6 +109,8 @@ class Engine:
             while True:
                 if self.process is not None and (code := self.process.poll()) is not None:
                     raise EngineFailed(f"vLLM exited with code {code} before it was ready (its log is above)")
+                if self._stopping.is_set():
+                    raise EngineFailed("the worker was stopped before vLLM was ready")
                 if time.monotonic() - started > timeout:
                     raise EngineFailed(f"vLLM was not healthy after {timeout:.0f} s (NOTUS_STARTUP_TIMEOUT)")
                 try:

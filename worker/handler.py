@@ -24,7 +24,14 @@ import httpx
 from worker import completions
 from worker.coalesce import carries_output, coalesced, event_carries_output, merge_native, merge_sse
 from worker.job_errors import JobError
-from worker.params import ChatRequest, InvalidRequest, OpenAIRequest, ReasoningPolicy, parse_job_input
+from worker.params import (
+    ChatRequest,
+    InvalidRequest,
+    OpenAIRequest,
+    ReasoningPolicy,
+    answer_pass_body,
+    parse_job_input,
+)
 from worker.sse import DONE, encode, payloads
 from worker.startup import STARTUP_QUERY
 
@@ -48,6 +55,7 @@ class JobStats:
     output_tokens: int = 0
     items: int = 0  # yielded, i.e. job-stream POSTs the SDK makes
     first_token_s: float | None = None
+    answer_pass: bool = False  # the model ended inside its reasoning and was asked again for the answer
     outcome: str = "ok"
     started: float = field(default_factory=time.perf_counter)
     reported: bool = False
@@ -73,6 +81,7 @@ class JobStats:
             f"job {self.job_id} {self.outcome}: {self.kind} stream={str(self.stream).lower()} "
             f"messages={self.messages} input_chars={self.input_chars} output_tokens={self.output_tokens} "
             f"items={self.items} ttft={ttft} total={elapsed_ms:.0f}ms"
+            + (" answer_pass=true" if self.answer_pass else "")
         )
 
 
@@ -115,7 +124,12 @@ class ChatHandler:
             await self._http.aclose()
             self._http = None
 
-    async def handle(self, job: dict[str, Any]) -> AsyncIterator[Any]:
+    async def handle(self, job: dict[str, Any], *, coalesce: bool | None = None) -> AsyncGenerator[Any]:
+        """Answer one job: what the runpod SDK calls on a queue endpoint, and `worker.lb` per HTTP request.
+
+        `coalesce` (default: the handler's setting) merges streamed items while the consumer is busy;
+        the LB server turns it off, since its writes do not wait a round trip.
+        """
         stats = JobStats(job_id=str(job.get("id", "?")))
         if job.get("input") == STARTUP_QUERY:
             stats.kind = "startup"
@@ -142,7 +156,7 @@ class ChatHandler:
                 stream = self._stream_chat(request, stats)
             else:
                 stream = self._complete_chat(request, stats)
-            if request.stream and self.coalesce:
+            if request.stream and (self.coalesce if coalesce is None else coalesce):
                 openai = isinstance(request, OpenAIRequest)
                 stream = coalesced(
                     stream,
@@ -172,16 +186,75 @@ class ChatHandler:
             return
         raw = response.json()
         result = completions.completion(raw, completion_id=completions.new_completion_id(), model=self.model)
+        if result["choices"] and completions.stopped_in_reasoning(result["choices"][0]):
+            await self._answer_pass(request, result, stats)
+        completions.settle_answers(result)
         stats.output_tokens = result["usage"]["completion_tokens"]
         stats.first_token_s = time.perf_counter() - stats.started
         if self.log_content:
             log.info("job %s output: %s", stats.job_id, json.dumps(result["choices"], ensure_ascii=False))
         yield result
 
+    async def _answer_pass(self, request: ChatRequest, result: dict[str, Any], stats: JobStats) -> None:
+        """The model ended inside its reasoning: ask once more, thinking off, for the answer (in place)."""
+        body = answer_pass_body(request.body, result["usage"]["completion_tokens"])
+        if body is None:
+            return
+        stats.answer_pass = True
+        response = await self.http.post("/v1/chat/completions", json=body)
+        if response.status_code >= 400:
+            return  # the first pass's reasoning stands; settle_answers marks it unanswered
+        answer = completions.completion(response.json(), completion_id=result["id"], model=self.model)
+        if answer["choices"]:
+            choice, found = result["choices"][0], answer["choices"][0]
+            choice["message"]["content"] = found["message"]["content"]
+            choice["finish_reason"] = found["finish_reason"]
+        result["usage"] = completions.add_usage(result["usage"], answer["usage"])
+
     async def _stream_chat(self, request: ChatRequest, stats: JobStats) -> AsyncIterator[dict[str, Any]]:
+        """Chunks as vLLM streams them; the closing ones (finish_reason, usage) are held until it is known
+        whether the model answered: if it ended inside its reasoning, an answer pass streams on first."""
         completion_id = completions.new_completion_id()
         watch = completions.AnswerWatch()
-        async with contextlib.aclosing(self._sse_payloads("/v1/chat/completions", request.body, stats)) as payloads:
+        held: list[dict[str, Any]] = []
+        async for out in self._chunks(request.body, completion_id, stats, watch):
+            if completions.is_closing(out):
+                held.append(out)
+            else:
+                yield out
+            if "error" in out:
+                return
+        more: dict[str, Any] | None = None
+        if watch.stopped_in_reasoning(held):
+            body = answer_pass_body(request.body, completions.held_usage(held)["completion_tokens"])
+            if body is not None:
+                stats.answer_pass = True
+                second = completions.AnswerWatch()
+                closing: list[dict[str, Any]] = []
+                async for out in self._chunks(body, completion_id, stats, second):
+                    if "error" in out:
+                        break  # the first pass's reasoning stands, marked unanswered below
+                    if completions.is_closing(out):
+                        closing.append(out)
+                        out = completions.without_closing(out)
+                    if carries_output(out):  # not the pass's own role announcement
+                        watch.see(out)
+                        yield out
+                more = completions.held_usage(closing) if closing else None
+                if second.answered():
+                    finish = completions.held_finish(closing)
+                    completions.set_finish(held, finish)
+        completions.settle_stream(held, watch, more)
+        if held and "usage" in held[-1]:
+            stats.output_tokens = held[-1]["usage"]["completion_tokens"]
+        for out in held:
+            yield out
+
+    async def _chunks(
+        self, body: dict[str, Any], completion_id: str, stats: JobStats, watch: completions.AnswerWatch
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One streamed vLLM request as chat.completion.chunk objects (or one job error, which ends it)."""
+        async with contextlib.aclosing(self._sse_payloads("/v1/chat/completions", body, stats)) as payloads:
             async for payload in payloads:
                 if isinstance(payload, dict):  # the job failed
                     yield payload
@@ -229,6 +302,13 @@ class ChatHandler:
                     return
                 if stats.first_token_s is None:
                     stats.first_token_s = time.perf_counter() - stats.started
+                # A quoted key followed by an object cannot occur inside a JSON string (its quotes are
+                # escaped there), so this finds the usage chunk without parsing every event.
+                if '"usage":{' in payload:
+                    event = json.loads(payload)
+                    stats.output_tokens = (event.get("usage") or {}).get("completion_tokens", 0)
+                    if request.hide_usage and not event.get("choices"):
+                        continue  # asked for by the worker to count tokens, not by the client
                 yield encode(payload)
 
     async def _sse_payloads(

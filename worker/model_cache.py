@@ -10,24 +10,21 @@ download that model before the worker starts, into a Hugging Face hub cache:
 model-caching tutorial reads refs/main the same way). The worker serves the snapshot of the commit
 that `notus deploy` pinned, never "whatever snapshot is there": a cache holding another revision
 is a failed start, naming the directory it looked in, rather than an endpoint serving other weights.
+
+This module knows paths only; `worker.settings.resolve_weights` applies it to the settings (settings
+import this module, never the other way round).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from worker.settings import WorkerSettings
 
 RUNPOD_MODEL_CACHE = "/runpod-volume/huggingface-cache/hub"
 COMMIT = re.compile(r"[0-9a-f]{40}")
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 # What vLLM and huggingface_hub need to load a local snapshot without ever asking the Hub.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-log = logging.getLogger("notus.worker")
 
 
 class CachedModelMissing(Exception):
@@ -72,16 +69,3 @@ def _present(repo: Path) -> str:
     if names:
         return f" (the cache holds {', '.join(names)}: another revision than the one deployed)"
     return "" if repo.is_dir() else f" (no {repo.name} in {repo.parent}: is the endpoint's model reference set?)"
-
-
-def resolve_weights(settings: WorkerSettings) -> WorkerSettings:
-    """The settings with NOTUS_MODEL pointing at the deployed snapshot (cached weights), else unchanged.
-
-    Raises CachedModelMissing when the cache lacks the deployed model or revision.
-    """
-    if settings.weights != "cached":
-        return settings
-    snapshot = find_snapshot(Path(settings.model_cache), settings.model, settings.model_revision)
-    log.info("cached model %s@%s at %s", settings.model, settings.model_revision[:12], snapshot)
-    served = settings.served_model_name if "served_model_name" in settings.model_fields_set else settings.model
-    return settings.model_copy(update={"model": str(snapshot), "served_model_name": served})

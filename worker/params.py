@@ -15,6 +15,8 @@ from worker.job_errors import JobError
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 OPENAI_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+# An LB worker's route for the native shape (worker/lb.py): POST {"input": {...}} or the bare input.
+NATIVE_ROUTE = "/chat"
 MAX_STOP_SEQUENCES = 16
 
 
@@ -142,11 +144,15 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class OpenAIRequest:
-    """A job that arrived through RunPod's OpenAI route, relayed to vLLM as it is."""
+    """A job that arrived through RunPod's OpenAI route, relayed to vLLM as it is.
+
+    `hide_usage`: the worker asked a stream for its usage (to log the tokens it made) though the client
+    did not, so the usage-only chunk is not relayed."""
 
     route: str
     body: dict[str, Any] | None
     stream: bool
+    hide_usage: bool = False
 
 
 def check_param(name: str, value: Any, *, max_model_len: int | None = None) -> Any:
@@ -235,7 +241,25 @@ def _parse_openai(job_input: dict[str, Any], reasoning: ReasoningPolicy) -> Open
         budget = reasoning.thinking_budget(limit if isinstance(limit, int) and limit > 0 else None)
         if budget is not None:
             body = {**body, "thinking_token_budget": budget}
-    return OpenAIRequest(route=route, body=body, stream=stream)
+    hide_usage = False
+    options = body.get("stream_options")
+    if stream and (options is None or (isinstance(options, dict) and not options.get("include_usage"))):
+        body = {**body, "stream_options": {**(options or {}), "include_usage": True}}
+        hide_usage = True
+    return OpenAIRequest(route=route, body=body, stream=stream, hide_usage=hide_usage)
+
+
+def answer_pass_body(body: Mapping[str, Any], used_tokens: int) -> dict[str, Any] | None:
+    """The request that asks for the answer once the model ended inside its reasoning: thinking off,
+    the reasoning budget dropped, and only the tokens max_tokens has left (None when none are)."""
+    left = int(body.get("max_tokens") or 0) - used_tokens
+    if left < 1:
+        return None
+    kwargs = body.get("chat_template_kwargs")
+    answer = {key: value for key, value in body.items() if key != "thinking_token_budget"}
+    answer["chat_template_kwargs"] = {**(kwargs if isinstance(kwargs, dict) else {}), "enable_thinking": False}
+    answer["max_tokens"] = left
+    return answer
 
 
 def _check_messages(messages: Any) -> list[dict[str, Any]]:

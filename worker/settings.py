@@ -6,14 +6,18 @@ it accepts: a mistyped template on RunPod should fail in a second, not after a 5
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.model_cache import MODEL_ID, RUNPOD_MODEL_CACHE
+from worker.model_cache import MODEL_ID, RUNPOD_MODEL_CACHE, find_snapshot
+
+log = logging.getLogger("notus.worker")
 
 DEFAULT_MODEL = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
 
@@ -23,7 +27,7 @@ class SettingsError(Exception):
 
 
 class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NOTUS_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="NOTUS_", extra="ignore", frozen=True, populate_by_name=True)
 
     model: str = Field(DEFAULT_MODEL, min_length=1, description="a model directory or Hugging Face id")
     served_model_name: str = Field(DEFAULT_MODEL, min_length=1, description="the name clients see")
@@ -68,6 +72,20 @@ class WorkerSettings(BaseSettings):
         True, description="true to start a job as soon as it is taken (false: the runpod SDK's 0.1 s poll)"
     )
 
+    # Which RunPod endpoint type the worker serves: "queue" takes jobs with the runpod SDK; "lb" is a
+    # load-balancing endpoint's HTTP server (worker/lb.py). PORT, PORT_HEALTH and HEALTH_CHECK_PATH are
+    # RunPod's own names for an LB worker's ports and health route (runpod/docs
+    # serverless/load-balancing/overview: PORT default 80, PORT_HEALTH default PORT; HEALTH_CHECK_PATH
+    # default /ping), so they carry no NOTUS_ prefix.
+    endpoint_type: Literal["queue", "lb"] = Field("queue", description="queue or lb")
+    port: int = Field(80, ge=1, le=65535, validation_alias="PORT", description="a port from 1 to 65535")
+    port_health: int | None = Field(
+        None, ge=1, le=65535, validation_alias="PORT_HEALTH", description="a port from 1 to 65535 (default: PORT)"
+    )
+    health_check_path: str = Field(
+        "/ping", pattern=r"^/\S*$", validation_alias="HEALTH_CHECK_PATH", description="a path starting with /"
+    )
+
     @field_validator("vllm_args")
     @classmethod
     def _shell_quoted(cls, value: str) -> str:
@@ -98,6 +116,10 @@ class WorkerSettings(BaseSettings):
         return self.concurrency or self.max_num_seqs
 
     @property
+    def health_port(self) -> int:
+        return self.port_health or self.port
+
+    @property
     def extra_vllm_args(self) -> list[str]:
         return shlex.split(self.vllm_args)
 
@@ -116,11 +138,25 @@ def load_worker_settings() -> WorkerSettings:
 def _describe(exc: ValidationError) -> str:
     lines = []
     fields = WorkerSettings.model_fields
+    by_alias = {field.validation_alias: field for field in fields.values() if isinstance(field.validation_alias, str)}
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else ""
-        field = fields.get(name)
-        variable = f"NOTUS_{name.upper()}" if name else "settings"
+        field = fields.get(name) or by_alias.get(name)
+        variable = (name if name in by_alias else f"NOTUS_{name.upper()}") if name else "settings"
         accepts = f"; expected {field.description}" if field and field.description else ""
         given = f" (got {error['input']!r})" if name and not isinstance(error["input"], dict) else ""
         lines.append(f"{variable}{given}: {error['msg']}{accepts}")
     return "invalid worker settings:\n  " + "\n  ".join(lines)
+
+
+def resolve_weights(settings: WorkerSettings) -> WorkerSettings:
+    """The settings with NOTUS_MODEL pointing at the deployed snapshot (cached weights), else unchanged.
+
+    Raises CachedModelMissing when the cache lacks the deployed model or revision.
+    """
+    if settings.weights != "cached":
+        return settings
+    snapshot = find_snapshot(Path(settings.model_cache), settings.model, settings.model_revision)
+    log.info("cached model %s@%s at %s", settings.model, settings.model_revision[:12], snapshot)
+    served = settings.served_model_name if "served_model_name" in settings.model_fields_set else settings.model
+    return settings.model_copy(update={"model": str(snapshot), "served_model_name": served})

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,8 @@ class StubConfig:
     fail_mode: str = "status"
     api_key: str | None = None  # when set, every request needs `Authorization: Bearer <key>` (else 401)
     separate_writes: bool = False  # without delays, write each event on its own (else one write per answer)
+    answer: str | None = None  # the answer's text, one word (with the space or newlines after it) per token
+    reasoning_only: bool = False  # the model ends inside its reasoning: reasoning_content, content null
 
 
 class _Connection(asyncio.Protocol):
@@ -139,20 +142,28 @@ class _Stub:
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": MODEL,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * tokens}}],
+                "choices": [{"index": 0, "message": self.message(tokens), "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": tokens},
             }
             conn._send_whole(200, json.dumps(answer).encode())
             return
-        tail = _event(_chunk({}, finish="length" if tokens == limit else "stop"))
+        words = self.words()
+        if words is not None:
+            tokens = len(words)
+        tail = _event(_chunk({}, finish="length" if tokens == limit and words is None else "stop"))
         if usage:
             counts = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens}
             counts["total_tokens"] = prompt_tokens + tokens
             tail += _event(json.dumps({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "choices": [],
                                        "model": MODEL, "usage": counts}))  # fmt: skip
         tail += _event("[DONE]") + b"0\r\n\r\n"
+        if words is not None:
+            key = "reasoning_content" if config.reasoning_only else "content"
+            events = [_event(_chunk({key: word})) for word in words]
+        else:
+            events = [TOKEN_EVENT] * tokens
         if not (config.ttft or config.itl or failing or config.separate_writes):  # one write per answer: fastest
-            conn.write(STREAM_HEAD + TOKEN_EVENT * tokens + tail)
+            conn.write(STREAM_HEAD + b"".join(events) + tail)
             return
         conn.write(STREAM_HEAD)
         if config.ttft:
@@ -167,8 +178,22 @@ class _Stub:
                 conn.write(_event(json.dumps({"error": {"message": "stub: planned failure", "code": 500}})))
                 conn.write(_event("[DONE]") + b"0\r\n\r\n")
                 return
-            conn.write(TOKEN_EVENT)
+            conn.write(events[i])
         conn.write(tail)
+
+    def words(self) -> list[str] | None:
+        """The configured answer as tokens (each word with the whitespace after it); None: "tok " repeated."""
+        if self.config.answer is None:
+            return None
+        return re.findall(r"\S+\s*", self.config.answer)
+
+    def message(self, tokens: int) -> dict[str, object]:
+        """The non-streamed message: as vLLM's, `content` null when the model ended inside its reasoning."""
+        words = self.words()
+        text = "tok " * tokens if words is None else "".join(words)
+        if self.config.reasoning_only:
+            return {"role": "assistant", "content": None, "reasoning_content": text}
+        return {"role": "assistant", "content": text}
 
 
 def _chunk(delta: dict[str, str], finish: str | None = None) -> str:
@@ -215,6 +240,8 @@ def running_stub(
     command += ["--fail-mode", config.fail_mode] + ([] if config.usage else ["--no-usage"])
     command += ["--api-key", config.api_key] if config.api_key else []
     command += ["--separate-writes"] if config.separate_writes else []
+    command += ["--answer", config.answer] if config.answer is not None else []
+    command += ["--reasoning-only"] if config.reasoning_only else []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     pin = (lambda: os.sched_setaffinity(0, set(cpus))) if cpus else None
     process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT, env=env, preexec_fn=pin)
@@ -246,6 +273,8 @@ def main() -> None:
     parser.add_argument("--fail-mode", choices=FAIL_MODES, default="status")
     parser.add_argument("--api-key")
     parser.add_argument("--separate-writes", action="store_true")
+    parser.add_argument("--answer", help="the answer's text (default: 'tok ' repeated)")
+    parser.add_argument("--reasoning-only", action="store_true", help="stream it as reasoning, with no content")
     args = parser.parse_args()
     config = StubConfig(
         tokens=args.tokens,
@@ -256,6 +285,8 @@ def main() -> None:
         fail_mode=args.fail_mode,
         api_key=args.api_key,
         separate_writes=args.separate_writes,
+        answer=args.answer,
+        reasoning_only=args.reasoning_only,
     )
     try:
         import uvloop  # optional: a faster loop keeps the stub further from being the bottleneck

@@ -1,0 +1,76 @@
+"""What a person at a terminal sees of an answer: every word, at any width, however long the answer.
+
+`notus chat` runs in a real pseudo-terminal (pexpect) against the OpenAI stub (a stand-in for
+vLLM's server: it streams a fixed multi-paragraph answer word by word), in the REPL and with
+`--once`. The answer is longer than the screen and each paragraph longer than a line, so a display
+that crops lines at the screen's width, or drops what scrolled away, loses words.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pexpect
+import pytest
+
+from tests.support.common import ROOT, notus_command
+from tests.support.openai_stub import StubConfig, running_stub
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
+ROWS = 20
+PARAGRAPHS = [" ".join(f"p{p}w{w}" for w in range(45)) for p in range(8)]
+ANSWER = "\n\n".join(PARAGRAPHS)
+WORDS = ANSWER.split()
+
+
+def spawn(*args: str, columns: int) -> pexpect.spawn:
+    """`notus chat ARGS` in a ROWS x `columns` terminal, sized by the terminal alone (no COLUMNS)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    env |= {"PYTHONPATH": str(ROOT), "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    program, *arguments = notus_command("chat", *args)
+    return pexpect.spawn(program, arguments, env=env, encoding="utf-8", timeout=60, dimensions=(ROWS, columns))
+
+
+def final_render(seen: str) -> str:
+    """The answer as the display left it: after its last redraw while streaming."""
+    return ANSI.sub("", seen).rsplit("(Ctrl-C stops)", 1)[-1]
+
+
+def assert_every_word(seen: str, columns: int) -> None:
+    shown = final_render(seen).split()
+    missing = [word for word in WORDS if word not in shown]
+    assert not missing, f"at {columns} columns, {len(missing)} of {len(WORDS)} words never reached the screen"
+    positions = [shown.index(word) for word in WORDS]
+    assert positions == sorted(positions), "the words are on screen out of order"
+
+
+@pytest.fixture(scope="module")
+def stub_url() -> str:  # type: ignore[misc]
+    with running_stub(StubConfig(answer=ANSWER)) as url:
+        yield url
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_repl_shows_every_line_of_a_long_answer(stub_url: str, columns: int) -> None:
+    child = spawn("--base-url", stub_url, "--no-history", columns=columns)
+    child.expect("you>")
+    child.sendline("Tell me everything.")
+    child.expect(r"\d+ tokens")  # the stats line, after the answer
+    seen = child.before
+    child.expect("you>")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert_every_word(seen, columns)
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_once_at_a_terminal_shows_every_line(stub_url: str, columns: int) -> None:
+    child = spawn("--base-url", stub_url, "--once", "Tell me everything.", columns=columns)
+    child.expect(pexpect.EOF)
+    seen = child.before
+    child.close()
+    assert child.exitstatus == 0, ANSI.sub("", seen)[-2000:]
+    assert_every_word(seen, columns)
