@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import typer
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.progress import (
@@ -26,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from notus_cli.errors import NotusError
+from notus_cli.errors import ConfigError, NotusError
 
 
 class Output:
@@ -79,6 +81,18 @@ class Output:
         if exc.hint:
             self.err.print(Text.assemble(("Hint: ", "dim"), exc.hint), soft_wrap=True)
 
+    def confirm(self, question: str, *, default: bool = False) -> bool:
+        """Ask `question` on the terminal. Raises ConfigError (pass --yes) when stdin is not a terminal:
+        a pipe or /dev/null cannot answer, and an answer read from it would be a guess."""
+        _need_terminal(question, "pass --yes to go ahead without asking")
+        return typer.confirm(question, default=default, err=True)
+
+    def ask(self, question: str, *, hidden: bool = False, otherwise: str) -> str:
+        """Ask `question` on the terminal (`hidden`: not echoed). Raises ConfigError whose hint is
+        `otherwise` (how to give the answer instead) when stdin is not a terminal."""
+        _need_terminal(question, otherwise)
+        return str(typer.prompt(question, hide_input=hidden, err=True))
+
     @contextmanager
     def progress(self, *, transfer: bool = False) -> Iterator[Progress]:
         """A rich progress display on stderr; hidden when nobody is watching."""
@@ -121,6 +135,11 @@ class Output:
             return
         with self.err.status(Text(message)):
             yield
+
+
+def _need_terminal(question: str, hint: str) -> None:
+    if not sys.stdin.isatty():
+        raise ConfigError(f"'{question}' needs an answer, and stdin is not a terminal", hint=hint)
 
 
 class Latest:

@@ -78,7 +78,7 @@ class RunPodTarget(HttpTarget):
         if status >= 400:
             raise BenchError(
                 f"{self.base_url}/health answered HTTP {status}: {error_message(body)}",
-                hint="check the endpoint id (`notus deploy` lists yours)",
+                hint="check the endpoint id (`notus endpoints` lists yours)",
             )
         data = json.loads(body)
         return Health(jobs=dict(data.get("jobs") or {}), workers=dict(data.get("workers") or {}))

@@ -440,10 +440,7 @@ def _raise_for_status(response: httpx.Response) -> None:
             hint="check RUNPOD_API_KEY, or use the key `notus serve` printed",
         )
     if code == 404:
-        raise RunPodQueryError(
-            f"not found (HTTP 404): {message}",
-            hint="check the endpoint id; job results are kept 30 min after /run and 1 min after /runsync",
-        )
+        raise _not_found(response.request.url.path, message)
     if code == 413:
         raise RunPodQueryError(
             f"the request is too large (HTTP 413): {message}", hint="/run takes 10 MB, /runsync 20 MB"
@@ -457,6 +454,28 @@ def _raise_for_status(response: httpx.Response) -> None:
             f"the endpoint failed (HTTP {code}): {message}", hint="try again; if it persists, check its workers"
         )
     raise RunPodQueryError(f"the endpoint refused the request (HTTP {code}): {message}")
+
+
+JOB_ROUTES = ("status", "stream", "cancel", "retry")
+
+
+def _not_found(path: str, message: str) -> RunPodQueryError:
+    """A 404 names what is unknown: a job (its result may have expired) or the endpoint itself.
+
+    RunPod answers 404 for an unknown endpoint and for a job it does not know or no longer keeps
+    (https://docs.runpod.io/serverless/endpoints/operation-reference: results are kept 30 min after
+    /run, 1 min after /runsync); the route the request took tells which."""
+    parts = path.strip("/").split("/")  # v2, endpoint id, route, [job id]
+    endpoint = parts[1] if len(parts) > 1 else "?"
+    words = f": {message}" if message.strip().lower() not in ("not found", "") else ""
+    if len(parts) > 3 and parts[2] in JOB_ROUTES:
+        return RunPodQueryError(
+            f"job {parts[3]} is not known to endpoint {endpoint} (HTTP 404){words}",
+            hint="job results are kept 30 min after /run and 1 min after /runsync",
+        )
+    return RunPodQueryError(
+        f"there is no endpoint {endpoint} (HTTP 404){words}", hint="`notus endpoints` lists your endpoints' ids"
+    )
 
 
 def unreachable(url: str, exc: httpx.HTTPError) -> EndpointUnreachable:
