@@ -129,10 +129,10 @@ def test_repl_streams_stops_on_ctrl_c_goes_on_and_saves(serve_running: LocalStac
     assert "cut at max_tokens" in stats or "tokens/s" in stats
 
     saved = tmp_path / "chat.json"
-    repl.command(f"/save {saved}", "saved 1 turns")
+    repl.command(f"/save {saved}", "saved 1 turn to")
     repl.command("/reset", "conversation cleared")
     repl.command("/show", r"turns kept\s+0")
-    repl.command(f"/load {saved}", "loaded 1 turns")
+    repl.command(f"/load {saved}", "loaded 1 turn from")
     repl.command("/show", r"turns kept\s+1\s+max_tokens\s+8")
     repl.command("/load /nonexistent/chat.json", r"Error: cannot read /nonexistent/chat.json")
     assert repl.leave() == 0
