@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     from notus_cli.bench.run import BenchOptions, BenchRun
     from notus_cli.settings import NotusSettings
 
-EXAMPLES = (
-    "Examples: notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod · "
-    "notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --goodput ttft:500,tpot:50 --gpu a100 · "
-    "notus bench compare runs/a100 runs/h100"
-)
+EXAMPLES = """Examples:
+
+  notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod
+  notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --goodput ttft:500,tpot:50 --gpu a100
+  notus bench compare runs/a100 runs/h100
+"""
 
 
 class BenchGroup(TyperGroup):

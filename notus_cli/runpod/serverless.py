@@ -467,7 +467,8 @@ def _not_found(path: str, message: str) -> RunPodQueryError:
     /run, 1 min after /runsync); the route the request took tells which."""
     parts = path.strip("/").split("/")  # v2, endpoint id, route, [job id]
     endpoint = parts[1] if len(parts) > 1 else "?"
-    words = f": {message}" if message.strip().lower() not in ("not found", "") else ""
+    # the server's words, unless they only repeat "not found"
+    words = f": {message}" if "not found" not in message.lower() and message.strip() else ""
     if len(parts) > 3 and parts[2] in JOB_ROUTES:
         return RunPodQueryError(
             f"job {parts[3]} is not known to endpoint {endpoint} (HTTP 404){words}",
