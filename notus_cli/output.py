@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -155,9 +155,12 @@ class Latest:
         return self.renderable
 
 
-def table(*columns: str, title: str | None = None) -> Table:
-    """A table in the house style."""
+def table(*columns: str, title: str | None = None, whole: Collection[str] = ()) -> Table:
+    """A table in the house style. Columns named in `whole` (ids, names a person types) are never
+    wrapped or cut; the others wrap at spaces to fit the terminal. No header is cut: a column is
+    at least as wide as the longest word of its header."""
     result = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
-        result.add_column(column)
+        widest = max((len(word) for word in column.split()), default=0)
+        result.add_column(column, no_wrap=column in whole, min_width=widest)
     return result

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import io
 import re
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from rich.console import Console
 from typer.core import TyperGroup
 
 from notus_cli.app import cli
 from notus_cli.errors import ExitCode
+from notus_cli.output import table
+from notus_cli.runpod.gpus import ALIASES, POOLS
 from tests.support.common import ROOT, notus
+from tests.support.control import control_harness, notus_env
 from tests.support.emulator import Harness
 
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
@@ -165,3 +170,34 @@ def test_an_unknown_endpoint_is_named_as_such(emulator: Harness) -> None:
     assert "kept 30 min" not in done.stderr
     assert "not found (HTTP 404): not found" not in done.stderr
     assert "Hint: `notus endpoints` lists your endpoints' ids" in done.stderr
+
+
+def test_tables_keep_what_people_type_whole_at_80_columns() -> None:
+    shown = notus("gpus", env={"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    assert "…" not in shown.stdout, "no header, pool id or alias is cut"
+    words = set(re.findall(r"[\w.-]+", shown.stdout))
+    assert set(ALIASES) | {pool.id for pool in POOLS} <= words
+
+
+def test_a_header_is_never_cut() -> None:
+    """Bench's summary at the levels of its own example (1,4,16): the headers wrap, they are not cut."""
+    levels = [f"concurrency {n}" for n in (1, 4, 16)]
+    wide = table("metric", *levels)
+    for name in ("output throughput (tokens/s)", "median TTFT (ms)"):
+        wide.add_row(name, *["12345.6"] * len(levels))
+    console = Console(file=io.StringIO(), width=80)
+    console.print(wide)
+    assert "…" not in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_no_endpoints_is_said_not_drawn(tmp_path: Path) -> None:
+    """A fresh emulator (its control plane stands in for RunPod's GraphQL API) has no endpoints."""
+    harness = control_harness(tmp_path / "logs")
+    try:
+        done = notus("endpoints", env=notus_env(harness.url, harness.key))
+    finally:
+        harness.close()
+    assert done.returncode == 0, done.stderr
+    assert "This account has no serverless endpoints." in done.stderr
+    assert "┏" not in done.stdout

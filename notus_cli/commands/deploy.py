@@ -125,7 +125,11 @@ def endpoints(json_mode: JsonOpt = False) -> None:
     if json_mode:
         out.json([{**item.endpoint.model_dump(), "deployment": item.local_name} for item in listed])
         return
-    rows = table("name", "id", "gpus", "workers", "deployment", title="Serverless endpoints")
+    if not listed:
+        out.info("This account has no serverless endpoints.")
+        out.next_step("notus deploy")
+        return
+    rows = table("name", "id", "gpus", "workers", "deployment", title="Serverless endpoints", whole=("id",))
     for item in listed:
         e = item.endpoint
         rows.add_row(e.name, e.id, e.gpu_ids, f"{e.workers_min}-{e.workers_max}", item.local_name or "-")
@@ -178,12 +182,12 @@ def gpus(
         )
         return
     title = f"Nemotron-3 Nano at {max_model_len} tokens, {gpu_count} GPU(s) per worker"
-    rows = table("pool", "aliases", "VRAM", "$/s", "$/h", "fits", "sequences", title=title)
+    rows = table("pool", "aliases", "VRAM", "$/s", "$/h", "fits", "sequences", title=title, whole=("pool",))
     for pool, fit in fits:
         sequences = str(fit.max_sequences) if fit.verdict is not Verdict.TOO_SMALL else "-"
         rows.add_row(
             pool.id,
-            ",".join(aliases[pool.id]),
+            ", ".join(aliases[pool.id]),  # wraps between aliases, never inside one
             f"{pool.vram_gb} GB ({pool.vram_gib:g} GiB)",
             f"{pool.usd_per_second * gpu_count:.5f}",
             f"{pool.usd_per_hour * gpu_count:.2f}",
