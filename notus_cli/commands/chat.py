@@ -77,6 +77,12 @@ def chat(
       notus chat --local --once "Hi" --json   # the chat.completion object
 
     In the REPL, /help lists the commands (/set, /system, /persona, /think, /save, /load, /retry ...).
+
+    --json prints the server's chat.completion: its own id (chatcmpl-... from vLLM, which answers
+    Notus's OpenAI route; notus-... from a worker that only takes the native input), the reasoning
+    as message.reasoning_content whatever the server called it, and content always a string.
+    With no answer text (the model ended inside its reasoning), piped and --once chat say so on
+    stderr and exit 4.
     """
     from notus_cli.chat.run import ChatOptions, answer_once, interactive
     from notus_cli.chat.targets import resolve_backend
