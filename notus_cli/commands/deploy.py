@@ -51,7 +51,9 @@ def deploy(
     flashboot: Annotated[bool | None, typer.Option("--flashboot/--no-flashboot", help="FlashBoot.")] = None,
     region: Annotated[str | None, typer.Option(help="is (Iceland), eu (Europe) or data-centre ids.")] = None,
     max_model_len: Annotated[int | None, typer.Option(help="Context length (default 32768).", min=256)] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", help="Worker env K=V (repeatable; wins).")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", metavar="K=V", help="Worker env K=V (repeatable; wins).")
+    ] = None,
     weights: Annotated[
         str | None,
         typer.Option(help="cached (RunPod caches the model at the pinned commit) or baked (default: as built)."),
