@@ -7,10 +7,14 @@ import sys
 from typing import Annotated
 
 import typer
+import typer.main
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's own Click, not a dependency
+from typer.core import TyperGroup
 
 from notus_cli import __version__
 from notus_cli.commands import bench, build, chat, deploy, model, serve
-from notus_cli.errors import NotusError
+from notus_cli.errors import ConfigError, ExitCode, NotusError
+from notus_cli.help import tidy_help
 from notus_cli.output import Output
 
 app = typer.Typer(
@@ -44,11 +48,48 @@ def root(
 
 
 def main() -> None:
-    """Entry point: a NotusError becomes `Error:`/`Hint:` on stderr and its exit code (NOTUS_DEBUG=1: traceback)."""
+    """The `notus` entry point."""
+    sys.exit(run(sys.argv[1:]))
+
+
+def run(args: list[str]) -> int:
+    """Run `notus ARGS`; returns the exit code (notus_cli.errors.ExitCode).
+
+    Every failure reaches the user here, in one form: `Error: …` and `Hint: …` on stderr. That holds
+    for our own errors (NotusError) and for what the command line parser refuses (an unknown flag,
+    a bad value: exit 2), which Typer would otherwise draw in a box of its own. NOTUS_DEBUG=1 lets
+    our errors through as tracebacks.
+    """
+    command = cli()
     try:
-        app()
+        result = command.main(args, prog_name="notus", standalone_mode=False)
     except NotusError as exc:
         if os.environ.get("NOTUS_DEBUG"):
             raise
         Output().error(exc)
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
+    except NoArgsIsHelpError:
+        return ExitCode.USAGE  # the help is already on the screen
+    except ClickException as exc:
+        context = getattr(exc, "ctx", None)
+        hint = f"see `{context.command_path} --help`" if context is not None else "see `notus --help`"
+        Output().error(ConfigError(_sentence(exc.format_message()), hint=hint))
+        return exc.exit_code
+    except typer.Abort:  # end of input at a prompt (Ctrl-D)
+        return ExitCode.INTERRUPTED
+    return result if isinstance(result, int) else ExitCode.OK
+
+
+def _sentence(message: str) -> str:
+    """The parser's message in our style: no capital after `Error:`, no full stop at the end."""
+    message = message.strip().rstrip(".")
+    return message[:1].lower() + message[1:] if message[:2] != message[:2].upper() else message
+
+
+def cli() -> TyperGroup:
+    """The Click command behind `app`, its help cleaned up: a value's metavar says what to give
+    (NAME, URL, PARAM=VALUE), never a Python type, and a flag shows none."""
+    command = typer.main.get_command(app)
+    assert isinstance(command, TyperGroup)
+    tidy_help(command)
+    return command

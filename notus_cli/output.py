@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import typer
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.progress import (
@@ -26,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from notus_cli.errors import NotusError
+from notus_cli.errors import ConfigError, NotusError
 
 
 class Output:
@@ -79,6 +81,18 @@ class Output:
         if exc.hint:
             self.err.print(Text.assemble(("Hint: ", "dim"), exc.hint), soft_wrap=True)
 
+    def confirm(self, question: str, *, default: bool = False) -> bool:
+        """Ask `question` on the terminal. Raises ConfigError (pass --yes) when stdin is not a terminal:
+        a pipe or /dev/null cannot answer, and an answer read from it would be a guess."""
+        _need_terminal(question, "pass --yes to go ahead without asking")
+        return typer.confirm(question, default=default, err=True)
+
+    def ask(self, question: str, *, hidden: bool = False, otherwise: str) -> str:
+        """Ask `question` on the terminal (`hidden`: not echoed). Raises ConfigError whose hint is
+        `otherwise` (how to give the answer instead) when stdin is not a terminal."""
+        _need_terminal(question, otherwise)
+        return str(typer.prompt(question, hide_input=hidden, err=True))
+
     @contextmanager
     def progress(self, *, transfer: bool = False) -> Iterator[Progress]:
         """A rich progress display on stderr; hidden when nobody is watching."""
@@ -123,6 +137,11 @@ class Output:
             yield
 
 
+def _need_terminal(question: str, hint: str) -> None:
+    if not sys.stdin.isatty():
+        raise ConfigError(f"'{question}' needs an answer, and stdin is not a terminal", hint=hint)
+
+
 class Latest:
     """A renderable that shows whatever was put in it last: hand it to Output.live, then update it."""
 
@@ -136,9 +155,12 @@ class Latest:
         return self.renderable
 
 
-def table(*columns: str, title: str | None = None) -> Table:
-    """A table in the house style."""
+def table(*columns: str, title: str | None = None, whole: Collection[str] = ()) -> Table:
+    """A table in the house style. Columns named in `whole` (ids, names a person types) are never
+    wrapped or cut; the others wrap at spaces to fit the terminal. No header is cut: a column is
+    at least as wide as the longest word of its header."""
     result = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
-        result.add_column(column)
+        widest = max((len(word) for word in column.split()), default=0)
+        result.add_column(column, no_wrap=column in whole, min_width=widest)
     return result

@@ -5,10 +5,11 @@ RunPod endpoint id, the running `notus serve`, or the base URL of any OpenAI-com
 most one may be given. `resolve_address` turns the flags into an address (a `RunPodAddress` or an
 `OpenAIAddress`) and raises the same errors for both commands:
 
-    several targets, none at all, an unknown name, no RunPod key   ConfigError (exit 2)
+    several targets, none at all, an unknown name                  ConfigError (exit 2)
+    no RunPod key                                                   AuthError (exit 5)
     --local while no `notus serve` is running                      EndpointUnreachable (exit 3)
 
-Once requests flow, a refused key is an AuthError (exit 1) from a RunPod endpoint and from an
+Once requests flow, a refused key is an AuthError (exit 5) too from a RunPod endpoint and from an
 OpenAI-compatible server alike, in chat and bench. Each command then turns the
 address into what it sends with: chat a backend (notus_cli.chat.targets), bench a request sender
 (notus_cli.bench.endpoints).
@@ -92,7 +93,7 @@ def resolve_address(
 
     With no target flag: `default_base_url` (a command's setting), then the deployment on `gpu`, then
     the running `notus serve` when `default_local`. `openai_key` (a command's own key setting) wins for
-    OpenAI-compatible servers. Raises ConfigError (several or no targets, unknown name, no key, no or
+    OpenAI-compatible servers. Raises ConfigError (several or no targets, unknown name, no or
     several deployments on `gpu`) or EndpointUnreachable (--local without a running `notus serve`).
     """
     check_one_target(flags)
@@ -190,14 +191,11 @@ def openai_server(base_url: str, settings: NotusSettings, key: SecretStr | None 
 
 def runpod_key(settings: NotusSettings, api_base: str) -> SecretStr:
     """The key `notus deploy` would use (RUNPOD_API_KEY, `notus login`, runpodctl's config).
-    Raises ConfigError when there is none."""
+    Raises AuthError when there is none (the same failure, and exit code, as `notus deploy`'s)."""
     try:
         return find_api_key(settings).value
-    except AuthError:
-        raise ConfigError(
-            f"a RunPod API key is needed for the endpoint at {api_base}",
-            hint="set RUNPOD_API_KEY, or run `notus login`",
-        ) from None
+    except AuthError as exc:
+        raise AuthError(f"a RunPod API key is needed for the endpoint at {api_base}", hint=exc.hint) from None
 
 
 def connection_file() -> Path:

@@ -295,7 +295,7 @@ def test_bench_compare_is_a_subcommand_with_its_own_help(project: Path) -> None:
     assert "--concurrency" in run.stdout
     none = notus("bench", "compare")
     assert none.returncode == 2
-    assert "Missing argument 'RUN'" in none.stderr
+    assert "Error: missing argument 'RUN'" in none.stderr
     extra = notus("bench", "prod", "compare")
     assert extra.returncode == 2
     assert "unexpected extra argument(s) (compare)" in extra.stderr

@@ -243,7 +243,7 @@ def test_api_key_is_sent_and_never_shown(tiny_model: Path, tmp_path: Path) -> No
     with running_stub(StubConfig(api_key=secret)) as base_url:
         refused = notus(*args, "--base-url", base_url)
         accepted = notus(*args, "--base-url", base_url, env={"NOTUS_BENCH__API_KEY": secret})
-    assert refused.returncode == 1
+    assert refused.returncode == 5
     assert "Error: the server rejected the API key (HTTP 401)" in refused.stderr
     assert "NOTUS_BENCH__API_KEY" in refused.stderr
     assert accepted.returncode == 0, accepted.stderr

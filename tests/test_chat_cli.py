@@ -129,10 +129,10 @@ def test_repl_streams_stops_on_ctrl_c_goes_on_and_saves(serve_running: LocalStac
     assert "cut at max_tokens" in stats or "tokens/s" in stats
 
     saved = tmp_path / "chat.json"
-    repl.command(f"/save {saved}", "saved 1 turns")
+    repl.command(f"/save {saved}", "saved 1 turn to")
     repl.command("/reset", "conversation cleared")
     repl.command("/show", r"turns kept\s+0")
-    repl.command(f"/load {saved}", "loaded 1 turns")
+    repl.command(f"/load {saved}", "loaded 1 turn from")
     repl.command("/show", r"turns kept\s+1\s+max_tokens\s+8")
     repl.command("/load /nonexistent/chat.json", r"Error: cannot read /nonexistent/chat.json")
     assert repl.leave() == 0
@@ -232,7 +232,7 @@ def test_a_wrong_key_is_a_clear_error(emulator: Harness, tmp_path: Path) -> None
         "chat", "--endpoint", endpoint.id, "--once", "hi", cwd=tmp_path,
         RUNPOD_ENDPOINT_BASE_URL=f"{emulator.url}/v2", RUNPOD_API_KEY="rpa_wrong",
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 5
     assert "Error: the endpoint rejected the API key (HTTP 401)" in result.stderr
     assert "rpa_wrong" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
@@ -247,7 +247,7 @@ def test_a_wrong_key_is_a_clear_error(emulator: Harness, tmp_path: Path) -> None
         (("--local", "--once", "hi"), 3, "no `notus serve` is running"),
         (("--once", "hi"), 2, "say which endpoint to use"),
         (("nobody", "--once", "hi"), 2, "no deployment named 'nobody'"),
-        (("--endpoint", "abc", "--once", "hi"), 2, "a RunPod API key is needed"),
+        (("--endpoint", "abc", "--once", "hi"), 5, "a RunPod API key is needed"),
         (("--base-url", "http://127.0.0.1:9", "-s", "temperature=3", "--once", "hi"), 2, "temperature: must be a"),
         (("--base-url", "http://127.0.0.1:9", "--persona", "nobody", "--once", "hi"), 2, "no persona named 'nobody'"),
         (("--base-url", "http://127.0.0.1:9", "--json"), 2, "no question"),

@@ -8,13 +8,15 @@ that crops lines at the screen's width, or drops what scrolled away, loses words
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
 import pexpect
 import pytest
 
-from tests.support.common import ROOT, notus_command
+from notus_cli.errors import ExitCode
+from tests.support.common import ROOT, notus, notus_command
 from tests.support.openai_stub import StubConfig, running_stub
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
@@ -74,3 +76,51 @@ def test_once_at_a_terminal_shows_every_line(stub_url: str, columns: int) -> Non
     child.close()
     assert child.exitstatus == 0, ANSI.sub("", seen)[-2000:]
     assert_every_word(seen, columns)
+
+
+@pytest.fixture(scope="module")
+def thinking_stub() -> str:  # type: ignore[misc]
+    """A model that ends inside its reasoning: reasoning_content only, `content` null (as vLLM sends it)."""
+    with running_stub(StubConfig(answer="Let me think about that. Hmm.", reasoning_only=True)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def silent_stub() -> str:  # type: ignore[misc]
+    """An answer whose `content` is the empty string (Notus's worker never sends null)."""
+    with running_stub(StubConfig(answer="")) as url:
+        yield url
+
+
+def test_the_repl_says_when_there_is_no_answer(thinking_stub: str) -> None:
+    child = spawn("--base-url", thinking_stub, "--no-history", columns=200)
+    child.expect("you>")
+    child.sendline("Why?")
+    child.expect(r"no answer: the model ended inside its reasoning \(6 words of it, no answer text\)")
+    child.expect("/thoughts shows the reasoning")
+    child.expect("you>")
+    child.sendline("/show")
+    child.expect(r"turns kept\s+0")  # the empty answer is not kept as a turn
+    child.expect("you>")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+@pytest.mark.parametrize("stub", ["thinking_stub", "silent_stub"])
+def test_a_piped_chat_with_no_answer_says_so_and_fails(stub: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(stub)
+    piped = notus("chat", "--base-url", url, stdin="Why?")
+    assert piped.returncode == ExitCode.JOB_FAILED, piped.stderr
+    assert piped.stdout == "", "no blank line that looks like an answer"
+    assert "Error: no answer: " in piped.stderr
+    assert "Hint: raise max_tokens" in piped.stderr
+    assert "/reset" not in piped.stderr, "no REPL commands outside the REPL"
+    assert "/thoughts" not in piped.stderr
+    once = notus("chat", "--base-url", url, "--once", "Why?", "--json")
+    assert once.returncode == ExitCode.JOB_FAILED, once.stderr
+    message = json.loads(once.stdout)["choices"][0]["message"]
+    assert message["content"] == "", "content is a string, never null"
+    assert ("reasoning" in message) is False
+    assert message["reasoning_content"] == ("Let me think about that. Hmm." if stub == "thinking_stub" else None)

@@ -97,7 +97,8 @@ def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
     listed = json.loads(run("endpoints", "--json").stdout)
     assert any(e["name"] == "life" and e["deployment"] == "life" for e in listed)
 
-    run("down", "life", code=1, stdin="n\n")  # declined: nothing removed
+    refused = run("down", "life", code=2, stdin="y\n")  # no terminal to confirm at: nothing removed
+    assert "Hint: pass --yes" in refused.stderr
     assert deployed(harness, "life") == ["life"]
     run("down", "life", "--yes")
     assert deployed(harness, "life") == []
@@ -149,7 +150,7 @@ def test_a_rejected_key_is_reported_and_never_shown(harness: Harness, project: P
     wrong = "rpa_THISKEYISWRONG0000"
     run = Session(project, notus_env(harness.url, wrong))
     for args in (("deploy", "--dry-run"), ("status", "x"), ("endpoints",), ("down", "x", "--yes")):
-        assert "RunPod rejected the API key" in run(*args, code=1).stderr
+        assert "RunPod rejected the API key" in run(*args, code=5).stderr
     assert all(wrong not in text for text in run.printed)
 
 
@@ -159,8 +160,11 @@ def test_login_stores_the_key_0600_and_commands_use_it(harness: Harness, project
     env["HOME"] = str(project / "home")
     env["XDG_CONFIG_HOME"] = str(project / "home" / ".config")
     run = Session(project, env)
-    assert "no RunPod API key" in run("endpoints", code=1).stderr
-    assert "RunPod rejected the API key" in run("login", stdin="rpa_WRONG\n", code=1).stderr
+    assert "no RunPod API key" in run("endpoints", code=5).stderr
+    refused = run("login", stdin="rpa_WRONG\n", code=5).stderr
+    assert "RunPod rejected this API key; nothing was stored" in refused
+    assert "notus login" not in refused, "the hint sends the user back to the command they just ran"
+    assert "no RunPod API key on stdin" in run("login", code=2).stderr
     run("login", stdin=harness.key + "\n")
     stored = project / "home" / ".config" / "notus" / "credentials.toml"
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
@@ -269,7 +273,7 @@ def subprocess_down(project: Path, env: dict[str, str]) -> str:
     )
     command = [sys.executable, "-c", code]
     result = subprocess.run(command, capture_output=True, text=True, cwd=project, env=env, timeout=60)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 6, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     return " ".join(result.stderr.split())
 

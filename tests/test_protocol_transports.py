@@ -68,7 +68,8 @@ def echo(emulator: Harness) -> Endpoint:
 class Seen:
     """What one transport saw, as comparable tuples (job ids left out: each run has its own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint_id: str) -> None:
+        self.endpoint_id = endpoint_id
         self.events: list[tuple[Any, ...]] = []
 
     def add(self, event: FollowEvent) -> None:
@@ -85,14 +86,14 @@ class Seen:
             error = event.job.error
             self.events.append(("ended", str(event.job.status), error and (error.type, error.message)))
         elif isinstance(event, CallRefused):
-            self.refused(event.reply.to_error())
+            self.refused(event.reply.to_error(self.endpoint_id))
 
     def refused(self, error: NotusError) -> None:
         self.events.append(("refused", type(error).__name__, error.message))
 
 
 async def through_httpx(harness: Harness, endpoint_id: str, scenario: Scenario) -> list[tuple[Any, ...]]:
-    seen = Seen()
+    seen = Seen(endpoint_id)
     async with ServerlessClient(endpoint_id, harness.key, base_url=f"{harness.url}/v2", retry=POLICY) as client:
         try:
             async for event in client.follow(scenario.job_input, job_id=scenario.job_id):
@@ -105,7 +106,7 @@ async def through_httpx(harness: Harness, endpoint_id: str, scenario: Scenario) 
 
 
 async def through_aiohttp(harness: Harness, endpoint_id: str, scenario: Scenario) -> list[tuple[Any, ...]]:
-    seen = Seen()
+    seen = Seen(endpoint_id)
     target = RunPodTarget(endpoint_id, api_key=SecretStr(harness.key), api_base=f"{harness.url}/v2")
     async with target:
         await target.prepare()

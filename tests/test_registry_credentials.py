@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pexpect
 import pytest
 from pydantic import SecretStr
 
@@ -28,6 +29,7 @@ from notus_cli.deploy.registry import (
 from notus_cli.errors import ConfigError, RegistryError
 from notus_cli.files import user_config_dir
 from notus_cli.settings import NotusSettings, load_settings
+from tests.support.common import ROOT, notus_command
 from tests.support.common import notus as run_notus
 
 PASSWORD = "ghp_registryPasswordThatMustNotLeak77"
@@ -96,10 +98,21 @@ def test_login_stores_credentials_0600_and_never_prints_the_password() -> None:
 
 
 def test_login_prompts_for_the_user_and_hides_the_password() -> None:
-    result = notus("login", "--registry", "registry.example.com:5000", "--no-verify", stdin=f"bob\n{PASSWORD}\n")
-    assert result.returncode == 0, result.stderr
-    assert "Username for registry.example.com:5000" in result.stderr
-    assert PASSWORD not in result.stdout + result.stderr
+    """At a terminal (a pty) it asks; without one it says which flags to pass instead of reading a pipe."""
+    program, *arguments = notus_command("login", "--registry", "registry.example.com:5000", "--no-verify")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = pexpect.spawn(program, arguments, env=env, encoding="utf-8", timeout=60)
+    child.expect("Username for registry.example.com:5000")
+    child.sendline("bob")
+    child.expect("Password or token for registry.example.com:5000")
+    child.sendline(PASSWORD)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert PASSWORD not in child.before
+    piped = notus("login", "--registry", "registry.example.com:5000", "--no-verify", stdin=f"bob\n{PASSWORD}\n")
+    assert piped.returncode == 2
+    assert "Hint: pass --username USER" in piped.stderr
     found = find_registry_credentials("registry.example.com:5000", load_settings())
     assert found is not None
     assert found.username == "bob"

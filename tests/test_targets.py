@@ -15,7 +15,7 @@ import pytest
 from notus_cli.bench.endpoints import resolve_target
 from notus_cli.chat.targets import resolve_backend
 from notus_cli.deploy.state import Deployment, save_deployment
-from notus_cli.errors import ConfigError, EndpointUnreachable, NotusError
+from notus_cli.errors import AuthError, ConfigError, EndpointUnreachable, NotusError
 from notus_cli.settings import load_settings
 from notus_cli.targets import TargetFlags
 from tests.support.common import notus
@@ -42,7 +42,7 @@ def keyed_stub() -> Iterator[str]:
         (TargetFlags(), ConfigError, "say which endpoint to use"),
         (TargetFlags(name="prod", endpoint="ep1"), ConfigError, "give one target, not NAME and --endpoint"),
         (TargetFlags(name="nobody"), ConfigError, "no deployment named 'nobody'"),
-        (TargetFlags(endpoint="ep1"), ConfigError, "a RunPod API key is needed"),
+        (TargetFlags(endpoint="ep1"), AuthError, "a RunPod API key is needed"),
         (TargetFlags(base_url="ftp://x"), ConfigError, "--base-url must start with http:// or https://"),
     ],
 )
@@ -71,7 +71,7 @@ def assert_same_class(chat: tuple[str, ...], bench: tuple[str, ...], env: dict[s
     """With NOTUS_DEBUG the error's class is in the traceback: one class for the failure in both commands."""
     for args in (chat, bench):
         done = notus(*args, env={**env, "NOTUS_DEBUG": "1"})
-        assert "\nAuthError: the " in done.stderr, done.stderr[-2000:]
+        assert "notus_cli.errors.AuthError: the " in done.stderr, done.stderr[-2000:]
 
 
 def test_a_key_runpod_refuses_is_the_same_error_in_both(emulator: Harness, tiny_model: Path) -> None:
@@ -80,7 +80,7 @@ def test_a_key_runpod_refuses_is_the_same_error_in_both(emulator: Harness, tiny_
     chat = notus("chat", "--endpoint", endpoint.id, *ONCE, env=env)
     bench = notus("bench", "--endpoint", endpoint.id, *bench_args(tiny_model), env=env)
     for done in (chat, bench):
-        assert done.returncode == 1, done.stderr
+        assert done.returncode == 5, done.stderr
         assert "Error: the endpoint rejected the API key (HTTP 401)" in done.stderr
         assert "rpa_wrong" not in done.stdout + done.stderr
         assert "Traceback" not in done.stderr
@@ -94,7 +94,7 @@ def test_a_key_an_openai_server_refuses_is_the_same_error_in_both(keyed_stub: st
     chat = notus("chat", "--base-url", keyed_stub, *ONCE, env=env)
     bench = notus("bench", "--base-url", keyed_stub, *bench_args(tiny_model), env=env)
     for done in (chat, bench):
-        assert done.returncode == 1, done.stderr
+        assert done.returncode == 5, done.stderr
         assert "Error: the server rejected the API key (HTTP 401)" in done.stderr
         assert "sk-wrong" not in done.stdout + done.stderr
     assert_same_class(

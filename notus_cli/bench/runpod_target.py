@@ -113,7 +113,7 @@ class RunPodTarget(HttpTarget):
         if status >= 400:
             raise BenchError(
                 f"{url} answered HTTP {status}: {error_message(body)}",
-                hint="check the endpoint id (`notus deploy` lists yours)",
+                hint="check the endpoint id (`notus endpoints` lists yours)",
             )
         try:
             return Health.from_body(json.loads(body))

@@ -13,6 +13,11 @@ from typing import Any
 
 from notus_cli.chat.backends import JobTiming
 
+# finish_reason of an answer that has no text, as Notus's worker marks it: max_tokens spent on the
+# reasoning, or the model ended (inside its reasoning or not) with nothing to say.
+REASONING_LENGTH = "reasoning_length"
+NO_ANSWER = "no_answer"
+
 
 @dataclass
 class Answer:
@@ -61,6 +66,34 @@ class Answer:
         self.reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
         self.finish_reason = choices[0].get("finish_reason")
         self.first_token_at = self.last_token_at = now
+
+    @property
+    def empty(self) -> bool:
+        """No answer text: content null or "" (the model ended inside its reasoning), or only whitespace."""
+        return not self.content.strip()
+
+    def why_empty(self) -> str:
+        """One line on why there is no answer, for a person."""
+        if self.finish_reason in ("length", REASONING_LENGTH):
+            return "no answer: max_tokens was spent before the model wrote one"
+        if self.reasoning:
+            words = len(self.reasoning.split())
+            return f"no answer: the model ended inside its reasoning ({words} words of it, no answer text)"
+        return "no answer: the model ended without writing any text"
+
+    def json(self) -> dict[str, Any]:
+        """The chat.completion as `notus chat --json` prints it: the server's, with the reasoning under
+        `reasoning_content` (vLLM's newer servers call it `reasoning`) and `content` always a string."""
+        completion = dict(self.completion or {})
+        choices = []
+        for choice in completion.get("choices") or []:
+            message = dict(choice.get("message") or {})
+            reasoning = message.pop("reasoning", None)
+            message["reasoning_content"] = message.get("reasoning_content") or reasoning
+            message["content"] = message.get("content") or ""
+            choices.append({**choice, "message": message})
+        completion["choices"] = choices
+        return completion
 
     @property
     def tokens(self) -> int:

@@ -247,5 +247,9 @@ def _raise_for_status(response: httpx.Response) -> None:
             hint="set OPENAI_API_KEY to a key it accepts (RunPod's own hosts get RUNPOD_API_KEY)",
         )
     if code == 404:
-        raise ServerError(f"not found (HTTP 404): {message}", hint="--base-url is the part before /v1/chat/completions")
+        words = f": {message}" if message.strip().lower() != "not found" else ""
+        raise ServerError(
+            f"{response.request.url} is not an OpenAI chat route (HTTP 404){words}",
+            hint="--base-url is the part before /v1/chat/completions",
+        )
     raise overflow_or(JobFailed(f"the server refused the request (HTTP {code}): {message}", status=str(code)))

@@ -21,6 +21,7 @@ from notus_cli.chat.session import Conversation
 from notus_cli.chat.turn import Asker
 from notus_cli.errors import ConfigError
 from notus_cli.output import Output
+from notus_cli.words import plural
 from worker.params import SAMPLING_PARAMS
 
 
@@ -159,7 +160,7 @@ def _save(state: ChatState, arg: str) -> None:
     if not arg:
         raise ConfigError("/save FILE")
     path = state.conversation.save(Path(arg))
-    state.say(f"saved {len(state.conversation.turns)} turns to {path}")
+    state.say(f"saved {plural(len(state.conversation.turns), 'turn')} to {path}")
 
 
 def _load(state: ChatState, arg: str) -> None:
@@ -174,7 +175,7 @@ def _load(state: ChatState, arg: str) -> None:
         loaded.thinking = current.thinking
     state.asker.conversation = loaded
     state.asker.last_question = loaded.turns[-1].user if loaded.turns else None
-    state.say(f"loaded {len(loaded.turns)} turns from {arg}")
+    state.say(f"loaded {plural(len(loaded.turns), 'turn')} from {arg}")
 
 
 def _stats(state: ChatState, _arg: str) -> None:
@@ -183,9 +184,9 @@ def _stats(state: ChatState, _arg: str) -> None:
         state.say("no answers yet")
         return
     parts = [
-        f"{totals.answers} answer{'s' if totals.answers != 1 else ''}",
-        f"{totals.prompt_tokens} prompt tokens",
-        f"{totals.completion_tokens} answer tokens",
+        plural(totals.answers, "answer"),
+        plural(totals.prompt_tokens, "prompt token"),
+        plural(totals.completion_tokens, "answer token"),
     ]
     if totals.ttft:
         parts.append(f"first token {sum(totals.ttft) / len(totals.ttft):.2f} s on average")
@@ -194,7 +195,7 @@ def _stats(state: ChatState, _arg: str) -> None:
     if totals.queue_ms:
         parts.append(f"queue {sum(totals.queue_ms) / len(totals.queue_ms) / 1000:.2f} s on average")
     if totals.dropped:
-        parts.append(f"{totals.dropped} turns dropped")
+        parts.append(f"{plural(totals.dropped, 'turn')} dropped")
     state.say(" · ".join(parts))
 
 

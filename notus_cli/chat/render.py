@@ -16,11 +16,14 @@ from rich.console import Group, RenderableType
 from rich.markdown import Markdown
 from rich.text import Text
 
-from notus_cli.chat.answer import Answer
+from notus_cli.chat.answer import REASONING_LENGTH, Answer
 from notus_cli.errors import NotusError
 from notus_cli.output import Output
+from notus_cli.words import plural
 
 TAIL_LINES, TAIL_WIDTH = 6, 400
+EMPTY_HINT_REPL = "/thoughts shows the reasoning; /retry, /set max_tokens N or /think off may get one"
+EMPTY_HINT_ONCE = "raise max_tokens (-s max_tokens=N) or ask without reasoning (--no-think)"
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # a terminal would obey them; text needs only \t and \n
 
 
@@ -39,7 +42,7 @@ def stats_line(answer: Answer) -> str:
     parts = []
     if answer.ttft is not None:
         parts.append(f"first token {answer.ttft:.2f} s")
-    parts.append(f"{answer.tokens} tokens")
+    parts.append(plural(answer.tokens, "token"))
     if answer.decode_rate is not None:
         parts.append(f"{answer.decode_rate:.1f} tokens/s")
     if answer.timing is not None:
@@ -49,7 +52,7 @@ def stats_line(answer: Answer) -> str:
             parts.append(f"execution {answer.timing.execution_ms / 1000:.2f} s")
     if answer.finish_reason == "length":
         parts.append("cut at max_tokens")
-    elif answer.finish_reason == "reasoning_length":
+    elif answer.finish_reason == REASONING_LENGTH:
         parts.append("max_tokens spent on reasoning: no answer")
     return " · ".join(parts)
 
@@ -62,9 +65,12 @@ def reasoning_tail(text: str, lines: int = TAIL_LINES) -> str:
 
 
 class TerminalView:
-    def __init__(self, out: Output, *, show_reasoning: bool = True) -> None:
+    """`repl`: in the REPL, where slash commands can follow; else one answer (--once at a terminal)."""
+
+    def __init__(self, out: Output, *, show_reasoning: bool = True, repl: bool = True) -> None:
         self.out = out
         self.show_reasoning = show_reasoning
+        self.repl = repl
 
     def _frame(self, answer: Answer | None, streaming: bool) -> RenderableType:
         """While the model thinks, the tail of its reasoning; once it answers, the reasoning folds to one line."""
@@ -109,6 +115,8 @@ class TerminalView:
         if answer.completion is not None:  # not streamed: show it whole
             self.out.result(self._frame(answer, False))
         self.out.note(stats_line(answer), style="dim")
+        if answer.empty:
+            self.out.warn(f"{answer.why_empty()}. {EMPTY_HINT_REPL if self.repl else ''}".rstrip())
 
     def notice(self, message: str) -> None:
         self.out.note(message)
@@ -145,7 +153,8 @@ class PlainView:
         yield update
 
     def finished(self, answer: Answer) -> None:
-        self.out.stream(answer.content[self._written :] + "\n")
+        if not answer.empty:  # no blank line for no answer: the caller says so on stderr
+            self.out.stream(answer.content[self._written :] + "\n")
 
     def notice(self, message: str) -> None:
         self.out.note(message, style=None)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from notus_cli.chat.answer import Answer
 from notus_cli.chat.backends import Backend, ModelInfo
 from notus_cli.chat.commands import ChatState
 from notus_cli.chat.personas import load_persona
-from notus_cli.chat.render import PlainView, TerminalView, View
+from notus_cli.chat.render import EMPTY_HINT_ONCE, PlainView, TerminalView, View
 from notus_cli.chat.repl import history_file, open_history, repl
 from notus_cli.chat.sampling import parse_assignment, parse_setting
 from notus_cli.chat.session import Conversation
 from notus_cli.chat.turn import Asker
-from notus_cli.errors import ConfigError
+from notus_cli.errors import ConfigError, ContextOverflow, EmptyAnswer
 from notus_cli.output import Output
 
 
@@ -79,19 +80,27 @@ def answer_once(backend: Backend, options: ChatOptions, question: str, out: Outp
         raise ConfigError("no question: pass --once TEXT or pipe the question on stdin")
     conversation = conversation_for(options)
     json_mode = out.json_mode
-    view: View = TerminalView(out, show_reasoning=False) if out.out.is_terminal and not json_mode else PlainView(out)
+    at_terminal = out.out.is_terminal and not json_mode
+    view: View = TerminalView(out, show_reasoning=False, repl=False) if at_terminal else PlainView(out)
 
-    async def main() -> None:
+    async def main() -> Answer:
         try:
             asker, _model = await start(backend, conversation, options)
             if json_mode:
-                result = await asker.ask(question.strip(), stream=False, on_notice=view.notice)
-                out.json(result.completion)
-                return
+                answer = await asker.ask(question.strip(), stream=False, on_notice=view.notice)
+                out.json(answer.json())
+                return answer
             with view.answering() as update:
                 answer = await asker.ask(question.strip(), on_text=update, on_notice=view.notice)
             view.finished(answer)
+            return answer
         finally:
             await backend.aclose()
 
-    asyncio.run(main())
+    try:
+        answer = asyncio.run(main())
+    except ContextOverflow as exc:  # one question, no turns to drop: /reset would not help
+        exc.hint = "shorten the question (or the system prompt)"
+        raise
+    if answer.empty:
+        raise EmptyAnswer(answer.why_empty(), hint=EMPTY_HINT_ONCE, status=answer.finish_reason)

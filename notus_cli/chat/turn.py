@@ -15,6 +15,7 @@ from notus_cli.chat.answer import Answer
 from notus_cli.chat.backends import Backend
 from notus_cli.chat.session import Conversation, TokenEstimate, Turn
 from notus_cli.errors import ContextOverflow
+from notus_cli.words import plural
 
 DEFAULT_RESERVE = 512  # tokens kept free for the answer when max_tokens is not set
 
@@ -98,7 +99,8 @@ class Asker:
         answer.timing = self.backend.timing
         if answer.prompt_tokens is not None:
             self.estimate.learn(body["messages"], answer.prompt_tokens)
-        self.conversation.turns.append(Turn(question, answer.content))
+        if not answer.empty:  # an empty answer is no turn: the next question goes without it
+            self.conversation.turns.append(Turn(question, answer.content))
         self.totals.add(answer)
         self.last_answer = answer
         return answer
@@ -112,4 +114,4 @@ class Asker:
 
 
 def _dropped(count: int) -> str:
-    return f"dropped {count} oldest turn{'s' if count != 1 else ''} to fit the model's context"
+    return f"dropped {plural(count, 'oldest turn')} to fit the model's context"

@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     from notus_cli.bench.run import BenchOptions, BenchRun
     from notus_cli.settings import NotusSettings
 
-EXAMPLES = (
-    "Examples: notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod · "
-    "notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --goodput ttft:500,tpot:50 --gpu a100 · "
-    "notus bench compare runs/a100 runs/h100"
-)
+EXAMPLES = """Examples:
+
+  notus bench prod --tokenizer MODEL_DIR --concurrency 1,4,16 --cold-start --out runs/prod
+  notus bench --base-url http://127.0.0.1:8000 --tokenizer MODEL_DIR --goodput ttft:500,tpot:50 --gpu a100
+  notus bench compare runs/a100 runs/h100
+"""
 
 
 class BenchGroup(TyperGroup):
@@ -72,10 +73,12 @@ def run(
         typer.Argument(metavar="NAME", help="A deployment's name (from `notus deploy`).", show_default=False),
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option(help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (vllm serve).")
+        str | None,
+        typer.Option(metavar="URL", help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (vllm serve)."),
     ] = None,
     endpoint: Annotated[
-        str | None, typer.Option(help="A RunPod endpoint id (key: RUNPOD_API_KEY). NAME instead: a deployment.")
+        str | None,
+        typer.Option(metavar="ID", help="A RunPod endpoint id (key: RUNPOD_API_KEY). NAME instead: a deployment."),
     ] = None,
     local: Annotated[bool, typer.Option("--local", help="The running `notus serve` (its RunPod API).")] = False,
     route: Annotated[
@@ -105,7 +108,10 @@ def run(
     range_ratio: Annotated[float, typer.Option(help="Random prompts: lengths vary uniformly by ± this share.")] = 0.0,
     concurrency: Annotated[
         str | None,
-        typer.Option(help="Requests in flight; a comma list sweeps (default: 1,4,16,64). With --rate: the cap."),
+        typer.Option(
+            metavar="N[,N...]",
+            help="Requests in flight; a comma list sweeps (default: 1,4,16,64). With --rate: the cap.",
+        ),
     ] = None,
     rate: Annotated[
         str | None, typer.Option(help="Requests per second arriving (open loop); a comma list sweeps.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from notus_cli.errors import ConfigError
+from notus_cli.errors import ConfigError, ExitCode
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output
 from notus_cli.settings import load_settings
@@ -16,7 +16,7 @@ from notus_cli.settings import load_settings
 def chat(
     name: Annotated[str | None, typer.Argument(help="A deployment's name (from `notus deploy`).")] = None,
     endpoint: Annotated[
-        str | None, typer.Option("--endpoint", help="A RunPod endpoint id (key: RUNPOD_API_KEY).")
+        str | None, typer.Option("--endpoint", metavar="ID", help="A RunPod endpoint id (key: RUNPOD_API_KEY).")
     ] = None,
     local: Annotated[
         bool, typer.Option("--local", help="The running `notus serve` (the default if none given).")
@@ -24,17 +24,29 @@ def chat(
     base_url: Annotated[
         str | None,
         typer.Option(
-            "--base-url", help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (key: OPENAI_API_KEY)."
+            "--base-url",
+            metavar="URL",
+            help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000 (key: OPENAI_API_KEY).",
         ),
     ] = None,
-    once: Annotated[str | None, typer.Option("--once", help="Ask this one question, print the answer, exit.")] = None,
-    persona: Annotated[
-        str | None, typer.Option("--persona", help="A persona name (e.g. counselor) or a .toml/.txt file.")
+    once: Annotated[
+        str | None, typer.Option("--once", metavar="QUESTION", help="Ask this one question, print the answer, exit.")
     ] = None,
-    system: Annotated[str | None, typer.Option("--system", help="The system prompt (wins over --persona's).")] = None,
+    persona: Annotated[
+        str | None,
+        typer.Option("--persona", metavar="NAME|FILE", help="A persona name (e.g. counselor) or a .toml/.txt file."),
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option("--system", metavar="PROMPT", help="The system prompt (wins over --persona's).")
+    ] = None,
     settings: Annotated[
         list[str] | None,
-        typer.Option("--set", "-s", help="A sampling setting PARAM=VALUE, e.g. -s temperature=0.2 (repeatable)."),
+        typer.Option(
+            "--set",
+            "-s",
+            metavar="PARAM=VALUE",
+            help="A sampling setting PARAM=VALUE, e.g. -s temperature=0.2 (repeatable).",
+        ),
     ] = None,
     think: Annotated[
         bool | None,
@@ -42,7 +54,12 @@ def chat(
     ] = None,
     max_context: Annotated[
         int | None,
-        typer.Option("--max-context", min=16, help="The model's context in tokens (default: what the server reports)."),
+        typer.Option(
+            "--max-context",
+            min=16,
+            metavar="TOKENS",
+            help="The model's context in tokens (default: what the server reports).",
+        ),
     ] = None,
     history: Annotated[
         bool, typer.Option("--history/--no-history", help="Keep the input history in the user data dir (0600).")
@@ -60,6 +77,12 @@ def chat(
       notus chat --local --once "Hi" --json   # the chat.completion object
 
     In the REPL, /help lists the commands (/set, /system, /persona, /think, /save, /load, /retry ...).
+
+    --json prints the server's chat.completion: its own id (chatcmpl-... from vLLM, which answers
+    Notus's OpenAI route; notus-... from a worker that only takes the native input), the reasoning
+    as message.reasoning_content whatever the server called it, and content always a string.
+    With no answer text (the model ended inside its reasoning), piped and --once chat say so on
+    stderr and exit 4.
     """
     from notus_cli.chat.run import ChatOptions, answer_once, interactive
     from notus_cli.chat.targets import resolve_backend
@@ -85,4 +108,4 @@ def chat(
         else:
             interactive(backend, options, out)
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None

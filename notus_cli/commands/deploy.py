@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import SecretStr
 
 from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
-from notus_cli.deploy.credentials import find_api_key, store_api_key
+from notus_cli.deploy.credentials import KEYS_PAGE, find_api_key, store_api_key
 from notus_cli.deploy.plan import DEFAULT_MAX_MODEL_LEN, DeployPlan, fit_pools, plan_deploy
 from notus_cli.deploy.registry import normalize_host, store_registry_credentials
 from notus_cli.deploy.request import (
@@ -22,6 +22,7 @@ from notus_cli.deploy.request import (
     verify_api_key,
 )
 from notus_cli.deploy.status import EndpointStatus, endpoint_status, list_endpoints
+from notus_cli.errors import AuthError, ConfigError, ExitCode
 from notus_cli.image.engine import DockerEngine
 from notus_cli.model.fit import Verdict
 from notus_cli.model.shape import NEMOTRON_3_NANO
@@ -50,7 +51,9 @@ def deploy(
     flashboot: Annotated[bool | None, typer.Option("--flashboot/--no-flashboot", help="FlashBoot.")] = None,
     region: Annotated[str | None, typer.Option(help="is (Iceland), eu (Europe) or data-centre ids.")] = None,
     max_model_len: Annotated[int | None, typer.Option(help="Context length (default 32768).", min=256)] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", help="Worker env K=V (repeatable; wins).")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", metavar="K=V", help="Worker env K=V (repeatable; wins).")
+    ] = None,
     weights: Annotated[
         str | None,
         typer.Option(help="cached (RunPod caches the model at the pinned commit) or baked (default: as built)."),
@@ -90,8 +93,8 @@ def deploy(
             if json_mode:
                 out.json(_plan_json(plan, dry_run=True))
             return
-        if plan.changes and not yes:
-            typer.confirm("Apply these changes to RunPod?", abort=True, err=True)
+        if plan.changes and not yes and not out.confirm("Apply these changes to RunPod?"):
+            _nothing_changed(out)
         result = apply_deploy(plan, control, api_base_url=api_base_url(settings))  # no changes: no mutation
     if json_mode:
         out.json(_plan_json(plan, dry_run=False) | {"deployment": asdict(result.deployment), "done": result.done})
@@ -124,7 +127,11 @@ def endpoints(json_mode: JsonOpt = False) -> None:
     if json_mode:
         out.json([{**item.endpoint.model_dump(), "deployment": item.local_name} for item in listed])
         return
-    rows = table("name", "id", "gpus", "workers", "deployment", title="Serverless endpoints")
+    if not listed:
+        out.info("This account has no serverless endpoints.")
+        out.next_step("notus deploy")
+        return
+    rows = table("name", "id", "gpus", "workers", "deployment", title="Serverless endpoints", whole=("id",))
     for item in listed:
         e = item.endpoint
         rows.add_row(e.name, e.id, e.gpu_ids, f"{e.workers_min}-{e.workers_max}", item.local_name or "-")
@@ -145,8 +152,8 @@ def down(
             out.info(f"delete endpoint {plan.endpoint.name} ({plan.endpoint.id}), scaling it to zero first")
         for template in plan.templates:
             out.info(f"delete template {template.name}")
-        if not yes:
-            typer.confirm(f"Remove deployment '{name}' from RunPod?", abort=True, err=True)
+        if not yes and not out.confirm(f"Remove deployment '{name}' from RunPod?"):
+            _nothing_changed(out)
         done = tear_down(plan, control, say=out.info)
     if json_mode:
         out.json({"name": name, "done": done})
@@ -177,12 +184,12 @@ def gpus(
         )
         return
     title = f"Nemotron-3 Nano at {max_model_len} tokens, {gpu_count} GPU(s) per worker"
-    rows = table("pool", "aliases", "VRAM", "$/s", "$/h", "fits", "sequences", title=title)
+    rows = table("pool", "aliases", "VRAM", "$/s", "$/h", "fits", "sequences", title=title, whole=("pool",))
     for pool, fit in fits:
         sequences = str(fit.max_sequences) if fit.verdict is not Verdict.TOO_SMALL else "-"
         rows.add_row(
             pool.id,
-            ",".join(aliases[pool.id]),
+            ", ".join(aliases[pool.id]),  # wraps between aliases, never inside one
             f"{pool.vram_gb} GB ({pool.vram_gib:g} GiB)",
             f"{pool.usd_per_second * gpu_count:.5f}",
             f"{pool.usd_per_hour * gpu_count:.2f}",
@@ -218,9 +225,23 @@ def login(
         return
     if username is not None or password_stdin:
         raise typer.BadParameter("--username and --password-stdin go with --registry HOST", param_hint="--registry")
-    key = SecretStr(typer.prompt("RunPod API key", hide_input=True, err=True).strip())
+    if sys.stdin.isatty():
+        key = SecretStr(out.ask("RunPod API key", hidden=True, otherwise="").strip())
+    else:  # a pipe: `echo $KEY | notus login`; /dev/null gives nothing
+        key = SecretStr(sys.stdin.readline().strip())
+        if not key.get_secret_value():
+            raise ConfigError(
+                "no RunPod API key on stdin",
+                hint='pipe the key in (echo "$RUNPOD_API_KEY" | notus login), or run it at a terminal to be asked',
+            )
     if verify:
-        verify_api_key(load_settings(), key)
+        try:
+            verify_api_key(load_settings(), key)
+        except AuthError:
+            raise AuthError(
+                "RunPod rejected this API key; nothing was stored",
+                hint=f"copy the key again from {KEYS_PAGE} (--no-verify stores it unchecked)",
+            ) from None
     path = store_api_key(key)
     out.info(f"key stored in {path} (readable by you only)")
     out.next_step("notus deploy --dry-run")
@@ -228,16 +249,24 @@ def login(
 
 def _login_registry(out: Output, registry: str, username: str | None, *, password_stdin: bool, verify: bool) -> None:
     host = normalize_host(registry)
-    user = username if username is not None else typer.prompt(f"Username for {host}", err=True)
+    user = username if username is not None else out.ask(f"Username for {host}", otherwise="pass --username USER")
     if password_stdin:
         secret = SecretStr(sys.stdin.read().rstrip("\r\n"))
     else:
-        secret = SecretStr(typer.prompt(f"Password or token for {host}", hide_input=True, err=True))
+        secret = SecretStr(
+            out.ask(f"Password or token for {host}", hidden=True, otherwise="pipe it in with --password-stdin")
+        )
     if verify:
         DockerEngine().check_login(host, user, secret)
     path = store_registry_credentials(host, user, secret)
     out.info(f"credentials for {host} stored in {path} (readable by you only)")
     out.next_step("notus push")
+
+
+def _nothing_changed(out: Output) -> NoReturn:
+    """The person answered no."""
+    out.info("Nothing changed.")
+    raise typer.Exit(ExitCode.FAILED)
 
 
 def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:

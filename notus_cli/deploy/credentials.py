@@ -27,6 +27,9 @@ class ApiKey:
     source: str  # where it came from, for messages (never the key itself)
 
 
+KEYS_PAGE = "https://www.runpod.io/console/user/settings"
+
+
 def runpodctl_config() -> Path:
     return Path.home() / ".runpod" / "config.toml"
 
@@ -44,7 +47,7 @@ def find_api_key(settings: NotusSettings) -> ApiKey:
             return ApiKey(SecretStr(value), str(path))
     raise AuthError(
         "no RunPod API key found",
-        hint="set RUNPOD_API_KEY, or run `notus login` (keys: https://www.runpod.io/console/user/settings)",
+        hint=f"set RUNPOD_API_KEY, or store one with `notus login` (keys: {KEYS_PAGE})",
     )
 
 

@@ -53,6 +53,7 @@ from notus_cli.image.weights import (
 )
 from notus_cli.image.wheels import PythonTarget, fetch_wheels, worker_requirements
 from notus_cli.settings import BuildSettings, NotusSettings
+from notus_cli.words import plural
 
 BASE_REPOSITORY = "notus-base"
 TRACE_LABELS = (LABEL_MODEL_ID, LABEL_REVISION, LABEL_MANIFEST, LABEL_WEIGHTS)  # what a push records for deploy
@@ -215,7 +216,7 @@ def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
     ]
     for group in groups:
         extra = " + manifest" if group.with_manifest else ""
-        layers.append(PlannedLayer(f"weights {group.name}", group.size, f"{len(group.files)} files{extra}"))
+        layers.append(PlannedLayer(f"weights {group.name}", group.size, f"{plural(len(group.files), 'file')}{extra}"))
     if cached:
         size = sum(size for _, size in files)
         layers.append(PlannedLayer("weights", 0, f"none: RunPod caches {model_id}@{revision[:12]} ({_gib(size)})"))

@@ -161,7 +161,7 @@ class ServerlessClient(EndpointOpenAIRoute):
             )
             for event in events:
                 if isinstance(event, CallRefused):
-                    raise event.reply.to_error()
+                    raise event.reply.to_error(self.endpoint_id)
                 yield event
 
     async def stream(self, job_id: str) -> AsyncIterator[Any]:
@@ -231,7 +231,7 @@ class ServerlessClient(EndpointOpenAIRoute):
                 continue
             if response.status_code >= 400:
                 reply = ErrorReply.read(response.status_code, response.content, retry_after=retry_after)
-                raise reply.to_error()
+                raise reply.to_error(self.endpoint_id)
             return response
 
     async def _json(self, sent: Call, *, read_timeout: float | None = None) -> Any:

@@ -43,7 +43,8 @@ class Call:
 
     @property
     def asked(self) -> str:
-        return "/" + self.route.operation
+        """What was asked, for messages: the path under the endpoint, e.g. /stream/<job id>."""
+        return self.path
 
 
 def call(

@@ -12,11 +12,13 @@ import json
 from dataclasses import dataclass
 
 from notus_cli.errors import AuthError, JobFailed, NotusError, RunPodError, RunPodQueryError, RunPodRateLimited
+from notus_cli.runpod.protocol import routes
 from notus_cli.runpod.protocol.job_states import JobState
 from notus_cli.runpod.protocol.limits import RATE_LIMITED, retry_after_seconds
 from worker.job_errors import WORKER_LOST, JobError
 
 MAX_MESSAGE = 300
+JOB_ROUTES = tuple(route.operation for route in (routes.STATUS, routes.STREAM, routes.CANCEL, routes.RETRY))
 
 
 def error_message(body: bytes) -> str:
@@ -36,7 +38,7 @@ def error_message(body: bytes) -> str:
 @dataclass(frozen=True)
 class ErrorReply:
     """A refused call: its HTTP status (0: the body was not what the route answers), the server's message,
-    the wait it asked for, and what was asked (e.g. "/stream")."""
+    the wait it asked for, and what was asked (the path under the endpoint, e.g. "/stream/<job id>")."""
 
     status: int
     message: str
@@ -59,8 +61,8 @@ class ErrorReply:
     def describe(self) -> str:
         return f"{self.asked}: {self.message}" if self.asked else self.message
 
-    def to_error(self) -> NotusError:
-        """The NotusError a caller raises for this reply."""
+    def to_error(self, endpoint_id: str = "") -> NotusError:
+        """The NotusError a caller raises for this reply (`endpoint_id`: the endpoint asked, if known)."""
         code, message = self.status, self.describe()
         if code == 0:
             return RunPodError(f"the endpoint's answer makes no sense: {message}")
@@ -70,10 +72,7 @@ class ErrorReply:
                 hint="check RUNPOD_API_KEY, or use the key `notus serve` printed",
             )
         if code == 404:
-            return RunPodQueryError(
-                f"not found (HTTP 404): {message}",
-                hint="check the endpoint id; job results are kept 30 min after /run and 1 min after /runsync",
-            )
+            return self._not_found(endpoint_id)
         if code == 413:
             return RunPodQueryError(
                 f"the request is too large (HTTP 413): {message}", hint="/run takes 10 MB, /runsync 20 MB"
@@ -87,6 +86,23 @@ class ErrorReply:
                 f"the endpoint failed (HTTP {code}): {message}", hint="try again; if it persists, check its workers"
             )
         return RunPodQueryError(f"the endpoint refused the request (HTTP {code}): {message}")
+
+    def _not_found(self, endpoint_id: str) -> RunPodQueryError:
+        """A 404 names what is unknown: a job (its result may have expired) or the endpoint itself.
+
+        RunPod answers 404 for an unknown endpoint and for a job it does not know or no longer keeps
+        (docs.runpod.io/serverless/endpoints/operation-reference: results are kept 30 min after /run,
+        1 min after /runsync); the route asked tells which."""
+        endpoint = f"endpoint {endpoint_id}" if endpoint_id else "the endpoint"
+        words = "" if "not found" in self.message.lower() or not self.message.strip() else f": {self.message}"
+        _, operation, *job = self.asked.split("/") if self.asked.startswith("/") else ("", "")
+        if operation in JOB_ROUTES and job:
+            return RunPodQueryError(
+                f"job {job[0]} is not known to {endpoint} (HTTP 404){words}",
+                hint="job results are kept 30 min after /run and 1 min after /runsync",
+            )
+        there = f"there is no endpoint {endpoint_id}" if endpoint_id else "there is no such endpoint"
+        return RunPodQueryError(f"{there} (HTTP 404){words}", hint="`notus endpoints` lists your endpoints' ids")
 
 
 def job_failed(job_id: str, status: str, error: JobError | None) -> JobFailed:
