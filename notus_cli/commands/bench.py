@@ -16,6 +16,7 @@ from notus_cli.bench import DEFAULT_INPUT_LEN
 from notus_cli.errors import ConfigError
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
+from worker.params import InvalidRequest, check_param
 
 if TYPE_CHECKING:
     from notus_cli.bench.coldstart import EndpointScaler
@@ -182,6 +183,7 @@ def run(
     from notus_cli.settings import load_settings
 
     out_ = Output(json_mode=json_mode)
+    check_sampling(temperature=temperature, max_tokens=output_len)  # before any request, as chat does
     all_settings = load_settings()
     settings = all_settings.bench
     if force_cold and not cold_start:
@@ -229,6 +231,21 @@ def run(
     written = files.write_report(run, out) if out else []
     _show(out_, run, written, out)
     raise_if_unusable(run)
+
+
+def check_sampling(**params: Any) -> None:
+    """Each sampling parameter bench sends (None: not given), checked with the worker's own bounds
+    (worker.params), so a value the worker would refuse fails here, before the warm-up.
+
+    Raises ConfigError (exit 2) naming the flag and the values it takes."""
+    flags = {"max_tokens": "--output-len"}
+    for name, value in params.items():
+        if value is None:
+            continue
+        try:
+            check_param(name, value)
+        except InvalidRequest as exc:
+            raise ConfigError(f"{flags.get(name, '--' + name.replace('_', '-'))}: {exc.message}") from None
 
 
 def _scaler(settings: NotusSettings) -> EndpointScaler:

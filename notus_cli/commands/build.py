@@ -115,7 +115,9 @@ def _show_plan(out: Output, plan: Any) -> None:
         return
     layers = table("layer", "expected size", "content", title=f"Plan for {plan.reference}")
     for layer in plan.layers:
-        layers.add_row(layer.name, "from the base" if layer.size is None else _size(layer.size), layer.content)
+        size = "unknown" if layer.size is None and layer.name == "weights" else None
+        size = size or ("from the base" if layer.size is None else _size(layer.size))
+        layers.add_row(layer.name, size, layer.content)
     out.result(layers)
     labels = table("label", "value", title="Labels")
     for key, value in plan.labels.items():
@@ -123,6 +125,8 @@ def _show_plan(out: Output, plan: Any) -> None:
     out.result(labels)
     for name, text in plan.dockerfiles.items():
         out.text(f"# --- {name} ---\n{text}")
+    for line in plan.unchecked:
+        out.warn(f"not checked: {line}")
     out.info("Dry run: no daemon was contacted and nothing was built.")
 
 

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
 from notus_cli.deploy.credentials import KEYS_PAGE, find_api_key, store_api_key
-from notus_cli.deploy.plan import DEFAULT_MAX_MODEL_LEN, DeployPlan, fit_pools, plan_deploy
+from notus_cli.deploy.plan import DEFAULT_MAX_MODEL_LEN, DeployPlan, DeployRequest, fit_pools, plan_deploy
 from notus_cli.deploy.registry import normalize_host, store_registry_credentials
 from notus_cli.deploy.request import (
     DEFAULT_NAME,
@@ -22,14 +22,14 @@ from notus_cli.deploy.request import (
     verify_api_key,
 )
 from notus_cli.deploy.status import EndpointStatus, endpoint_status, list_endpoints
-from notus_cli.errors import AuthError, ConfigError, ExitCode
+from notus_cli.errors import AuthError, ConfigError, EndpointUnreachable, ExitCode
 from notus_cli.image.engine import DockerEngine
 from notus_cli.model.fit import Verdict
 from notus_cli.model.shape import NEMOTRON_3_NANO
 from notus_cli.options import JsonOpt, YesOpt
 from notus_cli.output import Output, table
 from notus_cli.runpod.gpus import ALIASES, POOLS
-from notus_cli.settings import load_settings
+from notus_cli.settings import NotusSettings, load_settings
 
 app = typer.Typer()
 NameArg = Annotated[str | None, typer.Argument(help="Deployment name (default: notus).", show_default=False)]
@@ -84,15 +84,20 @@ def deploy(
         weights=weights,
     )
     request = deploy_request(settings, flags)
+    if dry_run:
+        plan, unchecked = _dry_run_plan(settings, request)
+        if json_mode:
+            out.json(_plan_json(plan, dry_run=True) | {"unchecked": unchecked})
+            return
+        _show_plan(out, plan, dry_run=True)
+        for line in unchecked:
+            out.warn(f"not checked: {line}")
+        return
     with control_plane(settings) as control:
         standby = control.declares("EndpointInput", "workersStandby")
         plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates(), standby=standby)
         if not json_mode:
-            _show_plan(out, plan, dry_run=dry_run)
-        if dry_run:
-            if json_mode:
-                out.json(_plan_json(plan, dry_run=True))
-            return
+            _show_plan(out, plan, dry_run=False)
         if plan.changes and not yes and not out.confirm("Apply these changes to RunPod?"):
             _nothing_changed(out)
         result = apply_deploy(plan, control, api_base_url=api_base_url(settings))  # no changes: no mutation
@@ -105,6 +110,27 @@ def deploy(
         out.info(line)
     out.text(result.deployment.endpoint_id)
     out.next_step(f"notus status {request.name}")
+
+
+def _dry_run_plan(settings: NotusSettings, request: DeployRequest) -> tuple[DeployPlan, list[str]]:
+    """The plan, and what it could not check. Only read queries are sent, and only with a key: without
+    one, or when RunPod cannot be reached, the plan is made as for a new endpoint and says so."""
+    try:
+        key = find_api_key(settings).value
+    except AuthError:
+        reason = "no RunPod API key (set RUNPOD_API_KEY or run `notus login` to compare with what RunPod runs)"
+    else:
+        try:
+            with control_plane(settings, key) as control:
+                standby = control.declares("EndpointInput", "workersStandby")
+                plan = plan_deploy(
+                    request, endpoints=control.endpoints(), templates=control.templates(), standby=standby
+                )
+            return plan, []
+        except EndpointUnreachable as exc:
+            reason = exc.message
+    plan = plan_deploy(request, endpoints=[], templates=[])
+    return plan, [f"what RunPod already runs, so this is planned as a new endpoint: {reason}"]
 
 
 @app.command("status")

@@ -41,6 +41,7 @@ from notus_cli.image.events import Phase, Reporter, ignore
 from notus_cli.image.reference import ImageRef, image_ref
 from notus_cli.image.state import PushedImage, record_push
 from notus_cli.image.weights import (
+    HubUnreachable,
     WeightFile,
     WeightLayer,
     Weights,
@@ -102,6 +103,7 @@ class BuildPlan:
     labels: dict[str, str]
     dockerfiles: dict[str, str]
     model_files: list[tuple[str, int]] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # what the plan could not check, one line each
 
 
 def default_cache_dir(settings: BuildSettings) -> Path:
@@ -181,7 +183,12 @@ def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
     """
     settings = request.settings
     cached = _check_weights_mode(settings)
-    model_id, revision, files = _model_listing(request, report)
+    unchecked: list[str] = []
+    try:
+        model_id, revision, files = _model_listing(request, report)
+    except HubUnreachable as exc:  # a plan is still useful offline: the weights are what it cannot know
+        model_id, revision, files = settings.model_id, settings.revision, []
+        unchecked.append(f"{model_id}@{revision} on the Hugging Face Hub (commit, files, sizes): {exc.message}")
     code = _code_entries(request.code_dir)
     requirements = worker_requirements()
     labels = image_labels(
@@ -193,7 +200,7 @@ def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
         weights="cached" if cached else "baked",
     ) | base_labels(cuda_version="<read from the base image at build time>", platform=settings.platform)
     listed = [WeightFile(name, Path(name), size, "") for name, size in files]
-    groups = [] if cached else weight_layers(listed, max_bytes=_layer_bytes(settings))
+    groups = [] if cached or unchecked else weight_layers(listed, max_bytes=_layer_bytes(settings))
     dockerfiles = {
         "base.Dockerfile": render_base(
             base_image=settings.base_image,
@@ -217,11 +224,13 @@ def plan_build(request: BuildRequest, report: Reporter = ignore) -> BuildPlan:
     for group in groups:
         extra = " + manifest" if group.with_manifest else ""
         layers.append(PlannedLayer(f"weights {group.name}", group.size, f"{plural(len(group.files), 'file')}{extra}"))
+    if unchecked and not cached:
+        layers.append(PlannedLayer("weights", None, f"{model_id}@{revision}: not listed (the Hub was not reached)"))
     if cached:
         size = sum(size for _, size in files)
         layers.append(PlannedLayer("weights", 0, f"none: RunPod caches {model_id}@{revision[:12]} ({_gib(size)})"))
     layers.append(PlannedLayer("code", sum(e.size for e in code), f"{len(code)} files of the worker in /opt/notus/app"))
-    return BuildPlan(str(request.image), settings.base_image, layers, labels, dockerfiles, files)
+    return BuildPlan(str(request.image), settings.base_image, layers, labels, dockerfiles, files, unchecked)
 
 
 def push_image(

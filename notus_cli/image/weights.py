@@ -295,10 +295,25 @@ class _HashCache:
 # --- the Hugging Face Hub ---
 
 
+class HubUnreachable(ModelError):
+    """The Hugging Face Hub could not be reached (offline, DNS, proxy): nothing is known of the model there."""
+
+
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """What the Hub client raises when a request fails: its own HTTP error, OSError, and its HTTP library's
+    base error, whose transport errors (ConnectError when offline) are not HfHubHTTPError. The library is
+    found through HfHubHTTPError's bases (httpx2 in huggingface_hub 2.x), so no transitive import is named here.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (HfHubHTTPError, OSError, *HfHubHTTPError.__bases__)
+
+
 def hub_files(model_id: str, *, revision: str, token: str | None, endpoint: str | None) -> tuple[str, dict[str, Any]]:
     """The commit `revision` resolves to, and the serving files there (name -> the Hub's file metadata).
 
-    Raises ModelError for an unknown repository or revision, refused access or an unreachable Hub.
+    Raises ModelError for an unknown repository or revision or refused access, and HubUnreachable
+    (a ModelError) when no answer came back.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
@@ -312,16 +327,22 @@ def hub_files(model_id: str, *, revision: str, token: str | None, endpoint: str 
             f"model {model_id!r} was not found on the Hub (or it is private or gated)",
             hint="check the id; for a gated model accept its licence and set HF_TOKEN",
         ) from None
-    except (HfHubHTTPError, OSError) as exc:
-        raise ModelError(
-            f"the Hugging Face Hub could not be reached: {_first_line(exc)}",
-            hint="for an air-gapped build pass --model-path",
-        ) from None
+    except HfHubHTTPError as exc:  # an answer: 401, 403, 5xx
+        raise ModelError(f"the Hugging Face Hub did not list {model_id}: {_first_line(exc)}") from None
+    except hub_errors() as exc:
+        raise _unreachable(exc) from None
     commit = str(info.sha)
     remote = {s.rfilename: s for s in info.siblings or [] if is_serving_file(s.rfilename)}
     if not remote:
         raise ModelError(f"{model_id}@{commit[:12]} has no files a server needs (config, safetensors, tokenizer)")
     return commit, remote
+
+
+def _unreachable(exc: BaseException) -> HubUnreachable:
+    return HubUnreachable(
+        f"the Hugging Face Hub could not be reached: {_first_line(exc)}",
+        hint="for an air-gapped build pass --model-path",
+    )
 
 
 def download_weights(
@@ -340,7 +361,6 @@ def download_weights(
     or revision does not exist, access is refused, or a file does not match the Hub's sha256.
     """
     from huggingface_hub import hf_hub_download  # imported late: it reads HF_* variables on import
-    from huggingface_hub.errors import HfHubHTTPError
 
     report(Phase(f"resolving {model_id}@{revision} on the Hugging Face Hub"))
     commit, remote = hub_files(model_id, revision=revision, token=token, endpoint=endpoint)
@@ -357,7 +377,7 @@ def download_weights(
     try:
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             paths = list(pool.map(fetch, sorted(remote)))
-    except (HfHubHTTPError, OSError) as exc:
+    except hub_errors() as exc:
         raise ModelError(
             f"download of {model_id} failed: {_first_line(exc)}",
             hint="run the same command again: finished files are kept and partial ones resume",
