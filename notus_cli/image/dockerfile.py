@@ -17,7 +17,6 @@ from notus_cli import __version__
 BASE_TEMPLATE = "base.Dockerfile"
 APP_TEMPLATE = "app.Dockerfile"
 MODEL_DIR = "/opt/notus/model"
-MANIFEST_PATH = "/opt/notus/weights-manifest.json"
 
 LABEL_MODEL_ID = "ai.notus.model.id"
 LABEL_REVISION = "ai.notus.model.revision"

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 import worker
 from notus_cli.deploy.registry import DOCKER_HUB, find_registry_credentials
 from notus_cli.errors import ConfigError, RegistryError
-from notus_cli.files import user_cache_dir
+from notus_cli.files import user_cache_dir, write_atomic
 from notus_cli.image.base import LABEL_CUDA, base_labels, check_base, cuda_version
 from notus_cli.image.context import BuildContext, Entry
 from notus_cli.image.dockerfile import (
@@ -340,8 +340,7 @@ def _probe(engine: DockerEngine, image_id: str, python: str, cache_dir: Path) ->
     if path.exists():
         return PythonTarget(**json.loads(path.read_text()))
     target = engine.probe_python(image_id, python)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(target.__dict__))
+    write_atomic(path, json.dumps(target.__dict__))  # a build killed mid-write leaves no half a probe
     return target
 
 
