@@ -180,7 +180,8 @@ async def test_cancel_stops_generation_in_the_worker(local_stack: LocalStack) ->
         job = await runpod_client.run(LONG)
         async for _chunk in runpod_client.stream(job.id):
             break  # generation has started
-        assert vllm_gauge(local_stack, "vllm:num_requests_running") >= 1
+        # vLLM's gauges are refreshed by its stat logger, a moment after the first token: wait for it
+        await asyncio.to_thread(wait_for, lambda: vllm_gauge(local_stack, "vllm:num_requests_running") >= 1, 10, 0.1)
         assert (await runpod_client.cancel(job.id)).status == "CANCELLED"
         cancelled = time.monotonic()
         await asyncio.to_thread(wait_for, lambda: vllm_gauge(local_stack, "vllm:num_requests_running") == 0, 30, 0.2)
