@@ -18,7 +18,7 @@ from notus_cli.runpod.protocol.limits import RATE_LIMITED, retry_after_seconds
 from worker.job_errors import WORKER_LOST, JobError
 
 MAX_MESSAGE = 300
-JOB_ROUTES = tuple(route.operation for route in (routes.STATUS, routes.STREAM, routes.CANCEL, routes.RETRY))
+JOB_OPERATIONS = tuple(route.operation for route in (routes.STATUS, routes.STREAM, routes.CANCEL, routes.RETRY))
 
 
 def error_message(body: bytes) -> str:
@@ -95,10 +95,10 @@ class ErrorReply:
         1 min after /runsync); the route asked tells which."""
         endpoint = f"endpoint {endpoint_id}" if endpoint_id else "the endpoint"
         words = "" if "not found" in self.message.lower() or not self.message.strip() else f": {self.message}"
-        _, operation, *job = self.asked.split("/") if self.asked.startswith("/") else ("", "")
-        if operation in JOB_ROUTES and job:
+        operation, _, job_id = self.asked.strip("/").partition("/")  # e.g. /stream/<job id>
+        if operation in JOB_OPERATIONS and job_id:
             return RunPodQueryError(
-                f"job {job[0]} is not known to {endpoint} (HTTP 404){words}",
+                f"job {job_id} is not known to {endpoint} (HTTP 404){words}",
                 hint="job results are kept 30 min after /run and 1 min after /runsync",
             )
         there = f"there is no endpoint {endpoint_id}" if endpoint_id else "there is no such endpoint"
