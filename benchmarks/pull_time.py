@@ -40,8 +40,8 @@ import docker
 from benchmarks.build_cache import write_model
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.pipeline import BuildRequest, build_image
-from notus_cli.image.reference import image_ref
 from notus_cli.image.weights import local_weights, weight_layers
+from notus_cli.image_reference import image_ref
 from notus_cli.settings import BuildSettings
 from tests.support.docker import Registry, import_base_image, start_dockerd, start_registry
 from tests.support.vllm import free_port

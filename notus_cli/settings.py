@@ -32,7 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from notus_cli.errors import ConfigError
 from notus_cli.files import config_file
-from notus_cli.image.reference import check_part
+from notus_cli.image_reference import check_part
 from notus_cli.runpod.urls import RUNPOD_API_URL, RUNPOD_GRAPHQL_URL
 
 

@@ -11,7 +11,7 @@ most one may be given. `resolve_address` turns the flags into an address (a `Run
 
 Once requests flow, a refused key is an AuthError (exit 5) too from a RunPod endpoint and from an
 OpenAI-compatible server alike, in chat and bench. Each command then turns the
-address into what it sends with: chat a backend (notus_cli.chat.targets), bench a request sender
+address into what it sends with: chat a backend (notus_cli.chat.target_backend), bench a request sender
 (notus_cli.bench.endpoints).
 
 The RunPod key only ever goes to RunPod's API; a deployment on the local emulator gets that emulator's
@@ -26,12 +26,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from notus_cli.deploy.credentials import find_api_key
-from notus_cli.deploy.state import Deployment, find_deployment, load_deployments
+from notus_cli.deployments import Deployment, find_deployment, load_deployments
 from notus_cli.errors import AuthError, ConfigError, EndpointUnreachable
 from notus_cli.openai_url import is_runpod_host, openai_base
 from notus_cli.runpod.gpus import resolve_pool
 from notus_cli.runpod.urls import RUNPOD_API_URL
+from notus_cli.runpod_key import find_api_key
 from notus_cli.settings import NotusSettings
 
 TARGET_FLAGS = "NAME, --endpoint ID, --local or --base-url URL"

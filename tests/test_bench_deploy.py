@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from notus_cli.bench.deploy_hooks import temporary_endpoints
-from notus_cli.deploy.state import load_deployments
+from notus_cli.deployments import load_deployments
 from notus_cli.runpod.gpus import resolve_pool
 from notus_cli.settings import load_settings
 from tests.support.common import notus_command, wait_for

@@ -11,7 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from notus_cli.bench.files import write_report
+from notus_cli.bench.result_files import write_report
 from notus_cli.bench.run import BenchOptions, run_benchmark
 from tests.support.chromium import view_page
 from tests.support.openai_stub import StubConfig, running_stub

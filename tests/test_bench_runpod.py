@@ -22,16 +22,16 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from notus_cli.bench import files, report
+from notus_cli.bench import report, result_files
 from notus_cli.bench.coldstart import ColdStart
 from notus_cli.bench.compare import compare
 from notus_cli.bench.endpoints import TargetSpec, resolve_target
-from notus_cli.bench.load import Progress
+from notus_cli.bench.load import LoadProgress
 from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.run import BenchOptions, BenchRun, run_benchmark
 from notus_cli.bench.runpod_target import RunPodTarget
 from notus_cli.bench.workload import Prompt
-from notus_cli.deploy.state import Deployment, save_deployment
+from notus_cli.deployments import Deployment, save_deployment
 from notus_cli.emulator import EmulatorConfig, Endpoint, LocalWorkers
 from notus_cli.errors import BenchError, ConfigError, EndpointUnreachable
 from notus_cli.serve.stack import LocalStack
@@ -155,7 +155,7 @@ def test_bench_by_deployment_name_reports_phases_and_cost(
     assert cost["usd"] == pytest.approx(0.00076 * summary["duration"])
     assert cost["usd_per_million_output_tokens"] == pytest.approx(cost["usd"] / summary["output_tokens"] * 1e6)
     assert cost["usd_per_thousand_requests"] == pytest.approx(cost["usd"] / 6 * 1000)
-    side_by_side = compare([("a", files.load_run(out)), ("b", files.load_run(out))])
+    side_by_side = compare([("a", result_files.load_run(out)), ("b", result_files.load_run(out))])
     assert {"Queue median (ms)", "Execution median (ms)"} <= {row[1] for row in side_by_side.rows}
     with (out / "requests.csv").open() as file:
         rows = list(csv.DictReader(file))
@@ -201,7 +201,7 @@ def test_cold_start_split_reflects_when_the_worker_started(emulator: Harness, ti
     assert cold.sentence().startswith(f"Cold start: first token after {cold.ttft:.2f} s = queue {cold.queue:.2f} s")
 
 
-class Notes(Progress):
+class Notes(LoadProgress):
     def __init__(self) -> None:
         self.notes: list[str] = []
 

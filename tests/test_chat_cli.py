@@ -19,7 +19,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from notus_cli.deploy.state import Deployment, save_deployment
+from notus_cli.deployments import Deployment, save_deployment
 from notus_cli.serve.stack import LocalStack, write_connection
 from tests.support.common import ROOT, notus_command, wait_for
 from tests.support.common import notus as run_notus

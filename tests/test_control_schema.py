@@ -23,9 +23,9 @@ from pydantic import SecretStr
 from notus_cli.bench.deploy_hooks import ControlPlaneScaler, temporary_endpoints
 from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
 from notus_cli.deploy.plan import DeployRequest, plan_deploy
-from notus_cli.deploy.registry import RegistryCredentials
 from notus_cli.deploy.request import DeployFlags, control_plane, deploy_request
 from notus_cli.emulator.runpod_schema import schema
+from notus_cli.registry_credentials import RegistryCredentials
 from notus_cli.runpod.control import ControlPlane
 from notus_cli.runpod.gpus import resolve_pool
 from notus_cli.settings import NotusSettings, load_settings

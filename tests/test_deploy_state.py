@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from notus_cli.deploy.state import Deployment, find_deployment, forget_deployment, load_deployments, save_deployment
+from notus_cli.deployments import Deployment, find_deployment, forget_deployment, load_deployments, save_deployment
 from notus_cli.errors import ConfigError
 
 

@@ -19,15 +19,15 @@ import pexpect
 import pytest
 from pydantic import SecretStr
 
-from notus_cli.deploy.registry import (
+from notus_cli.errors import ConfigError, RegistryError
+from notus_cli.files import user_config_dir
+from notus_cli.registry_credentials import (
     REGISTRIES_FILE,
     credentials_for_image,
     find_registry_credentials,
     normalize_host,
     store_registry_credentials,
 )
-from notus_cli.errors import ConfigError, RegistryError
-from notus_cli.files import user_config_dir
 from notus_cli.settings import NotusSettings, load_settings
 from tests.support.common import ROOT, notus_command
 from tests.support.common import notus as run_notus

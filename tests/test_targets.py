@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from notus_cli.bench.endpoints import resolve_target
-from notus_cli.chat.targets import resolve_backend
-from notus_cli.deploy.state import Deployment, save_deployment
+from notus_cli.chat.target_backend import resolve_backend
+from notus_cli.deployments import Deployment, save_deployment
 from notus_cli.errors import AuthError, ConfigError, EndpointUnreachable, NotusError
 from notus_cli.settings import load_settings
 from notus_cli.targets import TargetFlags

@@ -21,12 +21,12 @@ from notus_cli.bench.coldstart import EndpointScaler
 from notus_cli.bench.endpoints import DEFAULT_ROUTE, TargetSpec, check_route, runpod_spec
 from notus_cli.bench.load import LoadPlan
 from notus_cli.deploy.apply import scaled_to_zero
-from notus_cli.deploy.credentials import find_api_key
 from notus_cli.deploy.request import DeployFlags, control_plane
 from notus_cli.deploy.temporary import temporary_deployment
 from notus_cli.errors import BenchError
 from notus_cli.runpod.control import EndpointInfo
 from notus_cli.runpod.gpus import GpuPool
+from notus_cli.runpod_key import find_api_key
 from notus_cli.settings import NotusSettings
 
 STARTUP_ALLOWANCE = 600.0  # seconds billed while a new worker pulls the image and loads the weights

@@ -16,14 +16,14 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from notus_cli.bench.load import LevelResult, LoadLevel, Progress
+from notus_cli.bench.load import LevelResult, LoadLevel, LoadProgress
 from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.report import ms
 
 RECENT = 200  # latencies kept for the running medians
 
 
-class LiveView(Progress):
+class LiveView(LoadProgress):
     def __init__(self, log: Callable[[str], None] | None = None) -> None:
         self.log = log
         self.done: list[LevelResult] = []

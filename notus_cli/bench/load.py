@@ -197,7 +197,7 @@ class LevelResult:
         }
 
 
-class Progress:
+class LoadProgress:
     """What the load generator reports while it runs; the CLI draws it, tests may count it."""
 
     def warmup(self, count: int) -> None:
@@ -222,7 +222,7 @@ class Progress:
 @dataclass
 class _LevelState:
     started: float
-    progress: Progress
+    progress: LoadProgress
     records: list[RequestRecord] = field(default_factory=list)
     finished: int = 0
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -251,12 +251,12 @@ async def run_level(
     plan: LoadPlan,
     *,
     slos: Slos | None = None,
-    progress: Progress | None = None,
+    progress: LoadProgress | None = None,
 ) -> LevelResult:
     """Send one level's requests and wait for every answer (or failure); summarize them."""
     if not prompts:
         raise BenchError("the workload has no prompts")
-    progress = progress or Progress()
+    progress = progress or LoadProgress()
     planned = plan.requests_for(level)
     progress.level_started(level, planned, plan.duration)
     state = _LevelState(started=time.perf_counter(), progress=progress)

@@ -17,7 +17,7 @@ import gc
 from datetime import UTC, datetime
 
 from notus_cli.bench.coldstart import measure_cold_start
-from notus_cli.bench.load import Progress
+from notus_cli.bench.load import LoadProgress
 from notus_cli.bench.planning import BenchOptions, BenchPlan, plan_benchmark, plan_for
 from notus_cli.bench.results import BenchRun, environment, raise_if_unusable
 from notus_cli.bench.runpod_target import RunPodTarget
@@ -27,7 +27,7 @@ from notus_cli.bench.sweep import sweep
 __all__ = ["BenchOptions", "BenchRun", "plan_for", "raise_if_unusable", "run_benchmark"]
 
 
-def run_benchmark(options: BenchOptions, *, progress: Progress | None = None) -> BenchRun:
+def run_benchmark(options: BenchOptions, *, progress: LoadProgress | None = None) -> BenchRun:
     """Plan, then measure; returns every measurement.
 
     Raises ConfigError for bad options, EndpointUnreachable when nothing answers, BenchError when
@@ -45,11 +45,11 @@ def run_benchmark(options: BenchOptions, *, progress: Progress | None = None) ->
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         gpu_count=plan.spec.gpu_count,
     )
-    asyncio.run(measure(plan, plan.target(), run, progress or Progress()))
+    asyncio.run(measure(plan, plan.target(), run, progress or LoadProgress()))
     return run
 
 
-async def measure(plan: BenchPlan, target: Target, run: BenchRun, progress: Progress) -> None:
+async def measure(plan: BenchPlan, target: Target, run: BenchRun, progress: LoadProgress) -> None:
     """Check the server answers, make the prompts, measure a cold start if asked, then sweep."""
     async with target:
         run.server = await target.prepare()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from notus_cli.bench.load import LoadPlan, Progress, run_level, sweep_saturation
+from notus_cli.bench.load import LoadPlan, LoadProgress, run_level, sweep_saturation
 from notus_cli.bench.metrics import RequestRecord
 from notus_cli.bench.results import BenchRun
 from notus_cli.bench.senders import Target
@@ -15,7 +15,7 @@ from notus_cli.bench.workload import Workload
 from notus_cli.errors import BenchError
 
 
-async def sweep(target: Target, workload: Workload, plan: LoadPlan, run: BenchRun, progress: Progress) -> None:
+async def sweep(target: Target, workload: Workload, plan: LoadPlan, run: BenchRun, progress: LoadProgress) -> None:
     """Warm up, then run each level in turn; stop after one that shows the server saturated."""
     if plan.warmup:
         progress.warmup(plan.warmup)

@@ -4,11 +4,11 @@ session.py   the conversation (system prompt, turns, sampling settings), trimmin
 sampling.py  /set and --set: text to a value the worker's bounds accept
 personas/    named system prompts (user config dir; shipped examples such as counselor.toml)
 backends.py  how an answer is fetched: RunPod jobs or an OpenAI-compatible server
-targets.py   which backend a command line means (NAME, --endpoint, --local, --base-url)
+target_backend.py  which backend a command line means (NAME, --endpoint, --local, --base-url)
 answer.py    one answer as it streams in: text, reasoning, timings
 turn.py      ask one question: trim to fit, stream, drop more when the server says it is too long
 render.py    the terminal display (rich Live Markdown, reasoning, stats line) and the plain one
 commands.py  the slash commands
 repl.py      the prompt_toolkit loop (history, multi-line input, Ctrl-C)
-run.py       the whole command: interactive, or one answer for pipes and --json
+modes.py     the whole command: interactive, or one answer for pipes and --json
 """

@@ -176,7 +176,7 @@ def run(
     """Measure a deployment (NAME), a RunPod endpoint or any OpenAI server; the default: `notus bench NAME`.
 
     TTFT, TPOT, ITL, throughput, goodput, cold start and cost, level by level."""
-    from notus_cli.bench import files  # imported here: the bench modules pull in aiohttp, numpy, matplotlib
+    from notus_cli.bench import result_files  # imported here: the bench modules pull in aiohttp, numpy, matplotlib
     from notus_cli.bench.endpoints import resolve_target
     from notus_cli.bench.live import LiveView
     from notus_cli.bench.run import BenchOptions, raise_if_unusable, run_benchmark
@@ -228,7 +228,7 @@ def run(
     else:
         with out_.live(view):
             run = run_benchmark(options, progress=view)
-    written = files.write_report(run, out) if out else []
+    written = result_files.write_report(run, out) if out else []
     _show(out_, run, written, out)
     raise_if_unusable(run)
 
@@ -266,7 +266,7 @@ def _bench_temporary(
     route: str,
 ) -> BenchRun:
     """--deploy: the library shows the estimate through `out`, asks through `confirm`, and cleans up."""
-    from notus_cli.bench.temporary import Temporary, bench_temporary
+    from notus_cli.bench.temporary_endpoint import Temporary, bench_temporary
 
     def confirm(_estimate: object) -> bool:
         if yes:
@@ -298,11 +298,11 @@ def compare(
     json_mode: JsonOpt = False,
 ) -> None:
     """Two or more runs side by side, level by level, each priced on its own GPU."""
-    from notus_cli.bench import files
+    from notus_cli.bench import result_files
     from notus_cli.bench.compare import compare as compare_runs
 
     out = Output(json_mode=json_mode)
-    comparison = compare_runs([(_name(path), files.load_run(path)) for path in runs])
+    comparison = compare_runs([(_name(path), result_files.load_run(path)) for path in runs])
     if json_mode:
         out.json(comparison.data)
         return

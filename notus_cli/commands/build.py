@@ -16,7 +16,7 @@ from notus_cli.files import project_state_dir
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.events import Event, Log, Phase, Progress, Step, Warn
 from notus_cli.image.pipeline import BuildRequest, build_image, default_cache_dir, plan_build, push_image
-from notus_cli.image.reference import parse_reference
+from notus_cli.image_reference import parse_reference
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
 from notus_cli.settings import NotusSettings, load_settings

@@ -84,8 +84,8 @@ def chat(
     With no answer text (the model ended inside its reasoning), piped and --once chat say so on
     stderr and exit 4.
     """
-    from notus_cli.chat.run import ChatOptions, answer_once, interactive
-    from notus_cli.chat.targets import resolve_backend
+    from notus_cli.chat.modes import ChatOptions, answer_once, interactive
+    from notus_cli.chat.target_backend import resolve_backend
     from notus_cli.targets import TargetFlags
 
     piped = not sys.stdin.isatty()

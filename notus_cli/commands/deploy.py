@@ -10,9 +10,7 @@ import typer
 from pydantic import SecretStr
 
 from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
-from notus_cli.deploy.credentials import KEYS_PAGE, find_api_key, store_api_key
 from notus_cli.deploy.plan import DEFAULT_MAX_MODEL_LEN, DeployPlan, DeployRequest, fit_pools, plan_deploy
-from notus_cli.deploy.registry import normalize_host, store_registry_credentials
 from notus_cli.deploy.request import (
     DEFAULT_NAME,
     DeployFlags,
@@ -28,7 +26,9 @@ from notus_cli.model.fit import Verdict
 from notus_cli.model.shape import NEMOTRON_3_NANO
 from notus_cli.options import JsonOpt, YesOpt
 from notus_cli.output import Output, table
+from notus_cli.registry_credentials import normalize_host, store_registry_credentials
 from notus_cli.runpod.gpus import ALIASES, POOLS
+from notus_cli.runpod_key import KEYS_PAGE, find_api_key, store_api_key
 from notus_cli.settings import NotusSettings, load_settings
 
 app = typer.Typer()

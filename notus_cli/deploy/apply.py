@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from notus_cli.deploy.plan import SETTINGS, DeployPlan, registry_auth_name, template_prefix
-from notus_cli.deploy.registry import RegistryCredentials
-from notus_cli.deploy.state import Deployment, forget_deployment, load_deployments, save_deployment
+from notus_cli.deployments import Deployment, forget_deployment, load_deployments, save_deployment
 from notus_cli.errors import ConfigError, RunPodAnswerLost, RunPodError, RunPodQueryError
+from notus_cli.registry_credentials import RegistryCredentials
 from notus_cli.runpod.control import ControlPlane, EndpointInfo, EndpointInput, Template, TemplateInput
 
 T = TypeVar("T")

@@ -24,10 +24,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from notus_cli.deploy.registry import RegistryCredentials
 from notus_cli.errors import ConfigError
 from notus_cli.model.fit import Fit, Verdict, check_fit, weights_bytes
 from notus_cli.model.shape import NEMOTRON_3_NANO, ModelShape
+from notus_cli.registry_credentials import RegistryCredentials
 from notus_cli.runpod.control import (
     CARRIED_FIELDS,
     EndpointInfo,

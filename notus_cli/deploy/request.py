@@ -12,18 +12,18 @@ from typing import TypeVar
 
 from pydantic import SecretStr
 
-from notus_cli.deploy.credentials import find_api_key
 from notus_cli.deploy.plan import DeployRequest, check_name, parse_env
-from notus_cli.deploy.registry import credentials_for_image
 from notus_cli.errors import ConfigError
 from notus_cli.files import project_state_dir
 from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION, LABEL_WEIGHTS
-from notus_cli.image.state import PushedImage, last_pushed
+from notus_cli.image.pushed_images import PushedImage, last_pushed
 from notus_cli.image.weights import hub_files
+from notus_cli.registry_credentials import credentials_for_image
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.regions import resolve_locations
 from notus_cli.runpod.urls import RUNPOD_API_URL
+from notus_cli.runpod_key import find_api_key
 from notus_cli.settings import NotusSettings
 from worker.model_cache import COMMIT
 

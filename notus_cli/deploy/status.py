@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from notus_cli.deploy.apply import find_endpoint
-from notus_cli.deploy.state import Deployment, load_deployments
+from notus_cli.deployments import Deployment, load_deployments
 from notus_cli.errors import ConfigError, NotusError
 from notus_cli.runpod.control import ControlPlane, EndpointInfo, Template
 from notus_cli.runpod.serverless import Health, ServerlessClient

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from notus_cli.deploy.apply import apply_deploy, tear_down, what_to_remove
 from notus_cli.deploy.plan import plan_deploy
 from notus_cli.deploy.request import DeployFlags, api_base_url, control_plane, deploy_request
-from notus_cli.deploy.state import Deployment
+from notus_cli.deployments import Deployment
 from notus_cli.errors import NotusError, RunPodError
 from notus_cli.runpod.control import ControlPlane
 from notus_cli.settings import NotusSettings

@@ -6,10 +6,10 @@ a worker that dies.
 """
 
 from notus_cli.emulator.account import new_key
-from notus_cli.emulator.app import Emulator, EmulatorServer
 from notus_cli.emulator.config import EmulatorConfig
 from notus_cli.emulator.endpoint import Endpoint
 from notus_cli.emulator.jobs import Job, JobState
+from notus_cli.emulator.server import Emulator, EmulatorServer
 from notus_cli.emulator.worker_records import WorkerRecord
 from notus_cli.emulator.workers import LocalWorkers, WorkerCommand, WorkerProcess
 

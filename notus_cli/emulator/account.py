@@ -1,4 +1,4 @@
-"""A RunPod account's serverless state, apart from the HTTP app that serves it (app.py).
+"""A RunPod account's serverless state, apart from the HTTP app that serves it (server.py).
 
 API keys belong to the account, as on RunPod: any of them opens every endpoint. Each endpoint also
 has its own worker key (RUNPOD_AI_API_KEY of its workers), which only the worker routes accept.
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import httpx
 
 from notus_cli.emulator.config import EmulatorConfig
-from notus_cli.emulator.control import ControlPlane
+from notus_cli.emulator.control_plane import EmulatedControlPlane
 from notus_cli.emulator.endpoint import Endpoint
 from notus_cli.emulator.jobs import BadRequest, Job
 from notus_cli.emulator.scaler import WorkerFactory
@@ -57,7 +57,7 @@ class Account:
         self.api_keys = set(api_keys)
         self.endpoints: dict[str, Endpoint] = {}
         self.worker_factory = worker_factory  # starts the workers of endpoints made through the control plane
-        self.control = ControlPlane(self)
+        self.control = EmulatedControlPlane(self)
         self.url: str | None = None  # set once a server listens
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None

@@ -22,8 +22,8 @@ from notus_cli.errors import BuildError, RegistryError
 from notus_cli.image.base import daemon_platform, emulation_hint, image_platform
 from notus_cli.image.context import BuildContext
 from notus_cli.image.events import Layer, Log, Phase, Reporter, Step, ignore
-from notus_cli.image.reference import ImageRef, parse_reference
 from notus_cli.image.wheels import PROBE_CODE, PythonTarget
+from notus_cli.image_reference import ImageRef, parse_reference
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _TAIL = 15

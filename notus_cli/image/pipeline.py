@@ -22,7 +22,6 @@ from typing import Any
 from pydantic import SecretStr
 
 import worker
-from notus_cli.deploy.registry import DOCKER_HUB, find_registry_credentials
 from notus_cli.errors import ConfigError, RegistryError
 from notus_cli.files import user_cache_dir, write_atomic
 from notus_cli.image.base import LABEL_CUDA, base_labels, check_base, cuda_version
@@ -38,8 +37,7 @@ from notus_cli.image.dockerfile import (
 )
 from notus_cli.image.engine import DockerEngine, LayerInfo
 from notus_cli.image.events import Phase, Reporter, ignore
-from notus_cli.image.reference import ImageRef, image_ref
-from notus_cli.image.state import PushedImage, record_push
+from notus_cli.image.pushed_images import PushedImage, record_push
 from notus_cli.image.weights import (
     HubUnreachable,
     WeightFile,
@@ -53,6 +51,8 @@ from notus_cli.image.weights import (
     weight_layers,
 )
 from notus_cli.image.wheels import PythonTarget, fetch_wheels, worker_requirements
+from notus_cli.image_reference import ImageRef, image_ref
+from notus_cli.registry_credentials import DOCKER_HUB, find_registry_credentials
 from notus_cli.settings import BuildSettings, NotusSettings
 from notus_cli.words import plural
 

@@ -23,7 +23,7 @@ import pytest
 from notus_cli.files import user_config_dir
 from notus_cli.image.context import BuildContext, Entry
 from notus_cli.image.engine import DockerEngine
-from notus_cli.image.state import last_pushed
+from notus_cli.image.pushed_images import last_pushed
 from tests.image.conftest import Cli
 from tests.support.docker import Registry
 

@@ -9,7 +9,7 @@ import docker
 import pytest
 
 from notus_cli.image.engine import DockerEngine
-from notus_cli.image.state import last_pushed
+from notus_cli.image.pushed_images import last_pushed
 from tests.image.conftest import Cli
 from tests.support.docker import Registry
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from notus_cli.emulator import EmulatorConfig
 from notus_cli.emulator.scaler import command_factory
 from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
-from notus_cli.image.state import PushedImage, record_push
+from notus_cli.image.pushed_images import PushedImage, record_push
 from tests.support.common import ROOT
 from tests.support.common import notus as run_notus
 from tests.support.emulator import Harness, echo_command

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from notus_cli.bench.deploy_hooks import DeployEstimate, estimate_temporary_run, temporary_endpoints
-from notus_cli.bench.load import Progress
+from notus_cli.bench.endpoints import DEFAULT_ROUTE
+from notus_cli.bench.load import LoadProgress
 from notus_cli.bench.run import BenchOptions, BenchRun, plan_for, run_benchmark
 from notus_cli.errors import ConfigError
 from notus_cli.runpod.gpus import resolve_pool
@@ -28,7 +29,7 @@ class Temporary:
     warn: Callable[[str], None]
     confirm: Callable[[DeployEstimate], bool]  # False declines; may raise ConfigError (nobody to ask)
     image: str | None = None  # None: as `notus deploy` picks it
-    route: str = "native"
+    route: str = DEFAULT_ROUTE
 
 
 def bench_temporary(
@@ -36,7 +37,7 @@ def bench_temporary(
     settings: NotusSettings,
     temporary: Temporary,
     *,
-    progress: Progress | None = None,
+    progress: LoadProgress | None = None,
     watching: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> BenchRun | None:
     """Estimate, ask (`temporary.confirm`), deploy, benchmark, remove. None when the person declines.

@@ -87,7 +87,7 @@ class ControlRules:
     introspection: bool = True  # False: refuse __type/__schema, as servers with introspection turned off do
 
 
-class ControlPlane:
+class EmulatedControlPlane:
     """Templates and endpoint specs of the account; state lives on the emulator's event loop."""
 
     def __init__(self, account: Account) -> None:
@@ -310,7 +310,7 @@ def _injected(status: int) -> JSONResponse:
 class _Root:
     """GraphQL's root value: graphql-core calls these with the field's arguments."""
 
-    def __init__(self, control: ControlPlane) -> None:
+    def __init__(self, control: EmulatedControlPlane) -> None:
         self.control = control
 
     def myself(self, _info: Any) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from pydantic import SecretStr
 
 from notus_cli.errors import ConfigError, RegistryError
 from notus_cli.files import PRIVATE, read_json_object, user_config_dir, write_atomic
-from notus_cli.image.reference import parse_reference
+from notus_cli.image_reference import parse_reference
 from notus_cli.settings import NotusSettings
 
 REGISTRIES_FILE = "registries.json"
