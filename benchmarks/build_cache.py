@@ -30,8 +30,8 @@ import numpy as np
 
 import worker
 from notus_cli.model.tiny import write_tiny_model
-from tests.support.docker import import_base_image, start_dockerd
-from tests.support.vllm import ROOT
+from testbed.docker import import_base_image, start_dockerd
+from testbed.vllm import ROOT
 
 SHARD = 512 * 2**20
 

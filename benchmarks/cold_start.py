@@ -23,8 +23,8 @@ from pydantic import SecretStr  # noqa: E402
 
 from notus_cli.runpod.control import EndpointInput, TemplateInput  # noqa: E402
 from notus_cli.runpod.graphql import RunPodGraphQL  # noqa: E402
-from tests.support.control import control_harness  # noqa: E402
-from tests.support.emulator import wait_for  # noqa: E402
+from testbed.control import control_harness  # noqa: E402
+from testbed.emulator import wait_for  # noqa: E402
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.vllm import cpu_env, vllm_python  # noqa: E402
+from testbed.vllm import cpu_env, vllm_python  # noqa: E402
 
 # Both tools run unmodified inside a small loop: each reads one JSON line of command-line arguments
 # on stdin, runs that benchmark, and answers with one JSON line of results on the original stdout

@@ -30,7 +30,7 @@ from common import BenchProcess, median, print_table, spread
 
 from notus_cli.bench.workload import load_tokenizer, random_workload
 from notus_cli.model.tiny import write_tiny_model
-from tests.support.vllm import SERVED_NAME, start_vllm
+from testbed.vllm import SERVED_NAME, start_vllm
 
 # (label, vllm bench serve's key, notus bench's summary path, tolerance or None for "shown only")
 METRICS = (

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/emulator_throughput.py [--jobs 3000] [--latency-jobs 300] [--concurrency 64]
 
 Three rows, one run:
-  direct          the trivial handler (tests/support/echo_worker.py) called in-process, no HTTP
+  direct          the trivial handler (testbed/echo_worker.py) called in-process, no HTTP
   lean worker     the emulator with a minimal worker speaking the same protocol (job-take long poll,
                   job-done): what the emulator itself adds
   runpod SDK      the emulator with two unmodified runpod SDK workers running the same handler: what a
@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.echo_worker import handler  # noqa: E402
+from testbed.echo_worker import handler  # noqa: E402
 
 JOB = {"echo": "x"}
 
@@ -54,7 +54,7 @@ def serve_emulator() -> None:
     sdk = emulator.create_endpoint("sdk", max_workers=2)
     server = EmulatorServer(emulator).start()
     command = WorkerCommand(
-        argv=(sys.executable, "-m", "tests.support.echo_worker"),
+        argv=(sys.executable, "-m", "testbed.echo_worker"),
         env={"ECHO_CONCURRENCY": "64", "RUNPOD_LOG_LEVEL": "WARN"},
         log_dir=Path(os.environ.get("BENCH_LOG_DIR", "/tmp/notus-bench")),
         cwd=ROOT,

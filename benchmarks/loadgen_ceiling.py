@@ -1,6 +1,6 @@
 """Is the load generator the bottleneck? `notus bench` and `vllm bench serve` against a fast stub.
 
-The stub (tests/support/openai_stub.py) answers instantly, writing each streamed answer in one
+The stub (testbed/openai_stub.py) answers instantly, writing each streamed answer in one
 go, so whatever request rate a tool sustains against it is that tool's own ceiling (with
 --separate-writes it writes event by event, like a real server, and then it tends to be the
 limit for both tools). The stub gets one CPU and each tool in turn the
@@ -23,7 +23,7 @@ from pathlib import Path
 from common import median, notus_bench, print_table, spread, vllm_bench
 
 from notus_cli.model.tiny import write_tiny_model
-from tests.support.openai_stub import MODEL, StubConfig, running_stub
+from testbed.openai_stub import MODEL, StubConfig, running_stub
 
 INPUT_LEN, OUTPUT_LEN = 32, 16
 

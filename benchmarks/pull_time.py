@@ -43,8 +43,8 @@ from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.image.weights import local_weights, weight_layers
 from notus_cli.image_reference import image_ref
 from notus_cli.settings import BuildSettings
-from tests.support.docker import Registry, import_base_image, start_dockerd, start_registry
-from tests.support.vllm import free_port
+from testbed.docker import Registry, import_base_image, start_dockerd, start_registry
+from testbed.vllm import free_port
 
 Say = Callable[[str], None]
 ONE_LAYER_GB = 100.0  # the setting's maximum: every shard of a few GB in one layer

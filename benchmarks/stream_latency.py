@@ -44,7 +44,7 @@ from benchmarks.common import print_table
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.runpod.serverless import ServerlessClient, sse_objects
 from notus_cli.serve.stack import LocalStack, StackConfig
-from tests.support.vllm import MAX_MODEL_LEN, SERVED_NAME, start_vllm
+from testbed.vllm import MAX_MODEL_LEN, SERVED_NAME, start_vllm
 from worker.params import parse_job_input
 
 MESSAGES = [{"role": "user", "content": "What does the Bible say about wisdom?"}]

@@ -12,9 +12,9 @@ from hypothesis import settings
 
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.serve.stack import LocalStack, StackConfig
-from tests.support.control import control_harness
-from tests.support.emulator import Harness
-from tests.support.vllm import VllmServer, start_vllm
+from testbed.control import control_harness
+from testbed.emulator import Harness
+from testbed.vllm import VllmServer, start_vllm
 
 # Fuzz tests: the same examples on every run (a CI failure reproduces), no example database in the
 # tree, no per-example deadline on these shared cores; NOTUS_FUZZ_EXAMPLES runs a longer search.

@@ -22,9 +22,9 @@ from notus_cli.bench.deploy_hooks import temporary_endpoints
 from notus_cli.deployments import load_deployments
 from notus_cli.runpod.gpus import resolve_pool
 from notus_cli.settings import load_settings
-from tests.support.common import notus_command, wait_for
-from tests.support.control import Session, notus_env, pushed_project
-from tests.support.emulator import Harness
+from testbed.common import notus_command, wait_for
+from testbed.control import Session, notus_env, pushed_project
+from testbed.emulator import Harness
 
 DIGEST = "sha256:" + "be" * 32
 CREATED = re.compile(r"created endpoint (bench-ampere-80-[0-9a-f]{6}) \((\w+)\)")

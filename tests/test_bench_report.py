@@ -13,8 +13,8 @@ from pathlib import Path
 
 from notus_cli.bench.result_files import write_report
 from notus_cli.bench.run import BenchOptions, run_benchmark
-from tests.support.chromium import view_page
-from tests.support.openai_stub import StubConfig, running_stub
+from testbed.chromium import view_page
+from testbed.openai_stub import StubConfig, running_stub
 
 IMAGES = """Array.from(document.images).map(image => ({
     alt: image.alt, complete: image.complete, width: image.naturalWidth, height: image.naturalHeight,

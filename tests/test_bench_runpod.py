@@ -2,7 +2,7 @@
 
 RunPod itself cannot be reached here, so the emulator (notus_cli.emulator) stands in for it, over
 HTTP on loopback, with real runpod SDK worker processes running the echo handler
-(tests/support/echo_worker.py): its chat answers have known timings (ECHO_FIRST_TOKEN_DELAY before
+(testbed/echo_worker.py): its chat answers have known timings (ECHO_FIRST_TOKEN_DELAY before
 the first chunk, ECHO_TOKEN_DELAY between chunks), so the measured phases can be checked against
 them. The run against `notus serve --tiny` (real vLLM) is in test_bench_vllm.py.
 """
@@ -36,8 +36,8 @@ from notus_cli.emulator import EmulatorConfig, Endpoint, LocalWorkers
 from notus_cli.errors import BenchError, ConfigError, EndpointUnreachable
 from notus_cli.serve.stack import LocalStack
 from notus_cli.settings import load_settings
-from tests.support.common import notus, wait_for
-from tests.support.emulator import Harness, echo_command
+from testbed.common import notus, wait_for
+from testbed.emulator import Harness, echo_command
 
 FIRST, GAP = 0.05, 0.01  # the echo worker's chat timings
 OUTPUT_LEN = 10

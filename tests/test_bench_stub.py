@@ -1,4 +1,4 @@
-"""`notus bench` against a real streaming server on loopback: tests/support/openai_stub.py.
+"""`notus bench` against a real streaming server on loopback: testbed/openai_stub.py.
 
 The stub stands in for a model server because its timings and failures are known in advance
 (a vLLM on a shared CPU is too noisy to check latencies against); it is a real HTTP server in
@@ -21,8 +21,8 @@ from notus_cli.bench.run import BenchOptions, run_benchmark
 from notus_cli.bench.workload import count_tokens, load_tokenizer
 from notus_cli.settings import load_settings
 from notus_cli.targets import openai_server
-from tests.support.common import notus
-from tests.support.openai_stub import StubConfig, running_stub
+from testbed.common import notus
+from testbed.openai_stub import StubConfig, running_stub
 
 
 @pytest.fixture(scope="module")

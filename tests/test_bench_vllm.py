@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from notus_cli.bench.run import BenchOptions, run_benchmark
-from tests.support.common import notus
-from tests.support.vllm import SERVED_NAME, VllmServer
+from testbed.common import notus
+from testbed.vllm import SERVED_NAME, VllmServer
 
 
 @pytest.mark.vllm

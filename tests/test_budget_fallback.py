@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.vllm import MAX_MODEL_LEN, SERVED_NAME, VllmServer, start_vllm
+from testbed.vllm import MAX_MODEL_LEN, SERVED_NAME, VllmServer, start_vllm
 from worker.handler import ChatHandler
 
 pytestmark = [pytest.mark.vllm, pytest.mark.anyio]

@@ -23,9 +23,9 @@ from notus_cli.emulator import LocalWorkers
 from notus_cli.emulator.endpoint import Endpoint
 from notus_cli.emulator.models import CachedModels, ModelReference
 from notus_cli.serve.vllm import vllm_env
-from tests.support.control import notus, notus_env, pushed_project
-from tests.support.emulator import Harness, wait_for
-from tests.support.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, vllm_python
+from testbed.control import notus, notus_env, pushed_project
+from testbed.emulator import Harness, wait_for
+from testbed.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, vllm_python
 from worker.model_cache import CachedModelMissing, find_snapshot
 
 COMMIT = "1f0e2d3c4b5a69788796a5b4c3d2e1f0a1b2c3d4"

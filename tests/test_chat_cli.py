@@ -21,9 +21,9 @@ import pytest
 
 from notus_cli.deployments import Deployment, save_deployment
 from notus_cli.serve.stack import LocalStack, write_connection
-from tests.support.common import ROOT, notus_command, wait_for
-from tests.support.common import notus as run_notus
-from tests.support.emulator import Harness
+from testbed.common import ROOT, notus_command, wait_for
+from testbed.common import notus as run_notus
+from testbed.emulator import Harness
 
 TERMINAL = {"PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
 PROMPT = "you>"

@@ -16,8 +16,8 @@ import pexpect
 import pytest
 
 from notus_cli.errors import ExitCode
-from tests.support.common import ROOT, notus, notus_command
-from tests.support.openai_stub import StubConfig, running_stub
+from testbed.common import ROOT, notus, notus_command
+from testbed.openai_stub import StubConfig, running_stub
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r")
 ROWS = 20

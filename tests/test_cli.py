@@ -12,7 +12,7 @@ from notus_cli import __version__
 from notus_cli.app import app
 from notus_cli.errors import ConfigError
 from notus_cli.settings import load_settings
-from tests.support.common import notus
+from testbed.common import notus
 
 
 def test_version() -> None:

@@ -23,9 +23,9 @@ from notus_cli.app import cli
 from notus_cli.errors import ExitCode
 from notus_cli.output import table
 from notus_cli.runpod.gpus import ALIASES, POOLS
-from tests.support.common import ROOT, notus
-from tests.support.control import control_harness, notus_env
-from tests.support.emulator import Harness
+from testbed.common import ROOT, notus
+from testbed.control import control_harness, notus_env
+from testbed.emulator import Harness
 
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
 SOURCES = sorted((ROOT / "notus_cli").rglob("*.py"))

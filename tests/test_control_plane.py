@@ -18,8 +18,8 @@ from notus_cli.errors import RunPodQueryError
 from notus_cli.runpod.control import EndpointInput, EnvVar, TemplateInput
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.serverless import RetryPolicy
-from tests.support.common import wait_for
-from tests.support.emulator import Harness
+from testbed.common import wait_for
+from testbed.emulator import Harness
 
 
 @pytest.fixture

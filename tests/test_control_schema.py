@@ -29,8 +29,8 @@ from notus_cli.registry_credentials import RegistryCredentials
 from notus_cli.runpod.control import ControlPlane
 from notus_cli.runpod.gpus import resolve_pool
 from notus_cli.settings import NotusSettings, load_settings
-from tests.support.control import notus_env, pushed_project
-from tests.support.emulator import Harness
+from testbed.control import notus_env, pushed_project
+from testbed.emulator import Harness
 
 PASSWORD = "ghp_not-a-real-token-0123456789"
 PATH_OPERATIONS = {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.control import Session, notus_env, pushed_project
-from tests.support.emulator import Harness, wait_for
+from testbed.control import Session, notus_env, pushed_project
+from testbed.emulator import Harness, wait_for
 
 AWKWARD = 'quote " back\\slash\nnew line = $HOME'
 DIGEST = "sha256:" + "cd" * 32

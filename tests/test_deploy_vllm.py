@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from notus_cli.serve.stack import LocalStack
-from tests.support.control import notus, notus_env
+from testbed.control import notus, notus_env
 
 pytestmark = pytest.mark.vllm
 

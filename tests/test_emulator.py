@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from notus_cli.emulator import EmulatorConfig, Endpoint
-from tests.support.common import wait_for
-from tests.support.emulator import Harness
+from testbed.common import wait_for
+from testbed.emulator import Harness
 
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 

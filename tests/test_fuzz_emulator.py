@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notus_cli.emulator import EmulatorConfig, Endpoint
-from tests.support.emulator import Harness
-from tests.support.fuzzing import json_values
+from testbed.emulator import Harness
+from testbed.fuzzing import json_values
 
 # Short holds so an example that long-polls (a job-take with nothing queued, a /stream with nothing
 # new) costs a fraction of a second instead of RunPod's 10 s and 1 s.

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.fuzzing import chat_inputs, json_values, openai_inputs
-from tests.support.vllm import MAX_MODEL_LEN, SERVED_NAME, VllmServer
+from testbed.fuzzing import chat_inputs, json_values, openai_inputs
+from testbed.vllm import MAX_MODEL_LEN, SERVED_NAME, VllmServer
 from worker.handler import ChatHandler
 from worker.job_errors import parse_job_error
 

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support.fuzzing import chat_inputs, json_values, openai_inputs, parameter_values
+from testbed.fuzzing import chat_inputs, json_values, openai_inputs, parameter_values
 from worker.params import (
     NATIVE_KEYS,
     OPENAI_ROUTES,

@@ -23,7 +23,7 @@ from notus_cli.errors import (
 from notus_cli.runpod.control import EndpointInput, EnvVar, TemplateInput
 from notus_cli.runpod.graphql import RunPodGraphQL, mask
 from notus_cli.runpod.serverless import RetryPolicy
-from tests.support.emulator import Harness, wait_for
+from testbed.emulator import Harness, wait_for
 
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.05)
 AWKWARD = 'say "hi"\\n, a back\\slash,\na newline, {"json": true} and $dollar'

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from notus_cli.guard import guarded
-from tests.support.common import ROOT, wait_for
-from tests.support.procs import running
+from testbed.common import ROOT, wait_for
+from testbed.procs import running
 
 
 def test_the_guard_passes_the_exit_status_on() -> None:
@@ -51,7 +51,7 @@ def test_workers_end_when_the_emulator_process_is_killed(tmp_path: Path) -> None
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from tests.support.emulator import Harness
+        from testbed.emulator import Harness
         harness = Harness.start(Path({str(tmp_path)!r}))
         endpoint, pool = harness.endpoint(workers=2)
         Path({str(pid_file)!r}).write_text(" ".join(str(p.pid) for p in pool.processes))

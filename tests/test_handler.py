@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.vllm import MAX_MODEL_LEN, SERVED_NAME, VllmServer
+from testbed.vllm import MAX_MODEL_LEN, SERVED_NAME, VllmServer
 from worker.handler import ChatHandler
 
 pytestmark = [pytest.mark.vllm, pytest.mark.anyio]

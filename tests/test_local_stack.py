@@ -21,7 +21,7 @@ from notus_cli.emulator import LocalWorkers
 from notus_cli.errors import JobFailed
 from notus_cli.runpod.serverless import ServerlessClient
 from notus_cli.serve.stack import LocalStack
-from tests.support.common import wait_for
+from testbed.common import wait_for
 
 pytestmark = pytest.mark.vllm
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from notus_cli.image.weights import HubUnreachable, hub_files
-from tests.support.common import notus as run_notus
-from tests.support.control import pushed_project
+from testbed.common import notus as run_notus
+from testbed.control import pushed_project
 
 
 def closed_url() -> str:

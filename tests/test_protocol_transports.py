@@ -35,7 +35,7 @@ from notus_cli.runpod.protocol.follow import (
 )
 from notus_cli.runpod.protocol.limits import RetryPolicy
 from notus_cli.runpod.serverless import ServerlessClient
-from tests.support.emulator import Harness
+from testbed.emulator import Harness
 
 pytestmark = pytest.mark.anyio
 

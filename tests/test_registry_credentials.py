@@ -29,8 +29,8 @@ from notus_cli.registry_credentials import (
     store_registry_credentials,
 )
 from notus_cli.settings import NotusSettings, load_settings
-from tests.support.common import ROOT, notus_command
-from tests.support.common import notus as run_notus
+from testbed.common import ROOT, notus_command
+from testbed.common import notus as run_notus
 
 PASSWORD = "ghp_registryPasswordThatMustNotLeak77"
 

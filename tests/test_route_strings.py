@@ -12,7 +12,7 @@ import ast
 import re
 from pathlib import Path
 
-from tests.support.common import ROOT
+from testbed.common import ROOT
 
 # A route as a path: at the start of a literal or glued to what comes before (a URL, a `{base}`).
 # After a space or a bracket it is running text ("jobs (/run, /stream)"), which may name a route.

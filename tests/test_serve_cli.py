@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.common import notus as run_notus
-from tests.support.common import notus_command
-from tests.support.procs import descendants, running
+from testbed.common import notus as run_notus
+from testbed.common import notus_command
+from testbed.procs import descendants, running
 
 README_EXAMPLE = {
     "input": {

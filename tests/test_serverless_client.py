@@ -22,7 +22,7 @@ from notus_cli.errors import (
     RunPodRateLimited,
 )
 from notus_cli.runpod.serverless import RetryPolicy, ServerlessClient, StreamPacer
-from tests.support.emulator import Harness
+from testbed.emulator import Harness
 from worker.job_errors import JobError, parse_job_error
 
 pytestmark = pytest.mark.anyio

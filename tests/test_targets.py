@@ -2,7 +2,7 @@
 and exit code in both (notus_cli.targets reads the flags for both commands).
 
 RunPod's API cannot be reached from here: the emulator on loopback stands in for it (no workers needed,
-the key is checked first); an OpenAI-compatible server is the stub in tests/support/openai_stub.py.
+the key is checked first); an OpenAI-compatible server is the stub in testbed/openai_stub.py.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from notus_cli.deployments import Deployment, save_deployment
 from notus_cli.errors import AuthError, ConfigError, EndpointUnreachable, NotusError
 from notus_cli.settings import load_settings
 from notus_cli.targets import TargetFlags
-from tests.support.common import notus
-from tests.support.emulator import Harness
-from tests.support.openai_stub import StubConfig, running_stub
+from testbed.common import notus
+from testbed.emulator import Harness
+from testbed.openai_stub import StubConfig, running_stub
 
 ONCE = ("--once", "hi")
 

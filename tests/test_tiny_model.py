@@ -13,8 +13,8 @@ import pytest
 
 from notus_cli.model.safetensors_io import read_safetensors_header
 from notus_cli.model.tiny import SPECIAL_TOKENS, write_tiny_model
-from tests.support.common import notus
-from tests.support.vllm import vllm_python
+from testbed.common import notus
+from testbed.vllm import vllm_python
 
 EXPECTED_FILES = {
     "config.json",

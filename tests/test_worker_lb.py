@@ -24,8 +24,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.common import ROOT, wait_for
-from tests.support.vllm import MAX_MODEL_LEN, SERVED_NAME, TEST_VLLM_ARGS, cpu_env, free_port, vllm_python
+from testbed.common import ROOT, wait_for
+from testbed.vllm import MAX_MODEL_LEN, SERVED_NAME, TEST_VLLM_ARGS, cpu_env, free_port, vllm_python
 
 pytestmark = pytest.mark.vllm
 

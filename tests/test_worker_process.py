@@ -16,10 +16,10 @@ import pytest
 
 from notus_cli.emulator import WorkerCommand
 from notus_cli.serve.vllm import vllm_env
-from tests.support.common import wait_for
-from tests.support.emulator import Harness
-from tests.support.procs import children, descendants, running
-from tests.support.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, VllmServer, vllm_python
+from testbed.common import wait_for
+from testbed.emulator import Harness
+from testbed.procs import children, descendants, running
+from testbed.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, VllmServer, vllm_python
 
 pytestmark = pytest.mark.vllm
 
@@ -158,7 +158,7 @@ def fitness_command(log_dir: Path, **env: str) -> WorkerCommand:
 
     The emulator's worker env switches them off (RUNPOD_SKIP_AUTO_SYSTEM_CHECKS, RUNPOD_SKIP_GPU_CHECK)
     and wins over a command's env, so `env -u` removes both before Python starts. The SDK's network
-    check targets 8.8.8.8, which tests may not reach: tests/support/fitness_worker.py points that one
+    check targets 8.8.8.8, which tests may not reach: testbed/fitness_worker.py points that one
     check at a loopback listener (NOTUS_TEST_NETWORK_CHECK), the caller's `loopback_listener`.
     """
     argv = (
@@ -169,7 +169,7 @@ def fitness_command(log_dir: Path, **env: str) -> WorkerCommand:
         "RUNPOD_SKIP_GPU_CHECK",
         sys.executable,
         "-m",
-        "tests.support.fitness_worker",
+        "testbed.fitness_worker",
     )
     return WorkerCommand(argv=argv, env={"NOTUS_MAX_NUM_SEQS": "8", **env}, log_dir=log_dir)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support.common import ROOT, notus
-from tests.support.docker import Dockerd, Registry, import_base_image, start_dockerd, start_registry
-from tests.support.fake_hub import FakeHub
+from testbed.common import ROOT, notus
+from testbed.docker import Dockerd, Registry, import_base_image, start_dockerd, start_registry
+from testbed.fake_hub import FakeHub
 
 
 @pytest.fixture(scope="session")

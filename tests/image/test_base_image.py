@@ -24,8 +24,8 @@ from notus_cli.files import user_config_dir
 from notus_cli.image.context import BuildContext, Entry
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.pushed_images import last_pushed
+from testbed.docker import Registry
 from tests.image.conftest import Cli
-from tests.support.docker import Registry
 
 pytestmark = pytest.mark.docker
 

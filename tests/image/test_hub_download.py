@@ -1,6 +1,6 @@
 """Weights from the Hub: huggingface_hub's real download code against a loopback Hub.
 
-The Hub itself is faked (tests.support.fake_hub): it cannot be reached from these machines.
+The Hub itself is faked (testbed.fake_hub): it cannot be reached from these machines.
 Everything else is real: huggingface_hub's HTTP client, its cache layout and resume logic.
 """
 
@@ -19,8 +19,8 @@ from notus_cli.image.pipeline import BuildRequest, plan_build
 from notus_cli.image.weights import Weights, download_weights
 from notus_cli.model.safetensors_io import write_safetensors
 from notus_cli.settings import BuildSettings
+from testbed.fake_hub import FakeHub
 from tests.image.conftest import offline_hub
-from tests.support.fake_hub import FakeHub
 
 TOKEN = "hf_loopbackTokenNeverLeavesTheHost"
 

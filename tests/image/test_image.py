@@ -21,8 +21,8 @@ from notus_cli.image.engine import DockerEngine
 from notus_cli.image.events import Event, Progress
 from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.settings import BuildSettings
+from testbed.docker import Dockerd
 from tests.image.conftest import Cli
-from tests.support.docker import Dockerd
 
 pytestmark = pytest.mark.docker
 

@@ -1,6 +1,6 @@
 """Weights in several image layers, and images with no weights at all (cached), built by a real dockerd.
 
-The Hugging Face Hub is the loopback stand-in of tests.support.fake_hub (it cannot be reached
+The Hugging Face Hub is the loopback stand-in of testbed.fake_hub (it cannot be reached
 from here); the daemon, the build and the image inspection are real.
 """
 
@@ -20,8 +20,8 @@ import pytest
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.settings import BuildSettings
+from testbed.fake_hub import FakeHub
 from tests.image.conftest import offline_hub
-from tests.support.fake_hub import FakeHub
 
 pytestmark = pytest.mark.docker
 

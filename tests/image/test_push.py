@@ -10,8 +10,8 @@ import pytest
 
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.pushed_images import last_pushed
+from testbed.docker import Registry
 from tests.image.conftest import Cli
-from tests.support.docker import Registry
 
 pytestmark = pytest.mark.docker
 

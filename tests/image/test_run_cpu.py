@@ -18,7 +18,7 @@ import pytest
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.settings import BuildSettings
-from tests.support.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, vllm_python
+from testbed.vllm import MAX_MODEL_LEN, TEST_VLLM_ARGS, vllm_python
 
 pytestmark = [pytest.mark.docker, pytest.mark.vllm]
 

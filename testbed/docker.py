@@ -24,8 +24,8 @@ from pathlib import Path
 import docker
 import httpx
 
-from tests.support.common import ROOT
-from tests.support.vllm import free_port
+from testbed.common import ROOT
+from testbed.vllm import free_port
 
 BASE_IMAGE = "notus-test/base:bookworm"
 BASE_PACKAGES = ("python3", "libnuma1")

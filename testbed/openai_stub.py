@@ -5,7 +5,7 @@ finish chunk, a usage chunk when asked, `[DONE]`), with configurable delays and 
 nothing else: no model, no JSON schema checks. Written on asyncio.Protocol so that it stays far
 cheaper per request than the clients it measures; it runs in its own process.
 
-    python -m tests.support.openai_stub --port 0 --ttft 0.05 --itl 0.01 --fail-every 5
+    python -m testbed.openai_stub --port 0 --ttft 0.05 --itl 0.01 --fail-every 5
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.support.common import ROOT
+from testbed.common import ROOT
 
 MODEL = "stub-model"
 FAIL_MODES = ("status", "disconnect", "error-event")
@@ -235,7 +235,7 @@ def running_stub(
     config: StubConfig = StubConfig(), *, python: str = sys.executable, cpus: Sequence[int] | None = None
 ) -> Iterator[str]:
     """Start the stub in its own process (pinned to `cpus` if given); yield its base URL; stop it."""
-    command = [python, "-m", "tests.support.openai_stub", "--port", "0", "--tokens", str(config.tokens)]
+    command = [python, "-m", "testbed.openai_stub", "--port", "0", "--tokens", str(config.tokens)]
     command += ["--ttft", str(config.ttft), "--itl", str(config.itl), "--fail-every", str(config.fail_every)]
     command += ["--fail-mode", config.fail_mode] + ([] if config.usage else ["--no-usage"])
     command += ["--api-key", config.api_key] if config.api_key else []

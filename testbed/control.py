@@ -15,9 +15,9 @@ from notus_cli.emulator import EmulatorConfig
 from notus_cli.emulator.scaler import command_factory
 from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION
 from notus_cli.image.pushed_images import PushedImage, record_push
-from tests.support.common import ROOT
-from tests.support.common import notus as run_notus
-from tests.support.emulator import Harness, echo_command
+from testbed.common import ROOT
+from testbed.common import notus as run_notus
+from testbed.emulator import Harness, echo_command
 
 
 def control_harness(log_dir: Path) -> Harness:
@@ -41,7 +41,7 @@ def notus_env(url: str, key: str) -> dict[str, str]:
 
 
 def notus(*args: str, cwd: Path, env: Mapping[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`notus` with exactly the environment `env` (see notus_env): the shared runner, tests.support.common."""
+    """`notus` with exactly the environment `env` (see notus_env): the shared runner, testbed.common."""
     return run_notus(*args, cwd=cwd, base_env=env, stdin=stdin or "", timeout=120)
 
 

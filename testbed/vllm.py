@@ -12,7 +12,7 @@ from pathlib import Path
 from notus_cli.errors import NotusError
 from notus_cli.serve.stack import TINY_VLLM_ARGS
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
-from tests.support.common import ROOT
+from testbed.common import ROOT
 from worker.engine import _free_port as free_port  # the worker's own: one way to pick a loopback port
 from worker.settings import DEFAULT_MODEL, WorkerSettings
 
@@ -60,7 +60,7 @@ def start_vllm(
     return server
 
 
-if __name__ == "__main__":  # manual use: python -m tests.support.vllm MODEL_DIR
+if __name__ == "__main__":  # manual use: python -m testbed.vllm MODEL_DIR
     srv = start_vllm(Path(sys.argv[1]), Path("vllm.log"))
     print(srv.base_url, flush=True)
     srv.process.wait()

@@ -1,6 +1,6 @@
 """An emulator on loopback for tests: endpoints with real runpod SDK worker processes.
 
-The echo workers (tests/support/echo_worker.py) run the unmodified SDK against the emulator with a
+The echo workers (testbed/echo_worker.py) run the unmodified SDK against the emulator with a
 trivial handler, so protocol tests take seconds instead of waiting for vLLM.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 
 from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, Endpoint, LocalWorkers, WorkerCommand, new_key
-from tests.support.common import ROOT, wait_for
+from testbed.common import ROOT, wait_for
 
 
 def echo_command(log_dir: Path, *, concurrency: int = 8) -> WorkerCommand:
     return WorkerCommand(
-        argv=(sys.executable, "-m", "tests.support.echo_worker"),
+        argv=(sys.executable, "-m", "testbed.echo_worker"),
         env={"ECHO_CONCURRENCY": str(concurrency), "RUNPOD_LOG_LEVEL": "INFO"},
         log_dir=log_dir,
         cwd=ROOT,
