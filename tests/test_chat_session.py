@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 
 from notus_cli.chat import personas
 from notus_cli.chat.answer import Answer
-from notus_cli.chat.backends import JobTiming, ModelInfo, job_chunks, overflow_or
+from notus_cli.chat.backends import JobTiming, ModelInfo, OpenAIServer, job_chunks, overflow_or
 from notus_cli.chat.commands import ChatState, run_command
 from notus_cli.chat.render import TerminalView, reasoning_tail, stats_line
 from notus_cli.chat.sampling import parse_assignment, parse_setting
@@ -275,6 +277,36 @@ def test_only_a_too_long_prompt_is_an_overflow() -> None:
     assert (overflow.exit_code, overflow.job_id) == (4, "j")
     other = JobFailed("job j failed: min_tokens must be less than or equal to max_tokens")
     assert overflow_or(other) is other
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "words"),
+    [
+        (400, b'{"error": {"message": "temperature must be at most 2"}}', "(HTTP 400): temperature must be at most 2"),
+        (400, b'{"error": "plain words"}', "(HTTP 400): plain words"),
+        (500, b"upstream exploded", "(HTTP 500): upstream exploded"),
+        (502, b"", "(HTTP 502): Bad Gateway"),  # no body: the reason phrase, not "(empty body)"
+    ],
+)
+def test_an_openai_servers_refusal_reads_its_own_words(status: int, body: bytes, words: str) -> None:
+    """How an error body becomes the message (a transport that answers in memory: the wording is what is
+    tested; tests/test_chat_cli.py reaches real servers)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body)
+
+    async def ask() -> None:
+        server = OpenAIServer(
+            "http://server.test/v1", api_key=None, http=httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        )
+        try:
+            await server.complete({"messages": []})
+        finally:
+            await server.aclose()
+
+    with pytest.raises(JobFailed) as refused:
+        asyncio.run(ask())
+    assert str(refused.value).endswith(words)
 
 
 def test_reasoning_streams_as_a_short_tail_then_folds(tmp_path: Path) -> None:

@@ -26,9 +26,11 @@ import httpx
 from pydantic import SecretStr
 
 from notus_cli.errors import AuthError, ContextOverflow, JobFailed, RunPodQueryError, ServerError
+from notus_cli.http_errors import unreachable
 from notus_cli.runpod.protocol.bodies import item_chunks, openai_job_input
 from notus_cli.runpod.protocol.follow import JobAccepted, JobEnded, StreamedItems
-from notus_cli.runpod.serverless import ServerlessClient, sse_objects, unreachable
+from notus_cli.runpod.protocol.replies import error_message
+from notus_cli.runpod.serverless import ServerlessClient, sse_objects
 
 OVERFLOW = re.compile(r"maximum context length|context length is|prompt is too long", re.IGNORECASE)
 CANCEL_TIMEOUT = 10.0
@@ -236,11 +238,7 @@ def _raise_for_status(response: httpx.Response) -> None:
     code = response.status_code
     if code < 400:
         return
-    try:
-        detail = response.json().get("error", {})
-        message = str(detail.get("message") if isinstance(detail, dict) else detail) or response.reason_phrase
-    except (ValueError, AttributeError):
-        message = response.text[:300] or response.reason_phrase
+    message = error_message(response.content) if response.content else response.reason_phrase
     if code in (401, 403):
         raise AuthError(
             f"the server rejected the API key (HTTP {code})",

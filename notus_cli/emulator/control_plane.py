@@ -32,20 +32,36 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from graphql import GraphQLError, graphql_sync
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from notus_cli.emulator.http import presented_key, read_json
+from notus_cli.emulator.loop import AccountLoop
 from notus_cli.emulator.models import check_model_references
 from notus_cli.emulator.runpod_schema import schema
 from notus_cli.emulator.scaler import Scaler, ScalingSpec
 from notus_cli.runpod.gpus import POOLS, POOLS_BY_ID
 
 if TYPE_CHECKING:
-    from notus_cli.emulator.account import Account
+    from notus_cli.emulator.endpoint import Endpoint
+    from notus_cli.emulator.scaler import WorkerFactory
+
+
+class AccountEndpoints(AccountLoop, Protocol):
+    """What the control plane changes in the account that owns it (account.py's Account): its keys, and
+    the endpoints it creates and removes, with their workers."""
+
+    api_keys: set[str]
+    endpoints: dict[str, Endpoint]
+    worker_factory: WorkerFactory | None
+
+    def create_endpoint(self, endpoint_id: str | None = None, *, name: str = "", max_workers: int = 1) -> Endpoint: ...
+
+    def remove_endpoint(self, endpoint_id: str) -> None: ...
+
 
 MAX_BODY = 1024 * 1024
 # What RunPod sets for a field saveEndpoint's input leaves out (it is a full replace).
@@ -90,7 +106,7 @@ class ControlRules:
 class EmulatedControlPlane:
     """Templates and endpoint specs of the account; state lives on the emulator's event loop."""
 
-    def __init__(self, account: Account) -> None:
+    def __init__(self, account: AccountEndpoints) -> None:
         self.account = account
         self.templates: dict[str, dict[str, Any]] = {}
         self.specs: dict[str, dict[str, Any]] = {}  # endpoint id -> what myself.endpoints shows

@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from notus_cli.emulator.loop import AccountLoop
+
 if TYPE_CHECKING:
-    from notus_cli.emulator.account import Account
     from notus_cli.emulator.endpoint import Endpoint
     from notus_cli.emulator.workers import LocalWorkers, WorkerCommand
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 WorkerFactory = Callable[["Endpoint", Mapping[str, str]], "LocalWorkers"]
 
 
-def command_factory(account: Account, command: WorkerCommand) -> WorkerFactory:
+def command_factory(account: AccountLoop, command: WorkerCommand) -> WorkerFactory:
     """Workers run `command` with the template's env underneath its own (the command's wins, so a worker
     always reaches the local vLLM); each endpoint logs to its own folder under the command's log_dir."""
     from notus_cli.emulator.workers import LocalWorkers
@@ -65,7 +66,7 @@ class _Member:
 
 
 class Scaler:
-    def __init__(self, account: Account, endpoint: Endpoint, factory: WorkerFactory, spec: ScalingSpec) -> None:
+    def __init__(self, account: AccountLoop, endpoint: Endpoint, factory: WorkerFactory, spec: ScalingSpec) -> None:
         self.account = account
         self.endpoint = endpoint
         self.factory = factory

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from notus_cli.emulator.loop import AccountLoop
 from notus_cli.guard import guarded
 from notus_cli.runpod.protocol.routes import worker_webhooks
 
 if TYPE_CHECKING:
-    from notus_cli.emulator.account import Account
     from notus_cli.emulator.endpoint import Endpoint
     from notus_cli.emulator.models import CachedModels
 
@@ -92,7 +92,7 @@ class LocalWorkers:
 
     def __init__(
         self,
-        account: Account,
+        account: AccountLoop,
         endpoint: Endpoint,
         command: WorkerCommand | None = None,
         *,

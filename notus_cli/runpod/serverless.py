@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from notus_cli.errors import EndpointUnreachable
+from notus_cli.http_errors import unreachable
 from notus_cli.runpod.pacing import StreamPacer
 from notus_cli.runpod.protocol import routes
 from notus_cli.runpod.protocol.bodies import Health, JobStatus, job_request, purged_count
@@ -249,14 +249,6 @@ class ServerlessClient(EndpointOpenAIRoute):
             raise ErrorReply.malformed(str(exc), sent.asked).to_error() from None
 
 
-def unreachable(url: str, exc: httpx.HTTPError) -> EndpointUnreachable:
-    """The error for a server that could not be reached (or did not answer in time)."""
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
-    return EndpointUnreachable(
-        f"{url} {kind} ({type(exc).__name__})", hint="check the URL, your network, and that the endpoint is running"
-    )
-
-
 __all__ = [
     "Health",
     "JobAccepted",
@@ -267,5 +259,4 @@ __all__ = [
     "StreamPacer",
     "StreamedItems",
     "sse_objects",
-    "unreachable",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from notus_cli.http_errors import unreachable
 from notus_cli.runpod.protocol import routes
 from notus_cli.runpod.protocol.follow import Call, Retrying, openai_call
 from notus_cli.runpod.protocol.limits import RetryPolicy
@@ -49,7 +50,6 @@ class EndpointOpenAIRoute:
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """chat.completion.chunk objects through the OpenAI route, as the server sends them."""
-        from notus_cli.runpod.serverless import unreachable  # the one place transport failures are worded
 
         sent = openai_call("POST", routes.OPENAI_CHAT_COMPLETIONS, {**body, "stream": True})
         retrying = Retrying(self.retry_policy)
