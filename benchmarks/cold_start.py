@@ -1,36 +1,36 @@
 """Cold and warm `delayTime` of an endpoint created through the emulator's control plane.
 
-    .venv/bin/python benchmarks/cold_start.py [--runs 5]
+    .venv/bin/python -m benchmarks.cold_start [--runs 5]
 
 The endpoint scales to zero (workersMin 0, idleTimeout 1 s), so each cold /runsync waits for the
 autoscaler to start a real runpod SDK worker process (echo handler) and for that worker's first poll;
 the warm request right after finds it running. RunPod's own cold start adds image pull and model
 load, which the emulator does not imitate: this is the floor the local stack adds.
+Writes docs/results/cold_start.md and .json.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pydantic import SecretStr
 
-from pydantic import SecretStr  # noqa: E402
-
-from notus_cli.runpod.control import EndpointInput, TemplateInput  # noqa: E402
-from notus_cli.runpod.graphql import RunPodGraphQL  # noqa: E402
-from testbed.control import control_harness  # noqa: E402
-from testbed.emulator import wait_for  # noqa: E402
+from benchmarks.results import add_out_option, markdown_table, write_results
+from notus_cli.runpod.control import EndpointInput, TemplateInput
+from notus_cli.runpod.graphql import RunPodGraphQL
+from testbed.control import control_harness
+from testbed.emulator import wait_for
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+    add_out_option(parser, "cold_start")
+    args = parser.parse_args()
+    runs = args.runs
     harness = control_harness(Path(tempfile.mkdtemp(prefix="cold-start-")))
     try:
         with RunPodGraphQL(SecretStr(harness.key), url=f"{harness.url}/graphql") as runpod:
@@ -49,6 +49,23 @@ def main() -> None:
         print(f"warm delayTime ms: median {statistics.median(warm):.0f}  {warm}")
     finally:
         harness.close()
+    rows = [
+        [name, f"{statistics.median(times):.0f}", ", ".join(map(str, times))]
+        for name, times in (("cold", cold), ("warm", warm))
+    ]
+    body = (
+        f"{runs} cold /runsync requests to an endpoint of the emulator's control plane scaled to zero, each followed "
+        "by a warm one. A cold request waits for the autoscaler to start a real runpod SDK worker process (echo "
+        "handler); RunPod's own cold start adds image pull and model load, which the emulator does not imitate.\n\n"
+        + markdown_table(["request", "delayTime median ms", "each run ms"], rows)
+    )
+    write_results(
+        "cold_start",
+        "Cold start through the emulator's autoscaler",
+        body,
+        {"cold_ms": cold, "warm_ms": warm},
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

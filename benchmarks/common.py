@@ -11,15 +11,12 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from testbed.vllm import cpu_env, vllm_python  # noqa: E402
+from testbed.common import ROOT
+from testbed.vllm import cpu_env, vllm_python
 
 # Both tools run unmodified inside a small loop: each reads one JSON line of command-line arguments
 # on stdin, runs that benchmark, and answers with one JSON line of results on the original stdout

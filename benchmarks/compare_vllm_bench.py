@@ -8,9 +8,9 @@ times: every repeat runs each level with both tools back to back, the order alte
 or more CPUs the server gets the first and the load generators the second, so neither tool slows
 the server by competing for its core. Goals: request and output throughput within 5%, median TTFT
 and TPOT within 10%, read from the median of the paired runs' ratios; its 95% interval (bootstrap)
-says whether a miss is a difference or this machine's noise.
+says whether a miss is a difference or this machine's noise. Writes docs/results/compare_vllm_bench.md and .json.
 
-    .venv/bin/python benchmarks/compare_vllm_bench.py [--concurrency 1,4,16] [--prompts 32] [--repeats 20]
+    .venv/bin/python -m benchmarks.compare_vllm_bench [--concurrency 1,4,16] [--prompts 32] [--repeats 20]
         [--range-ratio 0.5] [--workload file|random]   (about 10 minutes with the defaults)
 """
 
@@ -26,8 +26,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import BenchProcess, median, print_table, spread
 
+from benchmarks.common import BenchProcess, median, print_table, spread
+from benchmarks.results import add_out_option, tee, text_block, write_results
 from notus_cli.bench.workload import load_tokenizer, random_workload
 from notus_cli.model.tiny import write_tiny_model
 from testbed.vllm import SERVED_NAME, start_vllm
@@ -120,6 +121,7 @@ def main() -> int:
         help="file: both read the same prompts (the comparison); random: each tool makes its own random prompts",
     )
     parser.add_argument("--repeats", type=int, default=20, help="back-to-back pairs of runs per level")
+    add_out_option(parser, "compare_vllm_bench")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     cpus = sorted(os.sched_getaffinity(0))
@@ -163,7 +165,12 @@ def main() -> int:
                     print(f"  repeat {repeat + 1}: output tok/s {shown}")
         finally:
             server.stop()
-    return report(results, levels)
+    with tee() as printed:
+        code = report(results, levels)
+    data = {"runs": {f"{tool} c={c} {key}": values for (tool, c, key), values in results.items()}}
+    title = "vllm bench serve and notus bench against the same vLLM"
+    write_results("compare_vllm_bench", title, text_block(printed.getvalue()), data, out=args.out)
+    return code
 
 
 def write_prompts(model: Path, path: Path, args: argparse.Namespace) -> Path:

@@ -1,6 +1,6 @@
 """Jobs per second and added latency through the emulator, side by side with calling the handler directly.
 
-    .venv/bin/python benchmarks/emulator_throughput.py [--jobs 3000] [--latency-jobs 300] [--concurrency 64]
+    .venv/bin/python -m benchmarks.emulator_throughput [--jobs 3000] [--latency-jobs 300] [--concurrency 64]
 
 Three rows, one run:
   direct          the trivial handler (testbed/echo_worker.py) called in-process, no HTTP
@@ -15,6 +15,7 @@ wall-clock figures, not this one. Clients and the lean worker use aiohttp (the r
 client). The emulator and each worker run in their own processes; rate limits are off (RunPod's own
 would cap /runsync at 200 requests/s per endpoint).
 Goals on the 2-core development machines: >= 300 jobs/s, <= 5 ms median added latency per job.
+Writes docs/results/emulator_throughput.md and .json.
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from testbed.echo_worker import handler  # noqa: E402
+from benchmarks.results import add_out_option, tee, text_block, write_results
+from testbed.common import ROOT
+from testbed.echo_worker import handler
 
 JOB = {"echo": "x"}
 
@@ -170,18 +170,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent clients (and lean worker loops)")
     parser.add_argument("--serve-emulator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lean-worker", nargs=3, metavar=("URL", "KEY", "N"), help=argparse.SUPPRESS)
+    add_out_option(parser, "emulator_throughput")
     args = parser.parse_args()
     if args.serve_emulator:
         return serve_emulator()
     if args.lean_worker:
         return lean_worker(args.lean_worker[0], args.lean_worker[1], int(args.lean_worker[2]))
 
-    script = [sys.executable, str(Path(__file__).resolve())]
-    emulator = subprocess.Popen([*script, "--serve-emulator"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    script = [sys.executable, "-m", "benchmarks.emulator_throughput"]
+    emulator = subprocess.Popen(
+        [*script, "--serve-emulator"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert emulator.stdout is not None
     assert emulator.stdin is not None
     info = json.loads(emulator.stdout.readline())
-    worker = subprocess.Popen([*script, "--lean-worker", info["url"], info["lean_worker_key"], str(args.concurrency)])
+    worker = subprocess.Popen(
+        [*script, "--lean-worker", info["url"], info["lean_worker_key"], str(args.concurrency)], cwd=ROOT
+    )
     try:
         _wait_for_sdk_workers(info)
         rows = {"direct handler call": direct(args.latency_jobs * 10)}
@@ -192,7 +197,10 @@ def main() -> None:
         worker.wait()
         emulator.stdin.close()
         emulator.wait(60)
-    _report(rows, args)
+    with tee() as printed:
+        _report(rows, args)
+    title = "Emulator throughput: the handler called directly vs through the emulator"
+    write_results("emulator_throughput", title, text_block(printed.getvalue()), {"rows": rows}, out=args.out)
 
 
 def _wait_for_sdk_workers(info: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """How long a queued job waits after a worker's slot frees before it is taken: the SDK's loop and ours.
 
-    .venv/bin/python benchmarks/job_take_stall.py [--concurrency 4] [--rtts 0,30,80] [--rounds 5]
+    .venv/bin/python -m benchmarks.job_take_stall [--concurrency 4] [--rtts 0,30,80] [--rounds 5]
 
 A burst of twice the worker's concurrency arrives at once: the first half start, the rest wait on
 RunPod's queue until a slot frees. What is measured, per waiting job: from the end of the job whose
@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from runpod.serverless.modules import rp_scale
 
+from benchmarks.results import add_out_option, write_results
 from worker.job_loop import PromptJobScaler
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 WORK_S = 0.15
 GOAL_SLACK_MS = 10.0
 
@@ -135,9 +133,7 @@ async def measure(concurrency: int, rtts: list[float], rounds: int) -> list[dict
 
 def markdown(rows: list[dict[str, Any]], concurrency: int) -> str:
     lines = [
-        "# Job-take stall: slot free to next job taken",
-        "",
-        f"Written by `benchmarks/job_take_stall.py`: a burst of {2 * concurrency} jobs on a worker of concurrency "
+        f"A burst of {2 * concurrency} jobs on a worker of concurrency "
         f"{concurrency}, each job {WORK_S * 1000:.0f} ms of work; RunPod's job-take is an in-process long poll "
         "delayed by half the RTT each way. Times are from a slot freeing to the job-take that fills it "
         f"leaving the worker, and to the job reaching it (goal: at most 1 RTT + {GOAL_SLACK_MS:.0f} ms).",
@@ -160,16 +156,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="the worker's concurrency")
     parser.add_argument("--rtts", default="0,30,80", help="round trips to RunPod in ms, comma-separated")
     parser.add_argument("--rounds", type=int, default=5, help="bursts per loop and RTT")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for job_take_stall.json and .md")
+    add_out_option(parser, "job_take_stall")
     args = parser.parse_args()
     rtts = [float(value) for value in args.rtts.split(",")]
     rows = asyncio.run(measure(args.concurrency, rtts, args.rounds))
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": "job_take_stall", "concurrency": args.concurrency, "work_ms": WORK_S * 1000, "rows": rows}
-    (args.out / "job_take_stall.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = {"concurrency": args.concurrency, "work_ms": WORK_S * 1000, "rows": rows}
     text = markdown(rows, args.concurrency)
-    (args.out / "job_take_stall.md").write_text(text)
     print(text)
+    write_results("job_take_stall", "Job-take stall: slot free to next job taken", text, result, out=args.out)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ limit for both tools). The stub gets one CPU and each tool in turn the
 other, so both generators have the same core; runs alternate and repeat, and medians are shown.
 Goal: notus sustains at least the rate vLLM's tool sustains. Each client's CPU time per request is
 measured as well (the two tools' timing functions are wrapped, see common.py): on a busy machine
-it is the steadier figure, and the verdict reads it.
+it is the steadier figure, and the verdict reads it. Writes docs/results/loadgen_ceiling.md and .json.
 
-    .venv/bin/python benchmarks/loadgen_ceiling.py [--requests 2000] [--concurrency 1,16,64] [--repeats 3]
+    .venv/bin/python -m benchmarks.loadgen_ceiling [--requests 2000] [--concurrency 1,16,64] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import median, notus_bench, print_table, spread, vllm_bench
-
+from benchmarks.common import median, notus_bench, print_table, spread, vllm_bench
+from benchmarks.results import add_out_option, tee, text_block, write_results
 from notus_cli.model.tiny import write_tiny_model
 from testbed.openai_stub import MODEL, StubConfig, running_stub
 
@@ -38,6 +38,7 @@ def main() -> int:
         action="store_true",
         help="the stub writes each event on its own, like a real server (it then tends to be the bottleneck)",
     )
+    add_out_option(parser, "loadgen_ceiling")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     cpus = sorted(os.sched_getaffinity(0))
@@ -88,7 +89,15 @@ def main() -> int:
                     print(f"  repeat {repeat + 1} concurrency {concurrency}: "
                           + ", ".join(f"{tool} {rate:.0f} req/s, {cpu * 1000:.2f} ms CPU/request"
                                       for tool, (rate, cpu) in measured.items()), flush=True)  # fmt: skip
-    return report(levels, rates, cpu_ms)
+    with tee() as printed:
+        code = report(levels, rates, cpu_ms)
+    data = {
+        "requests_per_s": {f"{tool} c={c}": values for (tool, c), values in rates.items()},
+        "cpu_ms_per_request": {f"{tool} c={c}": values for (tool, c), values in cpu_ms.items()},
+    }
+    title = "Load generator ceiling: notus bench vs vllm bench serve against an instant stub"
+    write_results("loadgen_ceiling", title, text_block(printed.getvalue()), data, out=args.out)
+    return code
 
 
 def report(

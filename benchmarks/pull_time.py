@@ -20,7 +20,8 @@ few per-stream, host-link and extraction speeds (the model is in `paper_seconds`
 
 Left out (the CPU machines cannot run it): the GPU worker's "vLLM ready". The padding shards are
 not weights vLLM could load, and a vLLM start is the same for both layouts once the files are on
-disk; the start measured here is the container's.
+disk; the start measured here is the container's. Writes docs/results/pull_time.md and .json
+(`--paper`: pull_time_paper.md and .json).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 import docker
 
 from benchmarks.build_cache import write_model
+from benchmarks.results import add_out_option, tee, text_block, write_results
 from notus_cli.image.engine import DockerEngine
 from notus_cli.image.pipeline import BuildRequest, build_image
 from notus_cli.image.weights import local_weights, weight_layers
@@ -192,9 +194,16 @@ def main() -> None:
     parser.add_argument("--stream-mbps", type=float, default=50.0, help="per-connection MB/s of the throttled path")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--paper", action="store_true", help="print the 63 GB figures on paper and exit")
+    add_out_option(parser, "pull_time")
     options = parser.parse_args()
     if options.paper:
-        print_paper()
+        with tee() as printed:
+            print_paper()
+        speeds = [dict(zip(("stream_mbps", "link_mbps", "extract_mbps"), s, strict=True)) for s in PAPER_SPEEDS]
+        data = {"total_gb": 63.0, "layer_gb": 5.0, "speeds": speeds}
+        title = "Pull time on paper: Nemotron's 63 GB in one layer vs 5 GB layers"
+        body = text_block(printed.getvalue())
+        write_results("pull_time_paper", title, body, data, out=options.out, module="pull_time")
         return
     work = Path(tempfile.mkdtemp(prefix="notus-pull-", dir="/tmp"))
     daemon = start_dockerd(work / "dockerd")
@@ -214,23 +223,37 @@ def main() -> None:
             )
         paths = {"loopback": registry.address, f"{options.stream_mbps:g} MB/s per stream": f"127.0.0.1:{proxy.port}"}
         table = {path: measure(api, address, images, registry, options.runs, print) for path, address in paths.items()}
-        print(f"\n{size / 2**30:.2f} GiB of weights; split = layers of <= {options.layer_gb:g} GB; medians of "
-              f"{options.runs} runs; pull = docker pull, start = pull + a container run to its exit")  # fmt: skip
-        header = f"{'registry path':28}{'layout':12}{'weight layers':>14}{'pull s':>9}{'start s':>9}{'ratio':>8}"
-        print(header)
-        for path, results in table.items():
-            one = statistics.median(r[0] for r in results["one layer"])
-            for name, rows in results.items():
-                pulled, ran = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
-                ratio = pulled / one
-                print(f"{path:28}{name:12}{layers[name]:>14}{pulled:9.1f}{ran:9.1f}{ratio:8.2f}")
-        print("ratio = the layout's median pull seconds / one layer's, on the same path")
+        with tee() as printed:
+            report(table, layers, size, options)
+        data = {"model_bytes": size, "weight_layers": layers, "seconds": table}
+        title = "Pull time: baked weights in one layer vs split layers"
+        write_results("pull_time", title, text_block(printed.getvalue()), data, out=options.out)
         api.close()
     finally:
         proxy.stop()
         registry.stop()
         daemon.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def report(
+    table: dict[str, dict[str, list[tuple[float, float]]]],
+    layers: dict[str, int],
+    size: int,
+    options: argparse.Namespace,
+) -> None:
+    """The medians of each path and layout, and each layout's ratio to one layer on the same path."""
+    print(f"\n{size / 2**30:.2f} GiB of weights; split = layers of <= {options.layer_gb:g} GB; medians of "
+          f"{options.runs} runs; pull = docker pull, start = pull + a container run to its exit")  # fmt: skip
+    header = f"{'registry path':28}{'layout':12}{'weight layers':>14}{'pull s':>9}{'start s':>9}{'ratio':>8}"
+    print(header)
+    for path, results in table.items():
+        one = statistics.median(r[0] for r in results["one layer"])
+        for name, rows in results.items():
+            pulled, ran = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
+            ratio = pulled / one
+            print(f"{path:28}{name:12}{layers[name]:>14}{pulled:9.1f}{ran:9.1f}{ratio:8.2f}")
+    print("ratio = the layout's median pull seconds / one layer's, on the same path")
 
 
 if __name__ == "__main__":

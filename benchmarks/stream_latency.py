@@ -1,6 +1,6 @@
 """Streaming over a slow network: what a /stream client and the OpenAI route see, against vLLM itself.
 
-    .venv/bin/python benchmarks/stream_latency.py [--rtts 0,10,30,80] [--concurrency 1,16] [--tokens 128]
+    .venv/bin/python -m benchmarks.stream_latency [--rtts 0,10,30,80] [--concurrency 1,16] [--tokens 128]
 
 One vLLM (CPU build, tiny model) serves three paths side by side in one run: (1) vLLM queried
 directly over loopback, (2) `notus serve`'s stack (emulator + an unmodified `python -m worker`)
@@ -18,7 +18,7 @@ where the worker's CPU work does not slow the decoding (see pin_engine_apart). P
 output tokens/s (all completion tokens / wall time of the level, as vLLM's bench counts it), the
 median time to first token (first chunk with text), and job-stream POSTs per job (items the worker
 yielded, counted by the emulator). Goal at 30 ms: >= 90% of direct tokens/s and TTFT within
-direct + 2 x RTT.
+direct + 2 x RTT. Writes docs/results/stream_latency.md and .json.
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks.common import print_table
+from benchmarks.results import add_out_option, tee, text_block, write_results
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.runpod.serverless import ServerlessClient, sse_objects
 from notus_cli.serve.stack import LocalStack, StackConfig
@@ -276,6 +275,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16", help="streams at once")
     parser.add_argument("--tokens", type=int, default=256, help="output tokens per stream")
     parser.add_argument("--waves", type=int, default=4, help="rounds of `concurrency` streams per level (x2 below 4)")
+    add_out_option(parser, "stream_latency")
     args = parser.parse_args()
     args.rtts = [float(v) for v in args.rtts.split(",")]
     args.concurrency = [int(v) for v in args.concurrency.split(",")]
@@ -308,6 +308,13 @@ def main() -> None:
             for stack in stacks.values():
                 stack.stop()
             vllm.stop()
+    with tee() as printed:
+        report(args, rows)
+    title = "Streaming latency: /stream and the OpenAI route through notus serve vs vLLM directly"
+    write_results("stream_latency", title, text_block(printed.getvalue()), {"rows": rows}, out=args.out)
+
+
+def report(args: argparse.Namespace, rows: list[list[str]]) -> None:
     print(
         f"\n{args.tokens} output tokens per stream, {args.waves} waves per level ({waves_at(args.waves, 1)} for "
         "single streams); "
@@ -322,7 +329,7 @@ def main() -> None:
         "\nlevel tok/s: completion tokens of the level / its wall time (TTFT included). stream tok/s: the median "
         "stream's tokens after its first / time from first to last text. TTFT: first chunk with text (median); "
         "vs rtt 0: the same path's TTFT at RTT 0, i.e. what the round trip added. queued: median ms from /run "
-        "to the job-take that took the job (one poll per worker is open at a time, see README). "
+        "to the job-take that took the job (one poll per worker is open at a time, see docs/worker.md). "
         "POSTs/job: job-stream items the worker sent. goal: stream tok/s >= 90% of direct and TTFT <= direct + 2 x RTT."
     )
 

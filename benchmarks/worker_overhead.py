@@ -1,6 +1,6 @@
 """What the worker adds between a client and vLLM, for both endpoint types, side by side in one run.
 
-    .venv/bin/python benchmarks/worker_overhead.py [--pairs 60] [--lengths 8,64,256,512] [--streams 64]
+    .venv/bin/python -m benchmarks.worker_overhead [--pairs 60] [--lengths 8,64,256,512] [--streams 64]
 
 Three paths to the same upstream, in alternating order so all see the same machine:
   direct  a client straight to the upstream (httpx, parsing SSE and JSON as any client must);
@@ -38,11 +38,11 @@ from typing import Any
 
 import httpx
 
+from benchmarks.results import add_out_option, write_results
+from testbed.common import ROOT
 from worker.handler import ChatHandler
 from worker.sse import DONE, SSEDecoder
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "docs" / "results"
 MODEL = "notus-bench"
 MESSAGES = [{"role": "user", "content": "What does the Bible say about wisdom?"}]
 GOALS = {"ttft_ms": 2.0, "per_chunk_ms": 0.2, "throughput_ratio": 0.95}
@@ -170,7 +170,11 @@ class Stack:
         self.lb = f"http://127.0.0.1:{self.lb_port}"
         self.procs = [
             subprocess.Popen(
-                [sys.executable, __file__, "--serve-upstream", str(self.upstream_port), "--itl-ms", str(itl * 1000)]
+                [
+                    *(sys.executable, "-m", "benchmarks.worker_overhead"),
+                    *("--serve-upstream", str(self.upstream_port), "--itl-ms", str(itl * 1000)),
+                ],
+                cwd=ROOT,
             ),
         ]
         wait_ready(f"{self.upstream}/health")
@@ -375,10 +379,6 @@ def summarize(results: dict[str, dict[int, list[Timing]]], by_itl: dict[float, d
 
 def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
-        "# Worker overhead: queue and LB worker against direct",
-        "",
-        f"Written by `benchmarks/worker_overhead.py --pairs {args.pairs} --lengths {args.lengths} "
-        f"--streams {args.streams}`. "
         "Upstream: a stand-in speaking vLLM's wire format in its own process (not vLLM: its jitter would hide "
         "microseconds). queue = `ChatHandler.handle` in process (RunPod's queue not included); lb = a real "
         "`python -m worker` in LB mode, one more HTTP hop. Per-chunk and per-stream costs are the slope and "
@@ -440,7 +440,7 @@ def main() -> None:
         help="ms between tokens in the throughput runs, comma-separated; the first is judged",
     )
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per path")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for worker_overhead.json and .md")
+    add_out_option(parser, "worker_overhead")
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
@@ -460,21 +460,11 @@ def main() -> None:
         finally:
             paced.close()
     summary = summarize(results, by_itl)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "worker_overhead.json").write_text(
-        json.dumps(
-            {
-                "benchmark": "worker_overhead",
-                "args": {k: v for k, v in vars(args).items() if k not in ("out", "serve_upstream")},
-                **summary,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
     text = markdown(summary, args)
-    (args.out / "worker_overhead.md").write_text(text)
     print(text)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "serve_upstream")}
+    title = "Worker overhead: queue and LB worker against direct"
+    write_results("worker_overhead", title, text, {"args": settings, **summary}, out=args.out)
 
 
 if __name__ == "__main__":
