@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from notus_cli.image.weights import HubUnreachable, hub_files
+from notus_cli.image.hub import HubUnreachable, hub_files
 from testbed.common import notus as run_notus
 from testbed.control import pushed_project
 

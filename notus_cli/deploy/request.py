@@ -16,8 +16,8 @@ from notus_cli.deploy.plan import DeployRequest, check_name, parse_env
 from notus_cli.errors import ConfigError
 from notus_cli.files import project_state_dir
 from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION, LABEL_WEIGHTS
+from notus_cli.image.hub import hub_files
 from notus_cli.image.pushed_images import PushedImage, last_pushed
-from notus_cli.image.weights import hub_files
 from notus_cli.registry_credentials import credentials_for_image
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.graphql import RunPodGraphQL

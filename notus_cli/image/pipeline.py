@@ -37,15 +37,13 @@ from notus_cli.image.dockerfile import (
 )
 from notus_cli.image.engine import DockerEngine, LayerInfo
 from notus_cli.image.events import Phase, Reporter, ignore
+from notus_cli.image.hub import HubUnreachable, download_weights, hub_files
 from notus_cli.image.pushed_images import PushedImage, record_push
 from notus_cli.image.weights import (
-    HubUnreachable,
     WeightFile,
     WeightLayer,
     Weights,
     check_model_files,
-    download_weights,
-    hub_files,
     local_weights,
     serving_files,
     weight_layers,

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from notus_cli.errors import ModelError
+from notus_cli.image.hub import download_weights
 from notus_cli.image.pipeline import BuildRequest, plan_build
-from notus_cli.image.weights import Weights, download_weights
+from notus_cli.image.weights import Weights
 from notus_cli.model.safetensors_io import write_safetensors
 from notus_cli.settings import BuildSettings
 from testbed.fake_hub import FakeHub
