@@ -1,7 +1,7 @@
 """What the benchmark scripts share: running `vllm bench serve` and `notus bench`, pinning CPUs, tables.
 
 `vllm bench serve` runs from vLLM's CPU build in .venv-vllm, through its module (its console
-script does not start there; see the environment notes). Both tools run as separate, long-lived
+script does not start from that venv). Both tools run as separate, long-lived
 processes, each optionally pinned to the same CPUs, so neither gets an advantage from where it runs.
 """
 

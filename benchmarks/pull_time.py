@@ -6,7 +6,7 @@
 Starts a private dockerd and Debian's docker-registry on loopback (as the tests do), writes a
 model of --size-gb (the tiny model plus 512 MiB safetensors shards of random bytes, see
 build_cache.py), and builds it twice with `notus build`'s library: once with every weight file in
-one layer (the layout before issue 14), once split into layers of at most --layer-gb. Both are
+one layer (the layout before weights were split), once split into layers of at most --layer-gb. Both are
 pushed; then, alternating which goes first, every local image is removed and each is pulled from
 scratch, and a container is started from it (`true` as the entrypoint), timed from the pull's
 start to the container's exit. Figures are medians of --runs.

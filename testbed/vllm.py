@@ -34,7 +34,7 @@ def vllm_python() -> str:
 
 
 def cpu_env(**extra: str) -> dict[str, str]:
-    """Environment for vLLM's CPU build (see the environment notes)."""
+    """Environment for vLLM's CPU build (its thread and KV-cache settings for a small machine)."""
     return vllm_env(**extra)
 
 

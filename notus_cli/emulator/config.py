@@ -32,7 +32,8 @@ class EmulatorConfig:
     concurrency_limits: Mapping[str, int] = field(default_factory=lambda: RUNPOD_CONCURRENCY_LIMITS)
     # Emulated network round trips (0: loopback). The worker-facing one is paid by every job-take,
     # job-stream, job-done and ping of the runpod SDK, which awaits each stream POST before taking
-    # the handler's next item: that is what caps per-token streaming on RunPod (issue 13).
+    # the handler's next item: that is what caps per-token streaming on RunPod
+    # (docs/worker.md: the job-stream round trip).
     worker_api_rtt_ms: float = 0.0
     public_api_rtt_ms: float = 0.0
     take_hold: float = 10.0  # job-take long poll

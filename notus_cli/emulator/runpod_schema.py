@@ -11,7 +11,7 @@ declare is refused here as it is there. Sources (snapshots read 2026-12):
   [flash] runpod/flash src/runpod_flash/core/api/runpod.py (save_endpoint), core/resources/serverless.py
   [docs]  runpod/docs sdks/graphql/manage-endpoints.mdx, manage-pod-templates.mdx (volumeInGb required,
           "up to 2 minutes to delete a template after its most recent use"), references/gpu-types.mdx
-  [ref]   /work/shared/reference/runpod.md (team notes; its CORRECTION on workersStandby)
+  [ref]   what endpoints made in RunPod's console read back (the team's notes beside DESIGN.md)
 
 `workersStandby` is the one disputed input: it is read back on `Endpoint` by [ctl], [py] and [flash],
 but no published client sends it, so `schema(declares_workers_standby=...)` builds both shapes and
