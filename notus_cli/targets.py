@@ -21,8 +21,6 @@ own key, and any other server OPENAI_API_KEY (or a key the command's settings gi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
@@ -32,6 +30,7 @@ from notus_cli.openai_url import is_runpod_host, openai_base
 from notus_cli.runpod.gpus import resolve_pool
 from notus_cli.runpod.urls import RUNPOD_API_URL
 from notus_cli.runpod_key import find_api_key
+from notus_cli.serve.connection import other_stacks, project_dir, read_connection
 from notus_cli.settings import NotusSettings
 
 TARGET_FLAGS = "NAME, --endpoint ID, --local or --base-url URL"
@@ -162,7 +161,7 @@ def endpoint_by_id(endpoint_id: str, settings: NotusSettings) -> RunPodAddress:
 
 def local_endpoint() -> RunPodAddress | None:
     """The running `notus serve`'s endpoint, or None when none is running."""
-    connection = _connection()
+    connection = read_connection()
     if connection is None:
         return None
     key = SecretStr(str(connection["api_key"]))
@@ -173,8 +172,11 @@ def require_local() -> RunPodAddress:
     """--local: the running `notus serve`. Raises EndpointUnreachable when none is running."""
     found = local_endpoint()
     if found is None:
+        others = ", ".join(str(stack.get("project")) for stack in other_stacks())
+        hint = f"one runs for {others}: run this there, or start one here" if others else "start one"
         raise EndpointUnreachable(
-            f"--local: no `notus serve` is running (no live {connection_file()})", hint="start one: notus serve --tiny"
+            f"--local: no `notus serve` is running for this project ({project_dir()})",
+            hint=f"{hint}: notus serve --tiny",
         )
     return found
 
@@ -198,22 +200,9 @@ def runpod_key(settings: NotusSettings, api_base: str) -> SecretStr:
         raise AuthError(f"a RunPod API key is needed for the endpoint at {api_base}", hint=exc.hint) from None
 
 
-def connection_file() -> Path:
-    """Where a running `notus serve` writes how to reach it."""
-    from notus_cli.serve.stack import connection_file as path  # the stack module pulls in the emulator
-
-    return path()
-
-
-def _connection() -> dict[str, Any] | None:
-    from notus_cli.serve.stack import read_connection
-
-    return read_connection()
-
-
 def _local_key(api_base: str) -> SecretStr | None:
     """The running `notus serve`'s key, when `api_base` is its address (a deployment on the emulator)."""
-    connection = _connection()
+    connection = read_connection()
     if connection and str(connection.get("api_base", "")).rstrip("/") == api_base.rstrip("/"):
         return SecretStr(str(connection["api_key"]))
     return None

@@ -34,6 +34,7 @@ from notus_cli.bench.workload import Prompt
 from notus_cli.deployments import Deployment, save_deployment
 from notus_cli.emulator import EmulatorConfig, Endpoint, LocalWorkers
 from notus_cli.errors import BenchError, ConfigError, EndpointUnreachable
+from notus_cli.serve.connection import connection_file
 from notus_cli.serve.stack import LocalStack
 from notus_cli.settings import load_settings
 from testbed.common import notus, wait_for
@@ -223,7 +224,7 @@ def test_cold_start_gives_up_when_workers_stay_up(emulator: Harness, one_slot: E
 
 def test_local_benches_the_running_notus_serve(emulator: Harness, one_slot: Endpoint, tiny_model: Path) -> None:
     """--local reads the connection file a running `notus serve` writes (here: pointing at the emulator)."""
-    connection = Path(os.environ["HOME"]) / ".local" / "state" / "notus" / "serve.json"
+    connection = connection_file()
     connection.parent.mkdir(parents=True)
     body = {"api_base": f"{emulator.url}/v2", "endpoint_id": one_slot.id, "api_key": emulator.key, "pid": os.getpid()}
     connection.write_text(json.dumps(body))

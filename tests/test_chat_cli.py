@@ -20,7 +20,8 @@ import pexpect
 import pytest
 
 from notus_cli.deployments import Deployment, save_deployment
-from notus_cli.serve.stack import LocalStack, write_connection
+from notus_cli.serve.connection import write_connection
+from notus_cli.serve.stack import LocalStack
 from testbed.common import ROOT, notus_command, wait_for
 from testbed.common import notus as run_notus
 from testbed.emulator import Harness
@@ -79,7 +80,7 @@ class Repl:
 def serve_running(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> LocalStack:
     """The session's stack announced as a running `notus serve` (its connection file, in this test's HOME)."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    write_connection(local_stack.info)
+    write_connection(local_stack.info.connection())
     return local_stack
 
 

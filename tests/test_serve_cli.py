@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import stat
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from notus_cli.serve.connection import connection_file
 from testbed.common import notus as run_notus
 from testbed.common import notus_command
 from testbed.procs import descendants, running
@@ -80,7 +80,7 @@ def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_pat
     try:
         info = _read_json(serve)
         children = descendants(serve.pid)
-        connection = Path(os.environ["HOME"]) / ".local" / "state" / "notus" / "serve.json"
+        connection = connection_file()
         assert stat.S_IMODE(connection.stat().st_mode) == 0o600
         assert json.loads(connection.read_text())["api_key"] == info["api_key"]
         headers = {"Authorization": f"Bearer {info['api_key']}"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -67,7 +67,7 @@ def serve(
 
 def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> None:
     from notus_cli.model.tiny import RANDOM_TEXT_NOTICE
-    from notus_cli.serve.stack import connection_file
+    from notus_cli.serve.connection import connection_file, other_stacks
 
     key = info.api_key.get_secret_value() if generated_key else None
     if out.json_mode:
@@ -86,6 +86,7 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
                 "connection_file": str(connection_file()),
             }
         )
+        _say_other_stacks(out, other_stacks())
         return
     shown_key = key or "(the serve.api_key you configured)"
     header = table("Local RunPod endpoint", "")
@@ -111,7 +112,16 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
     out.text(f"notus deploy: NOTUS_RUNPOD_GRAPHQL_URL={info.url}/graphql NOTUS_RUNPOD_API_URL={info.api_base}")
     if tiny:
         out.info(f"Note: {RANDOM_TEXT_NOTICE}.")
+    _say_other_stacks(out, other_stacks())
     out.info("Ctrl-C stops everything.")
+
+
+def _say_other_stacks(out: Output, others: list[dict[str, Any]]) -> None:
+    """Another project's stack runs too: each `--local` finds its own project's, so say which is which."""
+    for stack in others:
+        out.warn(
+            f"another notus serve runs for {stack.get('project')} at {stack.get('url')}; --local here means this one"
+        )
 
 
 def _status_table(snapshot: StackSnapshot) -> Table:

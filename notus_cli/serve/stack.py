@@ -15,17 +15,14 @@ still report), then vLLM, then the emulator. A worker that dies while serving is
 RunPod; the jobs it was running end FAILED (see notus_cli.emulator.endpoint).
 
 Once ready, the connection (URL, endpoint id, key) is written to a file only the user can read
-(`connection_file()`), so other commands and scripts can find a running `notus serve`.
+(serve/connection.py), so other commands and scripts can find a running `notus serve`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
-import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -42,9 +39,9 @@ from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, LocalWo
 from notus_cli.emulator.models import CachedModels
 from notus_cli.emulator.scaler import command_factory
 from notus_cli.errors import ConfigError, EngineError, ModelError
-from notus_cli.files import PRIVATE, user_state_dir, write_atomic
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.runpod.protocol import routes
+from notus_cli.serve.connection import remove_connection, write_connection
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
 from notus_cli.settings import NotusSettings
 from worker.model_cache import MODEL_ID
@@ -123,6 +120,21 @@ class StackInfo:
     vllm_url: str
     log_dir: Path
     workers: int
+
+    def connection(self) -> dict[str, Any]:
+        """What the connection file says (the key included: the file is the user's alone)."""
+        return {
+            "url": self.url,
+            "api_base": self.api_base,
+            "endpoint_id": self.endpoint_id,
+            "endpoint_url": self.endpoint_url,
+            "api_key": self.api_key.get_secret_value(),
+            "openai_base_url": self.openai_base_url,
+            "served_model_name": self.served_model_name,
+            "model": self.model,
+            "workers": self.workers,
+            "log_dir": str(self.log_dir),
+        }
 
     @property
     def api_base(self) -> str:
@@ -232,7 +244,7 @@ class LocalStack:
             workers=config.workers,
         )
         if config.write_connection:
-            write_connection(self._info)
+            write_connection(self._info.connection())
         return self._info
 
     def _check(self) -> None:
@@ -338,7 +350,7 @@ class LocalStack:
             self.server.stop()
         shutil.rmtree(self.cached_models.root, ignore_errors=True)
         if self._info is not None and self.config.write_connection:
-            remove_connection(self._info)
+            remove_connection(self._info.endpoint_id)
 
 
 def _missing(module: str) -> bool:
@@ -351,42 +363,3 @@ def _served_name(vllm_url: str) -> str:
         return str(models[0]["id"])
     except (httpx.HTTPError, KeyError, IndexError, ValueError):
         raise EngineError(f"no vLLM answers at {vllm_url}", hint="start it, or unset serve.vllm_url") from None
-
-
-# ---- the connection file --------------------------------------------------------------------------
-
-
-def connection_file() -> Path:
-    """Where a running `notus serve` says how to reach it (mode 0600: it holds the key)."""
-    return user_state_dir() / "serve.json"
-
-
-def write_connection(info: StackInfo) -> Path:
-    body = {
-        "url": info.url,
-        "api_base": info.api_base,
-        "endpoint_id": info.endpoint_id,
-        "api_key": info.api_key.get_secret_value(),
-        "openai_base_url": info.openai_base_url,
-        "served_model_name": info.served_model_name,
-        "pid": os.getpid(),
-    }
-    return write_atomic(connection_file(), json.dumps(body, indent=2), mode=PRIVATE)
-
-
-def read_connection() -> dict[str, Any] | None:
-    """The running `notus serve`'s connection, or None if there is none (or it has exited)."""
-    try:
-        body = json.loads(connection_file().read_text())
-        os.kill(int(body["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return dict(body)
-
-
-def remove_connection(info: StackInfo) -> None:
-    path = connection_file()
-    with contextlib.suppress(OSError, ValueError):
-        body = json.loads(path.read_text())
-        if body.get("pid") == os.getpid() and body.get("endpoint_id") == info.endpoint_id:
-            path.unlink()
