@@ -285,6 +285,32 @@ class Endpoint:
         for job_id, (first, _last) in list(worker.stops.items()):
             if first and job_id not in running:
                 del worker.stops[job_id]
+        self._fail_unlisted(worker, running)
+
+    def _fail_unlisted(self, worker: WorkerRecord, running: set[str]) -> None:
+        """Jobs this worker was handed but its heartbeat no longer lists: it is not running them.
+
+        That happens when a job-take answer was lost on its way (the worker never got the job), or the
+        worker's job-done never arrived (the SDK tries 3 times, runpod-python rp_http.py `_transmit`).
+        The runpod SDK lists its jobs in progress in every ping (rp_ping.py `_send_ping`, `job_id`;
+        runpod-python PR #362 "pings were missing requestIds"); RunPod does not document what it then
+        does. The emulator fails the job (`worker_lost`) once a ping more than `unlisted_grace` seconds
+        after the take leaves it out, rather than queueing it again: it may have run and streamed.
+        """
+        now = time.monotonic()
+        for job_id in sorted(worker.in_flight - running):
+            job = self.jobs.get(job_id)
+            if job is None or job.state is not JobState.IN_PROGRESS or job.worker_id != worker.pod_id:
+                continue
+            if job.started is not None and now - job.started > self.config.unlisted_grace:
+                worker.in_flight.discard(job_id)
+                error = JobError(
+                    type=WORKER_LOST,
+                    message="the worker is not running this job (its job-take answer or its result was lost "
+                    "on the way); send it again with /retry",
+                )
+                log.warning("job %s: worker %s no longer lists it; failed as worker_lost", job_id, worker.label)
+                self._finish(job, JobState.FAILED, error=error.to_text())
 
     def drain(self, pod_id: str) -> None:
         """The worker is being stopped: answer its long polls now and give it no more jobs."""
