@@ -1,6 +1,6 @@
 """RunPod's bad days on the data plane: faults injected per route and endpoint, and worker kills.
 
-A fault plan is a list of rules, written as a spec (`notus serve --faults SPEC`, docs/faults.md):
+A fault plan is a list of rules, written as a spec (`parse_faults`, docs/faults.md):
 
     lost:job-take:1%, 502:stream:3x, delay=2s:run@abc123:10%, reset:*:1%, kill:60s
 
