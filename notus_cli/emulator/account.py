@@ -24,6 +24,7 @@ import httpx
 from notus_cli.emulator.config import EmulatorConfig
 from notus_cli.emulator.control_plane import EmulatedControlPlane
 from notus_cli.emulator.endpoint import Endpoint
+from notus_cli.emulator.faults import FaultPlan
 from notus_cli.emulator.jobs import BadRequest, Job
 from notus_cli.emulator.scaler import WorkerFactory
 
@@ -54,6 +55,7 @@ class Account:
         worker_factory: WorkerFactory | None = None,
     ) -> None:
         self.config = config or EmulatorConfig()
+        self.faults = self.config.faults or FaultPlan()  # data-plane faults (faults.py): add rules any time
         self.api_keys = set(api_keys)
         self.endpoints: dict[str, Endpoint] = {}
         self.worker_factory = worker_factory  # starts the workers of endpoints made through the control plane

@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from notus_cli.emulator.faults import FaultPlan
 from notus_cli.runpod.protocol.limits import CONCURRENCY_LIMITS, RATE_LIMITS
 
 MB = 1024 * 1024
@@ -40,6 +41,8 @@ class EmulatorConfig:
     stop_hold: float = 10.0  # job-stop long poll
     stream_hold: float = 1.0  # public /stream waits this long for a new item
     worker_lease: float = 30.0  # a worker not heard from for this long is lost
+    # Data-plane faults (emulator/faults.py); None: none. Mutable: tests add rules while it serves.
+    faults: FaultPlan | None = None
     sweep_interval: float = 0.5
 
     def scaled_rate_limits(self, factor: float) -> EmulatorConfig:

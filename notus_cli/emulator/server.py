@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from notus_cli.emulator import openai_route, public, worker_api
 from notus_cli.emulator.account import Account
+from notus_cli.emulator.faults import FaultInjector
 from notus_cli.emulator.http import error_response
 from notus_cli.emulator.jobs import BadRequest
 
@@ -97,7 +98,7 @@ class EmulatorServer:
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
         config = uvicorn.Config(
-            emulator.app,
+            FaultInjector(emulator.app, emulator.faults),
             log_level="warning",
             access_log=False,
             lifespan="on",
