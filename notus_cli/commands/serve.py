@@ -71,21 +71,8 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
 
     key = info.api_key.get_secret_value() if generated_key else None
     if out.json_mode:
-        out.json(
-            {
-                "url": info.url,
-                "api_base": info.api_base,
-                "endpoint_id": info.endpoint_id,
-                "endpoint_url": info.endpoint_url,
-                "api_key": key,
-                "openai_base_url": info.openai_base_url,
-                "served_model_name": info.served_model_name,
-                "model": info.model,
-                "workers": info.workers,
-                "log_dir": str(info.log_dir),
-                "connection_file": str(connection_file()),
-            }
-        )
+        # What the connection file holds, but the key only when serve made it (not the user's own setting).
+        out.json({**info.connection(), "api_key": key, "connection_file": str(connection_file())})
         _say_other_stacks(out, other_stacks())
         return
     shown_key = key or "(the serve.api_key you configured)"

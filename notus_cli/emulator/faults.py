@@ -33,8 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from notus_cli.runpod.protocol.bodies import error_body
-from notus_cli.runpod.protocol.limits import RETRY_AFTER
+from notus_cli.emulator.http import error_response
+from notus_cli.emulator.jobs import BadRequest
+from notus_cli.runpod.protocol.limits import RETRY_AFTER, retry_after_header
 from notus_cli.runpod.protocol.routes import ALL_ROUTES, API_PREFIX
 
 ASGIApp = Callable[[dict[str, Any], Callable[..., Any], Callable[..., Any]], Any]
@@ -59,7 +60,6 @@ class FaultRule:
     delay: float = 0.0
     probability: float | None = None
     count: int | None = None  # requests left to strike; None: strike by probability
-    struck: int = 0
 
     def matches(self, operation: str, endpoint_id: str) -> bool:
         return (self.route in ("*", operation)) and (self.endpoint is None or self.endpoint == endpoint_id)
@@ -100,7 +100,6 @@ class FaultPlan:
         with self._lock:
             for rule in self.rules:
                 if rule.matches(operation, endpoint_id) and rule.fires(self._random.random):
-                    rule.struck += 1
                     self.log.append((rule.kind, operation, path))
                     return rule
         return None
@@ -189,7 +188,8 @@ class FaultInjector:
             await asyncio.sleep(rule.delay)
             await self.app(scope, receive, send)
         elif rule.kind == "status":
-            await _answer(send, rule.status or 502)
+            refused = BadRequest(f"injected HTTP {rule.status}", status=rule.status or 502, headers=_waits(rule))
+            await error_response(refused)(scope, receive, send)
         elif rule.kind == "reset":
             await _drop(send)
         else:  # lost: carried out, its answer swallowed
@@ -201,15 +201,9 @@ async def _swallow(_message: dict[str, Any]) -> None:
     return None
 
 
-async def _answer(send: Callable[..., Any], status: int) -> None:
-    import json
-
-    body = json.dumps(error_body(f"injected HTTP {status}")).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 429:
-        headers.append((RETRY_AFTER.lower().encode(), b"1"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _waits(rule: FaultRule) -> dict[str, str] | None:
+    """A 429 says how long to wait, as RunPod's do."""
+    return {RETRY_AFTER: retry_after_header(1.0)} if rule.status == 429 else None
 
 
 class ConnectionDropped(Exception):
