@@ -191,6 +191,7 @@ class FaultInjector:
             refused = BadRequest(f"injected HTTP {rule.status}", status=rule.status or 502, headers=_waits(rule))
             await error_response(refused)(scope, receive, send)
         elif rule.kind == "reset":
+            await _read_request(receive)
             await _drop(send)
         else:  # lost: carried out, its answer swallowed
             await self.app(scope, receive, _swallow)
@@ -208,6 +209,15 @@ def _waits(rule: FaultRule) -> dict[str, str] | None:
 
 class ConnectionDropped(Exception):
     """Raised after a response began: uvicorn then closes the connection, and the answer never arrives."""
+
+
+async def _read_request(receive: Callable[..., Any]) -> None:
+    """Read the request to its end without acting on it. A socket closed with unread bytes is reset
+    (the client sees ECONNRESET) rather than closed, and which of the two a client saw would then
+    depend on timing; the app reads the body itself when a fault lets the request be carried out."""
+    message: dict[str, Any] = {"more_body": True}
+    while message.get("more_body") and message.get("type") != "http.disconnect":
+        message = await receive()
 
 
 async def _drop(send: Callable[..., Any]) -> None:
