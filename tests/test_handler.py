@@ -29,8 +29,10 @@ async def handler(vllm_server: VllmServer) -> AsyncIterator[ChatHandler]:
     await chat.aclose()
 
 
-async def run(handler: ChatHandler, job_input: Any, job_id: str = "job-1") -> list[Any]:
-    return [item async for item in handler.handle({"id": job_id, "input": job_input})]
+async def run(
+    handler: ChatHandler, job_input: Any, job_id: str = "job-1", *, coalesce: bool | None = None
+) -> list[Any]:
+    return [item async for item in handler.handle({"id": job_id, "input": job_input}, coalesce=coalesce)]
 
 
 def error_of(items: list[Any]) -> dict[str, Any]:
@@ -70,8 +72,10 @@ async def test_thinking_is_returned_as_reasoning_content(handler: ChatHandler) -
 
 
 async def test_streamed_answer_is_whole_chunks_with_usage_last(handler: ChatHandler) -> None:
+    """Coalescing off: merged or not depends on how far vLLM ran ahead of this loop, which a loaded
+    machine changes; the merged stream's own contract is test_a_slow_stream_post_merges_chunks...."""
     job = {"messages": HELLO, "max_tokens": 20, "seed": 3, "stream": True, "chat_template_kwargs": NO_THINKING}
-    items = await run(handler, job)
+    items = await run(handler, job, coalesce=False)
     assert len(items) >= 3
     assert all(isinstance(item, dict) and item["object"] == "chat.completion.chunk" for item in items)
     assert len({item["id"] for item in items}) == 1
@@ -185,13 +189,7 @@ async def test_a_slow_stream_post_merges_chunks_without_losing_any(handler: Chat
     say exactly what the unmerged stream says (same seed, coalescing off)."""
     job = {"messages": HELLO, "max_tokens": 48, "seed": 8, "stream": True, "ignore_eos": True, "stop": "<|never|>"}
     merged = await run_posting(handler, job, 0.08)
-    plain = ChatHandler(
-        base_url=handler.base_url, served_model_name=SERVED_NAME, max_model_len=MAX_MODEL_LEN, coalesce=False
-    )
-    try:
-        per_token = await run(plain, job)
-    finally:
-        await plain.aclose()
+    per_token = await run(handler, job, coalesce=False)
     assert len(per_token) >= 24  # vLLM sends an event per decoded piece: not quite one per token
     assert len(merged) < len(per_token) / 2
     assert all(item["object"] == "chat.completion.chunk" and item["id"] == merged[0]["id"] for item in merged)
