@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, NoReturn
 
@@ -25,7 +26,7 @@ from notus_cli.image.engine import DockerEngine
 from notus_cli.model.fit import Verdict
 from notus_cli.model.shape import NEMOTRON_3_NANO
 from notus_cli.options import JsonOpt, YesOpt
-from notus_cli.output import Output, table
+from notus_cli.output import Latest, Output, table
 from notus_cli.registry_credentials import normalize_host, store_registry_credentials
 from notus_cli.runpod.gpus import ALIASES, POOLS
 from notus_cli.runpod_key import KEYS_PAGE, find_api_key, store_api_key
@@ -180,13 +181,37 @@ def down(
             out.info(f"delete template {template.name}")
         if not yes and not out.confirm(f"Remove deployment '{name}' from RunPod?"):
             _nothing_changed(out)
-        done = tear_down(plan, control, say=out.info)
+        waiting = Latest()
+        with out.live(waiting):
+            done = tear_down(plan, control, say=_one_progress_line(out, waiting))
     if json_mode:
         out.json({"name": name, "done": done})
         return
     for line in done:
         out.info(line)
     out.info(f"'{name}' is gone")
+
+
+def _cuda_floor(version: str | None) -> str:
+    """The driver floor the endpoint gets, or why it gets none (the image's CUDA was not recorded)."""
+    if version:
+        return f"CUDA >= {version}"
+    return "any CUDA driver (the image's CUDA is unknown: `notus build` records it)"
+
+
+def _one_progress_line(out: Output, line: Latest) -> Callable[[str], None]:
+    """Repeated news (a template still held, with the seconds left) as one line redrawn at a terminal,
+    and said once per subject, not at every retry, to a log."""
+    told: set[str] = set()
+
+    def say(message: str) -> None:
+        line.update(message)
+        subject = message.split(";", 1)[0]
+        if not out.interactive and subject not in told:
+            told.add(subject)
+            out.info(message)
+
+    return say
 
 
 @app.command("gpus")
@@ -308,7 +333,7 @@ def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
         f"{plan.request.name}: {plan.endpoint.gpu_ids} x{plan.request.gpu_count}, workers "
         f"{plan.request.workers_min}-{plan.request.workers_max}, max_model_len {plan.max_model_len}, "
         f"max_num_seqs {plan.max_num_seqs}, disk {plan.template.container_disk_in_gb} GB, "
-        f"CUDA >= {plan.endpoint.min_cuda_version or 'any'}"
+        f"{_cuda_floor(plan.endpoint.min_cuda_version)}, regions {plan.endpoint.locations or 'any'}"
     )
     out.text(
         f"cost: {price}/hour per running worker (flex rate); at most ${plan.max_usd_per_hour:.2f}/hour at workers-max"
