@@ -44,6 +44,8 @@ notus = partial(run_notus, timeout=120)
         (("--tiny", "--port", "70000"), {}, "--port"),
         (("--tiny",), {"NOTUS_VLLM_PYTHON": "/nonexistent/python"}, "vllm_python '/nonexistent/python'"),
         (("--tiny",), {"NOTUS_SERVE__WORKERS": "many"}, "NOTUS_SERVE__WORKERS"),
+        (("--tiny", "--faults", "404:run:1%"), {}, "--faults: '404:run:1%': fault '404' is not one of"),
+        (("--tiny", "--faults", "502:strem:1%"), {}, "route 'strem' is not one of *, run, runsync"),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_no_traceback(
@@ -70,7 +72,7 @@ def test_a_port_in_use_fails_before_anything_starts(tmp_path: Path) -> None:
 def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     errors = (tmp_path / "stderr.txt").open("w")
     serve = subprocess.Popen(
-        notus_command("serve", "--tiny", "--port", "0", "--workers", "2", "--json"),
+        notus_command("serve", "--tiny", "--port", "0", "--workers", "2", "--json", "--faults", "429:cancel:1x"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=errors,
@@ -89,6 +91,8 @@ def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_pat
             while answer["status"] in ("IN_QUEUE", "IN_PROGRESS"):  # a slow, busy machine
                 answer = client.get(f"/status/{answer['id']}").json()
             health = client.get("/health").json()
+            refused = client.post("/cancel/no-such-job")  # the one injected fault
+            after = client.post("/cancel/no-such-job")
     finally:
         serve.send_signal(signal.SIGINT)
         code = serve.wait(120)
@@ -101,6 +105,9 @@ def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_pat
     assert completion["model"] == info["served_model_name"]
     assert completion["usage"]["completion_tokens"] >= 1
     assert health["workers"]["idle"] == 2
+    assert info["faults"] == "429:cancel:1x"
+    assert (refused.status_code, refused.headers["retry-after"]) == (429, "1")
+    assert after.status_code == 404
     assert len(children) >= 3, "vLLM and two workers ran under notus serve"
     assert code == 0
     assert not [pid for pid in children if running(pid)], "every child process ended"

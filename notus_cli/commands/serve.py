@@ -35,6 +35,15 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port on 127.0.0.1 (default 8300; 0: any free port).", min=0, max=65535)
     ] = None,
+    faults: Annotated[
+        str,
+        typer.Option(
+            "--faults",
+            metavar="SPEC",
+            help="Inject RunPod's bad days: FAULT:ROUTE[@ENDPOINT]:RATE,..., kill:INTERVAL, "
+            "e.g. 502:stream:1%,lost:job-done:2x,kill:60s (docs/faults.md).",
+        ),
+    ] = "",
     json_mode: JsonOpt = False,
 ) -> None:
     """Serve the model behind a local RunPod endpoint (vLLM, N workers, the emulator); Ctrl-C stops it all."""
@@ -42,7 +51,10 @@ def serve(
     from notus_cli.serve.supervise import changed_workers, serve_until_stopped
 
     out = Output(json_mode=json_mode)
-    config = StackConfig.from_settings(load_settings(), tiny=tiny, model=model, workers=workers, port=port)
+    config = StackConfig.from_settings(
+        load_settings(), tiny=tiny, model=model, workers=workers, port=port, faults=faults
+    )
+    config.fault_plan()  # a bad spec fails now, not after vLLM's start-up
     shown, seen = Latest(), dict[str, str]()
 
     def on_snapshot(snapshot: StackSnapshot) -> None:
@@ -99,6 +111,8 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
     out.text(f"notus deploy: NOTUS_RUNPOD_GRAPHQL_URL={info.url}/graphql NOTUS_RUNPOD_API_URL={info.api_base}")
     if tiny:
         out.info(f"Note: {RANDOM_TEXT_NOTICE}.")
+    if info.faults:
+        out.warn(f"faults injected: {info.faults}")
     _say_other_stacks(out, other_stacks())
     out.info("Ctrl-C stops everything.")
 

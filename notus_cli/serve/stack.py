@@ -36,8 +36,10 @@ import httpx
 from pydantic import SecretStr
 
 from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, LocalWorkers, WorkerCommand, new_key
+from notus_cli.emulator.faults import FaultPlan, FaultSpecError, parse_faults
 from notus_cli.emulator.models import CachedModels
 from notus_cli.emulator.scaler import command_factory
+from notus_cli.emulator.worker_killer import WorkerKiller
 from notus_cli.errors import ConfigError, EngineError, ModelError
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.runpod.protocol import routes
@@ -78,10 +80,18 @@ class StackConfig:
     restart_workers: bool = True
     worker_env: Mapping[str, str] = field(default_factory=dict)
     write_connection: bool = True
+    faults: str = ""  # a fault plan (emulator/faults.py parse_faults); empty: RunPod on a good day
 
     @classmethod
     def from_settings(
-        cls, settings: NotusSettings, *, tiny: bool, model: Path | None, workers: int | None, port: int | None
+        cls,
+        settings: NotusSettings,
+        *,
+        tiny: bool,
+        model: Path | None,
+        workers: int | None,
+        port: int | None,
+        faults: str = "",
     ) -> StackConfig:
         """Flags (non-None) over settings. Raises ConfigError for contradictory choices."""
         if tiny and model is not None:
@@ -107,7 +117,19 @@ class StackConfig:
             public_api_rtt_ms=serve.public_api_rtt_ms,
             log_dir=Path(serve.log_dir),
             startup_timeout=serve.startup_timeout,
+            faults=faults,
         )
+
+    def fault_plan(self) -> FaultPlan | None:
+        """The parsed `faults`, or None when there are none. Raises ConfigError naming --faults."""
+        if not self.faults:
+            return None
+        try:
+            return parse_faults(self.faults)
+        except FaultSpecError as exc:
+            raise ConfigError(
+                f"--faults: {exc}", hint="e.g. --faults 502:stream:1%,lost:job-done:2x,kill:60s (docs/faults.md)"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -120,6 +142,7 @@ class StackInfo:
     vllm_url: str
     log_dir: Path
     workers: int
+    faults: str = ""  # the fault plan it was started with, as given
 
     def connection(self) -> dict[str, Any]:
         """What the connection file says (the key included: the file is the user's alone)."""
@@ -134,6 +157,7 @@ class StackInfo:
             "model": self.model,
             "workers": self.workers,
             "log_dir": str(self.log_dir),
+            "faults": self.faults,
         }
 
     @property
@@ -177,6 +201,7 @@ class LocalStack:
             EmulatorConfig().scaled_rate_limits(config.rate_limit),
             worker_api_rtt_ms=config.worker_api_rtt_ms,
             public_api_rtt_ms=config.public_api_rtt_ms,
+            faults=config.fault_plan(),
         )
         self.emulator = Emulator(emulator_config, api_keys=[key])
         self.endpoint = self.emulator.create_endpoint(
@@ -185,6 +210,7 @@ class LocalStack:
         self.server: EmulatorServer | None = None
         self.vllm: VllmProcess | None = None
         self.workers: LocalWorkers | None = None
+        self.killer: WorkerKiller | None = None
         self._info: StackInfo | None = None
         self._vllm_python = ""
         # RunPod's model cache on this "host": endpoints deployed with --weights cached find their model here
@@ -233,6 +259,9 @@ class LocalStack:
         self.workers.start(config.workers)
         self._wait_for_workers()
         self.workers.restart = config.restart_workers
+        kill_every = self.emulator.faults.kill_every
+        if kill_every:
+            self.killer = WorkerKiller([self.workers], kill_every, busy=self._busy).start()
         self._info = StackInfo(
             url=self.server.url,
             endpoint_id=self.endpoint.id,
@@ -242,6 +271,7 @@ class LocalStack:
             vllm_url=vllm_url,
             log_dir=config.log_dir,
             workers=config.workers,
+            faults=config.faults,
         )
         if config.write_connection:
             write_connection(self._info.connection())
@@ -340,8 +370,14 @@ class LocalStack:
 
         return self.emulator.call(read)
 
+    def _busy(self, pod_id: str) -> bool:
+        """Whether the emulator has a job in flight on that worker (the killer strikes mid-job only)."""
+        return self.emulator.call(lambda: bool(getattr(self.endpoint.workers.get(pod_id), "in_flight", None)))
+
     def stop(self) -> None:
         """Stop workers, then vLLM, then the emulator; idempotent, never raises for a child already gone."""
+        if self.killer is not None:
+            self.killer.stop()
         if self.workers is not None:
             self.workers.stop()
         if self.vllm is not None:
