@@ -42,7 +42,8 @@ from benchmarks.common import print_table
 from benchmarks.results import add_out_option, tee, text_block, write_results
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.runpod.serverless import ServerlessClient, sse_objects
-from notus_cli.serve.stack import LocalStack, StackConfig
+from notus_cli.serve.stack import LocalStack
+from notus_cli.serve.stack_config import StackConfig
 from testbed.vllm import MAX_MODEL_LEN, SERVED_NAME, start_vllm
 from worker.params import parse_job_input
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from notus_cli.errors import NotusError
-from notus_cli.serve.stack import TINY_VLLM_ARGS
+from notus_cli.serve.stack_config import TINY_VLLM_ARGS
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
 from testbed.common import ROOT
 from worker.engine import _free_port as free_port  # the worker's own: one way to pick a loopback port

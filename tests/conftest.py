@@ -11,7 +11,8 @@ import pytest
 from hypothesis import settings
 
 from notus_cli.model.tiny import write_tiny_model
-from notus_cli.serve.stack import LocalStack, StackConfig
+from notus_cli.serve.stack import LocalStack
+from notus_cli.serve.stack_config import StackConfig
 from testbed.control import control_harness
 from testbed.emulator import Harness
 from testbed.vllm import VllmServer, start_vllm

@@ -47,7 +47,8 @@ def serve(
     json_mode: JsonOpt = False,
 ) -> None:
     """Serve the model behind a local RunPod endpoint (vLLM, N workers, the emulator); Ctrl-C stops it all."""
-    from notus_cli.serve.stack import LocalStack, StackConfig
+    from notus_cli.serve.stack import LocalStack
+    from notus_cli.serve.stack_config import StackConfig
     from notus_cli.serve.supervise import changed_workers, serve_until_stopped
 
     out = Output(json_mode=json_mode)
