@@ -12,7 +12,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer's
 from typer.core import TyperGroup
 
 from notus_cli import __version__
-from notus_cli.commands import bench, build, chat, deploy, model, serve
+from notus_cli.commands import bench, build, chat, deploy, login, model, serve
 from notus_cli.errors import ConfigError, ExitCode, NotusError
 from notus_cli.help import tidy_help
 from notus_cli.output import Output
@@ -27,7 +27,8 @@ app = typer.Typer(
 app.add_typer(model.app, name="model")
 app.command("serve")(serve.serve)
 app.add_typer(build.app)  # `notus build`, `notus push`
-app.add_typer(deploy.app)  # `notus deploy`, `status`, `endpoints`, `down`, `gpus`, `login`
+app.add_typer(deploy.app)  # `notus deploy`, `status`, `endpoints`, `down`, `gpus`
+app.add_typer(login.app)  # `notus login`
 app.command("chat")(chat.chat)
 app.add_typer(bench.app, name="bench")  # `notus bench [run] [NAME]`, `notus bench compare RUN...`
 
