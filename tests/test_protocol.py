@@ -14,12 +14,14 @@ from notus_cli.errors import AuthError, JobFailed, RunPodQueryError, RunPodRateL
 from notus_cli.runpod.protocol import routes
 from notus_cli.runpod.protocol.bodies import Health, JobStatus, StreamReply, done_report, item_chunks
 from notus_cli.runpod.protocol.follow import (
+    AnswerLost,
     CallRefused,
     JobAccepted,
     JobEnded,
     JobFollower,
     RetryScheduled,
     StreamedItems,
+    StreamGap,
 )
 from notus_cli.runpod.protocol.job_states import JobState
 from notus_cli.runpod.protocol.limits import PollBudget, RetryPolicy, retry_after_header, retry_after_seconds
@@ -94,9 +96,61 @@ def test_a_5xx_is_retried_only_where_sending_twice_is_harmless() -> None:
     poll = JobFollower(job_id="j", retry=NO_WAIT)
     poll.next_call()
     assert isinstance(poll.receive(503, b"busy")[0], RetryScheduled)
-    poll.next_call()
-    assert poll.connection_failed(connected=True), "a broken /stream poll is sent again"
     assert run.next_call() is None
+
+
+def test_a_lost_run_answer_is_reported_not_resent() -> None:
+    run = JobFollower({}, retry=NO_WAIT)
+    run.next_call()
+    (lost,) = run.connection_failed(connected=True)
+    assert lost == AnswerLost("/run")
+    assert run.next_call() is None
+    assert "may have queued the job" in lost.to_error("http://x/v2/e").message
+    never_connected = JobFollower({}, retry=NO_WAIT)
+    never_connected.next_call()
+    assert isinstance(never_connected.connection_failed(connected=False)[0], RetryScheduled), "nothing was sent"
+
+
+def lost_poll(items_before: int) -> JobFollower:
+    """A follower of job j that got `items_before` items, then lost a /stream answer."""
+    follower = JobFollower(job_id="j", retry=NO_WAIT)
+    follower.next_call()
+    follower.receive(200, answer({"status": "IN_PROGRESS", "stream": [{"output": i} for i in range(items_before)]}))
+    follower.next_call()
+    assert follower.connection_failed(connected=True) == []
+    return follower
+
+
+def test_a_lost_stream_poll_is_made_good_from_the_final_output() -> None:
+    follower = lost_poll(2)
+    asked = follower.next_call()
+    assert asked is not None
+    assert asked.path == "/status/j", "no more /stream: its lost items are not sent twice"
+    assert follower.receive(200, answer({"id": "j", "status": "IN_PROGRESS"})) == []
+    again = follower.next_call()
+    assert again is not None
+    assert (again.path, again.wait) == ("/status/j", 0.5)
+    events = follower.receive(200, answer({"id": "j", "status": "COMPLETED", "output": [0, 1, 2, 3]}))
+    assert events[0] == StreamedItems((2, 3), "COMPLETED")
+    assert isinstance(events[1], JobEnded)
+    assert follower.next_call() is None
+
+
+def test_a_stream_gap_the_output_cannot_fill_is_said() -> None:
+    follower = lost_poll(3)
+    follower.next_call()
+    events = follower.receive(200, answer({"id": "j", "status": "COMPLETED", "output": {"not": "a list"}}))
+    assert events[0] == StreamGap("j", 3)
+    assert "after the first 3" in events[0].to_error().message
+    assert isinstance(events[1], JobEnded)
+
+
+def test_a_load_generator_counts_a_lost_poll_instead_of_making_it_good() -> None:
+    counting = RetryPolicy(server_errors=False)
+    follower = JobFollower(job_id="j", retry=counting)
+    follower.next_call()
+    assert follower.connection_failed(connected=True) == []
+    assert not follower.pending
 
 
 def test_a_body_that_is_not_a_job_is_refused_as_a_bad_response() -> None:

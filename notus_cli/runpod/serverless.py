@@ -26,6 +26,7 @@ from notus_cli.runpod.pacing import StreamPacer
 from notus_cli.runpod.protocol import routes
 from notus_cli.runpod.protocol.bodies import Health, JobStatus, job_request, purged_count
 from notus_cli.runpod.protocol.follow import (
+    AnswerLost,
     Call,
     CallRefused,
     FollowEvent,
@@ -34,6 +35,7 @@ from notus_cli.runpod.protocol.follow import (
     JobFollower,
     Retrying,
     StreamedItems,
+    StreamGap,
     call,
 )
 from notus_cli.runpod.protocol.limits import RUNSYNC_DEFAULT_WAIT_MS, RetryPolicy
@@ -152,8 +154,13 @@ class ServerlessClient(EndpointOpenAIRoute):
                     response = await self._send(sent)
             except httpx.HTTPError as exc:
                 events = follower.connection_failed(connected=not isinstance(exc, httpx.ConnectError))
-                if not events:
+                for event in events:
+                    if isinstance(event, AnswerLost):
+                        raise event.to_error(self.base_url) from None
+                if not follower.pending:
                     raise unreachable(self.base_url, exc) from None
+                for event in events:
+                    yield event
                 continue
             retry_after = response.headers.get("retry-after")
             events = follower.receive(
@@ -162,6 +169,8 @@ class ServerlessClient(EndpointOpenAIRoute):
             for event in events:
                 if isinstance(event, CallRefused):
                     raise event.reply.to_error(self.endpoint_id)
+                if isinstance(event, StreamGap):
+                    raise event.to_error()
                 yield event
 
     async def stream(self, job_id: str) -> AsyncIterator[Any]:

@@ -9,6 +9,14 @@ machine never touches the network or the clock, so the httpx client (chat) and t
                                ──► GET /status/{id} (RunPod's delayTime and executionTime) ──► JobEnded
     Retrying:     one call's retries under a RetryPolicy (429 always; 5xx and timeouts when safe)
 
+When an answer is lost on the way (the connection opened, then broke or timed out), what was asked
+may have been carried out. A lost /run may have queued the job: it is never sent again (AnswerLost;
+the caller is told no id came back). A lost /stream poll may have taken items RunPod will not send
+again (it hands out each item once), so the follower stops reading /stream, waits on /status for the
+job's end, and delivers what it had not yet from the final output, the list of every item the worker
+yielded (runpod-python `return_aggregate_stream`): items still arrive once and in order, only later.
+Should that list not hold them, StreamGap says how many items arrived before the gap.
+
 The stream loop follows runpod-python's `Job.stream()` (runpod/endpoint/runner.py): poll while the
 job is not final or a poll still brought items. A server that answers a poll at once with nothing
 new (rather than holding it open, as RunPod and the emulator do) is asked again after `poll_pause`.
@@ -21,8 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from notus_cli.errors import EndpointUnreachable, JobFailed
 from notus_cli.runpod.protocol import routes
 from notus_cli.runpod.protocol.bodies import JobStatus, StreamReply, job_request
+from notus_cli.runpod.protocol.job_states import JobState
 from notus_cli.runpod.protocol.limits import RetryPolicy
 from notus_cli.runpod.protocol.replies import ErrorReply
 from notus_cli.runpod.protocol.routes import RouteSpec
@@ -104,7 +114,40 @@ class RetryScheduled:
     wait: float
 
 
-FollowEvent = JobAccepted | StreamedItems | JobEnded | CallRefused | RetryScheduled
+@dataclass(frozen=True)
+class AnswerLost:
+    """A call that may have been carried out got no answer, and is not sent again (e.g. a /run)."""
+
+    asked: str
+
+    def to_error(self, endpoint_url: str) -> EndpointUnreachable:
+        return EndpointUnreachable(
+            f"the answer to {self.asked} at {endpoint_url} was lost on the way: RunPod may have queued the job, "
+            "but no job id came back, and Notus does not send it again (that could run it twice)",
+            hint="look at the endpoint's queue (`notus status`, or /health) before you send it again",
+        )
+
+
+@dataclass(frozen=True)
+class StreamGap:
+    """The job ended, but items after the first `delivered` were lost with a /stream answer and its
+    final output does not hold them (a job that is not a generator's aggregate)."""
+
+    job_id: str
+    delivered: int
+
+    def to_error(self) -> JobFailed:
+        return JobFailed(
+            f"job {self.job_id} completed, but its stream lost items after the first {self.delivered} "
+            "and its final output does not hold them",
+            hint=f"its whole output is at /status/{self.job_id} while RunPod keeps the result",
+            job_id=self.job_id,
+            status=str(JobState.COMPLETED),
+        )
+
+
+FollowEvent = JobAccepted | StreamedItems | JobEnded | CallRefused | RetryScheduled | AnswerLost | StreamGap
+RECOVER_PAUSE = 0.5  # between /status polls while a job whose /stream answer was lost runs on
 
 
 class Retrying:
@@ -152,6 +195,8 @@ class JobFollower:
         self.poll_pause = poll_pause
         self.retrying = Retrying(retry or RetryPolicy())
         self.stream_error: Any = None
+        self.delivered = 0  # stream items handed out so far
+        self.recovering = False  # a /stream answer was lost: the rest comes from the final output
         self._next: Call | None
         if job_id is None:
             self._next = call(routes.RUN, body=job_request(job_input))
@@ -195,13 +240,27 @@ class JobFollower:
     def connection_failed(self, *, connected: bool) -> list[FollowEvent]:
         """The last call got no answer (`connected`: the connection opened, then broke or timed out).
 
-        Returns a RetryScheduled, or nothing: then the transport reports its own error and stops."""
+        Returns a RetryScheduled; an AnswerLost for a call that may have been carried out and must not
+        be repeated; or nothing: then, if `pending`, the follower goes on (a lost /stream poll switches
+        it to /status), else the transport reports its own error and stops."""
         sent = self._take_sent()
+        safe = self.retrying.policy.server_errors  # a load generator's policy counts faults instead
+        if connected and safe and sent.route is routes.STREAM and self.job_id is not None:
+            self.recovering = True  # the poll may have taken items: read the rest from the final output
+            self._next = call(routes.STATUS, job_id=self.job_id)
+            return []
+        if connected and not sent.idempotent:
+            return [AnswerLost(sent.asked)]
         retry = self.retrying.after_failure(sent, connected=connected)
         if retry is None:
             return []
         self._next = replace(sent, wait=retry.wait)
         return [retry]
+
+    @property
+    def pending(self) -> bool:
+        """Whether the follower has a next call to make."""
+        return self._next is not None
 
     def _take_sent(self) -> Call:
         if self._sent is None:
@@ -224,9 +283,22 @@ class JobFollower:
         wait = self.poll_pause if not reply.items and took < self.poll_pause else 0.0
         self._next = call(routes.STREAM, job_id=self.job_id)
         self._next = replace(self._next, wait=wait)
+        self.delivered += len(reply.items)
         return [StreamedItems(reply.items, str(reply.status))] if reply.items else []
 
     def _ended(self, job: JobStatus) -> list[FollowEvent]:
+        if self.recovering and not job.final:
+            self._next = replace(call(routes.STATUS, job_id=job.id), wait=RECOVER_PAUSE)
+            return []
         if job.raw_error is None and self.stream_error is not None:
             job = replace(job, raw_error=self.stream_error)
-        return [JobEnded(job)]
+        events: list[FollowEvent] = []
+        if self.recovering and job.status is JobState.COMPLETED:
+            output = job.output
+            if isinstance(output, list) and len(output) >= self.delivered:
+                rest = tuple(output[self.delivered :])
+                self.delivered += len(rest)
+                events += [StreamedItems(rest, str(job.status))] if rest else []
+            else:
+                events.append(StreamGap(job.id, self.delivered))
+        return [*events, JobEnded(job)]
