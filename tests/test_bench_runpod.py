@@ -39,6 +39,7 @@ from notus_cli.serve.stack import LocalStack
 from notus_cli.settings import load_settings
 from testbed.common import notus, wait_for
 from testbed.emulator import Harness, echo_command
+from tests.fake_nvidia import nvidia_smi_env
 
 FIRST, GAP = 0.05, 0.01  # the echo worker's chat timings
 OUTPUT_LEN = 10
@@ -121,8 +122,13 @@ def test_a_failing_job_is_counted_with_its_cause(emulator: Harness, one_slot: En
 def test_bench_by_deployment_name_reports_phases_and_cost(
     emulator: Harness, one_slot: Endpoint, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`notus bench NAME`: the deployment's endpoint and GPU pool (its price); report files carry the phases."""
+    """`notus bench NAME`: the deployment's endpoint and GPU pool (its price); report files carry the phases.
+
+    The emulator is on this machine, so the price holds only if this machine has a card of the pool: a
+    stand-in nvidia-smi says it has an A100 (none exists here)."""
     monkeypatch.setenv("NOTUS_CONFIG", str(tmp_path / "notus.toml"))
+    for name, value in nvidia_smi_env(tmp_path / "bin", "NVIDIA A100 80GB PCIe").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("RUNPOD_API_KEY", emulator.key)
     deployment = Deployment("bench-a100", one_slot.id, "tpl", "img", "AMPERE_80", api_base_url=f"{emulator.url}/v2")
     save_deployment(deployment)
@@ -312,8 +318,14 @@ def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path)
 
 
 @pytest.mark.vllm
-def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(local_stack: LocalStack, tiny_model: Path) -> None:
-    """The real stack (`notus serve --tiny`: emulator, two `python -m worker`, vLLM): jobs carry their phases."""
+def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(
+    local_stack: LocalStack, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real stack (`notus serve --tiny`: emulator, two `python -m worker`, vLLM): jobs carry their phases.
+
+    A stand-in nvidia-smi that finds no GPU makes "this machine has no NVIDIA GPU" hold on any machine."""
+    for name, value in nvidia_smi_env(tmp_path / "bin").items():
+        monkeypatch.setenv(name, value)
     info = local_stack.info
     native = TargetSpec("runpod", info.api_base, "notus serve", info.endpoint_id, info.api_key, gpu="AMPERE_24")
     run = run_benchmark(options(native, tiny_model, concurrency=[2], num_prompts=6, output_len=8, warmup=1))
@@ -328,7 +340,10 @@ def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(local_stack: L
         assert 0 <= record.phases["queue"] <= record.ttft
         # The job ends (job-done) just after its last chunk, which E2EL ends at.
         assert 0 < record.phases["execution"] < record.e2el + 0.5
-    assert run.costs()[0] is not None
+    # --gpu-priced as AMPERE_24, but the tiny model on this machine's CPU served it: no price, and a toy.
+    assert run.costs()[0] is None
+    assert run.measured_on.toy
+    assert not run.measured_on.priced
     routed = TargetSpec("openai", info.openai_base_url, "notus serve", api_key=info.api_key, route="openai")
     through_openai = run_benchmark(options(routed, tiny_model, num_prompts=2, output_len=8))
     assert through_openai.levels[0].summary.completed == 2
