@@ -96,7 +96,7 @@ def test_deploy_benches_a_temporary_endpoint_then_removes_it(harness: Harness, p
         assert level["cost"] is None  # an A100 was deployed in the emulator, but this machine's CPU served it
     measured = data["measured_on"]
     assert (measured["toy"], measured["priced"]) == (True, False)
-    assert measured["why_unpriced"] == "a CPU served it, not a GPU: AMPERE_80's price says nothing about it"
+    assert measured["why_unpriced"] == "a CPU served it, not a GPU"
     assert control.mutations[before:] == [
         "saveTemplate",
         "saveEndpoint",

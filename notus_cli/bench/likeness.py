@@ -91,7 +91,7 @@ def differences(runs: Sequence[BenchRun]) -> list[Difference]:
 
 def varied(runs: Sequence[BenchRun]) -> list[Difference]:
     """What the comparison is about and may differ: the GPU each run is priced on and what measured it."""
-    gpus = [run.gpu.id if run.gpu else None for run in runs]
+    gpus = [run.gpu.id if run.gpu else "none" for run in runs]
     hardware = [run.measured_on.hardware for run in runs]
     found = []
     if any(gpu != gpus[0] for gpu in gpus[1:]):

@@ -94,7 +94,8 @@ def judge(facts: ServerFacts, priced_on: GpuPool | None) -> MeasuredOn:
     parameters = count_parameters(facts.weights) if facts.weights else None
     reasons = []
     if parameters is not None and parameters < TOY_PARAMETERS:
-        reasons.append(f"the model has {_parameters(parameters).removeprefix(', ')} (under {TOY_PARAMETERS / 1e6:g} M)")
+        size = _parameters(parameters).removeprefix(", ")
+        reasons.append(f"the model has {size} (a test model: under {TOY_PARAMETERS / 1e6:g} M)")
     gpus = list(facts.local_gpus or [])
     if facts.on_this_machine:
         hardware = (
@@ -128,7 +129,7 @@ def _price(
     if pool is None:
         return False, None, None
     if toy:
-        return False, None, f"{'; '.join(reasons)}: {pool.id}'s price says nothing about it"
+        return False, None, "; ".join(reasons)
     if facts.on_this_machine:
         cards = {card.id for card in pool.cards}
         mine = [gpu for gpu in gpus if gpu in cards]

@@ -50,7 +50,8 @@ app = typer.Typer(
 )
 
 GPU_HELP = (
-    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests. "
+    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests, "
+    "unless the run shows something else served it (a tiny model, a CPU, another pool). "
     "Without a target: the deployment on that GPU."
 )
 
