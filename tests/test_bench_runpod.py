@@ -241,6 +241,41 @@ def test_local_benches_the_running_notus_serve(emulator: Harness, one_slot: Endp
     assert set(run.levels[0].summary.phases) == {"queue", "execution"}
 
 
+def test_local_gpu_a100_against_the_tiny_stack_is_a_toy_without_a_price(
+    emulator: Harness, one_slot: Endpoint, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`notus bench --local --gpu a100` against `notus serve --tiny`, which serves the tiny model under the
+    real model's name: the connection file names the weights, and their size makes the run a toy even on a
+    machine with an A100 (a stand-in nvidia-smi; the emulator's echo worker stands in for vLLM)."""
+    for name, value in nvidia_smi_env(tmp_path / "bin", "NVIDIA A100-SXM4-80GB").items():
+        monkeypatch.setenv(name, value)
+    connection = connection_file()
+    connection.parent.mkdir(parents=True)
+    body = {
+        "api_base": f"{emulator.url}/v2", "endpoint_id": one_slot.id, "api_key": emulator.key, "pid": os.getpid(),
+        "model": str(tiny_model), "served_model_name": "echo",
+    }  # fmt: skip
+    connection.write_text(json.dumps(body))
+    out = tmp_path / "out"
+    done = notus(
+        "bench", "--local", "--gpu", "a100", "--tokenizer", str(tiny_model), "--input-len", "8", "--output-len", "4",
+        "--concurrency", "1", "--num-prompts", "2", "--warmup", "0", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = " ".join(done.stdout.split())
+    assert "notus bench: TOY RUN, echo at " in shown
+    assert f"Measured on: echo (weights {tiny_model}, 0.7 M parameters), this machine (NVIDIA A100-SXM4-80GB)" in shown
+    assert "A toy run: the model has 0.7 M parameters (a test model: under 100 M)" in shown
+    assert "No price for AMPERE_80: the model has 0.7 M parameters" in shown
+    assert "$" not in done.stdout
+    data = json.loads((out / "bench.json").read_text())
+    assert data["gpu"]["pool"] == "AMPERE_80"  # what was asked, kept
+    assert data["measured_on"]["served_model"] == "echo"
+    assert data["measured_on"]["weights"] == str(tiny_model)
+    assert (data["measured_on"]["toy"], data["measured_on"]["priced"]) == (True, False)
+    assert data["levels"][0]["cost"] is None
+
+
 def test_cold_start_needs_a_runpod_target(tiny_model: Path) -> None:
     openai = TargetSpec("openai", "http://127.0.0.1:9/v1", "--base-url")
     with pytest.raises(ConfigError, match="--cold-start needs a RunPod endpoint"):
