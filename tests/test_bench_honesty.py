@@ -15,6 +15,7 @@ import pytest
 
 from notus_cli.bench import report
 from notus_cli.bench.compare import compare
+from notus_cli.bench.endpoints import OPENAI_SERVER_MEANS, ROUTE_MEANINGS, TargetSpec
 from notus_cli.bench.load import LevelResult, LoadLevel
 from notus_cli.bench.measured import TOY_PARAMETERS, MeasuredOn, ServerFacts, gather, judge, nvidia_gpus
 from notus_cli.bench.metrics import RequestRecord, Slos, summarize
@@ -229,3 +230,13 @@ def test_cli_compare_refuses_unlike_runs_and_compares_them_with_allow_unlike(tmp
         notus("bench", "compare", str(tmp_path / "native"), str(tmp_path / "openai"), "--allow-unlike", "--json").stdout
     )
     assert as_json["unlike"] == {"route": ["native", "openai"]}
+
+
+def test_a_base_url_is_runpods_openai_route_only_on_runpods_hosts() -> None:
+    """The report's "Route measured" line must not call a vLLM on loopback RunPod's OpenAI route."""
+    vllm = TargetSpec("openai", "http://127.0.0.1:8000/v1", "--base-url", route="openai")
+    assert vllm.describe()["route_means"] == OPENAI_SERVER_MEANS
+    runpod = TargetSpec("openai", "https://api.runpod.ai/v2/abc/openai/v1", "--base-url", route="openai")
+    assert runpod.describe()["route_means"] == ROUTE_MEANINGS["openai"]
+    local = TargetSpec("openai", "http://127.0.0.1:8300/v2/local/openai/v1", "notus serve", route="openai")
+    assert local.describe()["route_means"] == ROUTE_MEANINGS["openai"]  # the emulator's RunPod route
