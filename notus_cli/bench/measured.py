@@ -32,6 +32,7 @@ from notus_cli.serve.connection import read_connection
 
 TOY_PARAMETERS = 100_000_000  # below this a model is a test model, not one anyone prices serving for
 GPU_PROBE_TIMEOUT = 10.0
+UNRECORDED = "not recorded"
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,7 @@ class MeasuredOn:
     toy: bool
     toy_reason: str | None
     priced: bool  # the dollar figures are those of the measured server
-    price_basis: (
-        str | None
-    )  # why they are: "this machine's NVIDIA A100-SXM4-80GB", "deployment prod", "--gpu, unchecked"
+    price_basis: str | None  # why they hold: this machine's card, the deployment's pool, or --gpu taken at its word
     why_unpriced: str | None  # why there are none, when a GPU was named
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,7 +60,11 @@ class MeasuredOn:
     @classmethod
     def unrecorded(cls, priced: bool) -> MeasuredOn:
         """A bench.json written before runs said what served them: prices as they were recorded."""
-        return cls(None, None, None, "not recorded", False, None, priced, "not recorded" if priced else None, None)
+        return cls(None, None, None, UNRECORDED, False, None, priced, UNRECORDED if priced else None, None)
+
+    @property
+    def recorded(self) -> bool:
+        return self.hardware != UNRECORDED
 
     def sentence(self) -> str:
         """One line for the report: the model, its weights, the hardware, and toy or not."""

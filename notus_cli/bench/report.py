@@ -138,7 +138,7 @@ def title(run: BenchRun) -> str:
 
 def verdicts(run: BenchRun) -> list[str]:
     """Sentences under the table: what served the run, the SLO verdict, why the sweep stopped, what cost assumes."""
-    lines = [run.measured_on.sentence()] if run.measured_on.hardware != "not recorded" else []
+    lines = [run.measured_on.sentence()] if run.measured_on.recorded else []
     if run.settings.get("target", {}).get("route"):
         lines.append(route_line(run))
     if run.cold_start is not None:
