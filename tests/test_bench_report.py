@@ -11,10 +11,13 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from notus_cli.bench.result_files import write_report
 from notus_cli.bench.run import BenchOptions, run_benchmark
 from testbed.chromium import view_page
 from testbed.openai_stub import StubConfig, running_stub
+from tests.fake_nvidia import nvidia_smi_env
 
 IMAGES = """Array.from(document.images).map(image => ({
     alt: image.alt, complete: image.complete, width: image.naturalWidth, height: image.naturalHeight,
@@ -22,7 +25,12 @@ IMAGES = """Array.from(document.images).map(image => ({
 }))"""
 
 
-def test_html_report_opens_in_chromium_and_shows_the_plots(tiny_model: Path, tmp_path: Path, artifacts: Path) -> None:
+def test_html_report_opens_in_chromium_and_shows_the_plots(
+    tiny_model: Path, tmp_path: Path, artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stub runs on this machine; a stand-in nvidia-smi finding no GPU makes that hold on any machine."""
+    for name, value in nvidia_smi_env(tmp_path / "bin").items():
+        monkeypatch.setenv(name, value)
     with running_stub(StubConfig(ttft=0.02, itl=0.004, fail_every=5)) as base_url:
         options = BenchOptions(
             base_url=base_url, tokenizer=tiny_model, input_len=16, output_len=8, concurrency=[1, 4], num_prompts=10,
@@ -37,6 +45,8 @@ def test_html_report_opens_in_chromium_and_shows_the_plots(tiny_model: Path, tmp
     assert len(sources) == 3
     assert all(source.startswith("data:image/png;base64,") for source in sources)  # nothing to fetch
     assert "<dt>TTFT</dt>" in text  # the definitions are printed
+    assert "<h1>notus bench: TOY RUN, stub-model at " in text
+    assert "<li>No price for AMPERE_80: a CPU served it, not a GPU</li>" in text
 
     view = asyncio.run(view_page(html.as_uri(), IMAGES, tmp_path / "chromium-profile"))
     (artifacts / "report.png").write_bytes(view.screenshot)

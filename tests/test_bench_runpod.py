@@ -39,6 +39,7 @@ from notus_cli.serve.stack import LocalStack
 from notus_cli.settings import load_settings
 from testbed.common import notus, wait_for
 from testbed.emulator import Harness, echo_command
+from tests.fake_nvidia import nvidia_smi_env
 
 FIRST, GAP = 0.05, 0.01  # the echo worker's chat timings
 OUTPUT_LEN = 10
@@ -121,8 +122,13 @@ def test_a_failing_job_is_counted_with_its_cause(emulator: Harness, one_slot: En
 def test_bench_by_deployment_name_reports_phases_and_cost(
     emulator: Harness, one_slot: Endpoint, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`notus bench NAME`: the deployment's endpoint and GPU pool (its price); report files carry the phases."""
+    """`notus bench NAME`: the deployment's endpoint and GPU pool (its price); report files carry the phases.
+
+    The emulator is on this machine, so the price holds only if this machine has a card of the pool: a
+    stand-in nvidia-smi says it has an A100 (none exists here)."""
     monkeypatch.setenv("NOTUS_CONFIG", str(tmp_path / "notus.toml"))
+    for name, value in nvidia_smi_env(tmp_path / "bin", "NVIDIA A100 80GB PCIe").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("RUNPOD_API_KEY", emulator.key)
     deployment = Deployment("bench-a100", one_slot.id, "tpl", "img", "AMPERE_80", api_base_url=f"{emulator.url}/v2")
     save_deployment(deployment)
@@ -235,6 +241,41 @@ def test_local_benches_the_running_notus_serve(emulator: Harness, one_slot: Endp
     assert set(run.levels[0].summary.phases) == {"queue", "execution"}
 
 
+def test_local_gpu_a100_against_the_tiny_stack_is_a_toy_without_a_price(
+    emulator: Harness, one_slot: Endpoint, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`notus bench --local --gpu a100` against `notus serve --tiny`, which serves the tiny model under the
+    real model's name: the connection file names the weights, and their size makes the run a toy even on a
+    machine with an A100 (a stand-in nvidia-smi; the emulator's echo worker stands in for vLLM)."""
+    for name, value in nvidia_smi_env(tmp_path / "bin", "NVIDIA A100-SXM4-80GB").items():
+        monkeypatch.setenv(name, value)
+    connection = connection_file()
+    connection.parent.mkdir(parents=True)
+    body = {
+        "api_base": f"{emulator.url}/v2", "endpoint_id": one_slot.id, "api_key": emulator.key, "pid": os.getpid(),
+        "model": str(tiny_model), "served_model_name": "echo",
+    }  # fmt: skip
+    connection.write_text(json.dumps(body))
+    out = tmp_path / "out"
+    done = notus(
+        "bench", "--local", "--gpu", "a100", "--tokenizer", str(tiny_model), "--input-len", "8", "--output-len", "4",
+        "--concurrency", "1", "--num-prompts", "2", "--warmup", "0", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = " ".join(done.stdout.split())
+    assert "notus bench: TOY RUN, echo at " in shown
+    assert f"Measured on: echo (weights {tiny_model}, 0.7 M parameters), this machine (NVIDIA A100-SXM4-80GB)" in shown
+    assert "A toy run: the model has 0.7 M parameters (a test model: under 100 M)" in shown
+    assert "No price for AMPERE_80: the model has 0.7 M parameters" in shown
+    assert "$" not in done.stdout
+    data = json.loads((out / "bench.json").read_text())
+    assert data["gpu"]["pool"] == "AMPERE_80"  # what was asked, kept
+    assert data["measured_on"]["served_model"] == "echo"
+    assert data["measured_on"]["weights"] == str(tiny_model)
+    assert (data["measured_on"]["toy"], data["measured_on"]["priced"]) == (True, False)
+    assert data["levels"][0]["cost"] is None
+
+
 def test_cold_start_needs_a_runpod_target(tiny_model: Path) -> None:
     openai = TargetSpec("openai", "http://127.0.0.1:9/v1", "--base-url")
     with pytest.raises(ConfigError, match="--cold-start needs a RunPod endpoint"):
@@ -312,8 +353,14 @@ def test_target_options_are_exclusive_and_local_needs_notus_serve(project: Path)
 
 
 @pytest.mark.vllm
-def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(local_stack: LocalStack, tiny_model: Path) -> None:
-    """The real stack (`notus serve --tiny`: emulator, two `python -m worker`, vLLM): jobs carry their phases."""
+def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(
+    local_stack: LocalStack, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real stack (`notus serve --tiny`: emulator, two `python -m worker`, vLLM): jobs carry their phases.
+
+    A stand-in nvidia-smi that finds no GPU makes "this machine has no NVIDIA GPU" hold on any machine."""
+    for name, value in nvidia_smi_env(tmp_path / "bin").items():
+        monkeypatch.setenv(name, value)
     info = local_stack.info
     native = TargetSpec("runpod", info.api_base, "notus serve", info.endpoint_id, info.api_key, gpu="AMPERE_24")
     run = run_benchmark(options(native, tiny_model, concurrency=[2], num_prompts=6, output_len=8, warmup=1))
@@ -328,7 +375,10 @@ def test_bench_notus_serve_tiny_through_jobs_and_the_openai_route(local_stack: L
         assert 0 <= record.phases["queue"] <= record.ttft
         # The job ends (job-done) just after its last chunk, which E2EL ends at.
         assert 0 < record.phases["execution"] < record.e2el + 0.5
-    assert run.costs()[0] is not None
+    # --gpu-priced as AMPERE_24, but the tiny model on this machine's CPU served it: no price, and a toy.
+    assert run.costs()[0] is None
+    assert run.measured_on.toy
+    assert not run.measured_on.priced
     routed = TargetSpec("openai", info.openai_base_url, "notus serve", api_key=info.api_key, route="openai")
     through_openai = run_benchmark(options(routed, tiny_model, num_prompts=2, output_len=8))
     assert through_openai.levels[0].summary.completed == 2

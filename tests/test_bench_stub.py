@@ -23,6 +23,7 @@ from notus_cli.settings import load_settings
 from notus_cli.targets import openai_server
 from testbed.common import notus
 from testbed.openai_stub import StubConfig, running_stub
+from tests.fake_nvidia import nvidia_smi_env
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,9 @@ def test_live_view_shows_the_running_level(fast_stub: str, tiny_model: Path) -> 
 
 
 def test_cli_writes_every_report_file_and_compares_runs(timed_stub: str, tiny_model: Path, tmp_path: Path) -> None:
+    """The stub is on loopback, so bench asks this machine's nvidia-smi what served it: a fake one says
+    an A100 (no such card here), so the A100 run is priced and the H100 run is not."""
+    a100 = nvidia_smi_env(tmp_path / "bin", "NVIDIA A100-SXM4-80GB")
     runs = []
     for name, levels in (("a", "1,2"), ("b", "2")):
         out = tmp_path / name
@@ -153,11 +157,19 @@ def test_cli_writes_every_report_file_and_compares_runs(timed_stub: str, tiny_mo
             "bench", "--base-url", timed_stub, "--tokenizer", str(tiny_model), "--input-len", "16",
             "--output-len", "6", "--concurrency", levels, "--num-prompts", "4", "--warmup", "1",
             "--goodput", "ttft:1000,tpot:100", "--gpu", "a100" if name == "a" else "h100", "--out", str(out),
+            env=a100,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "Definitions" in done.stdout
         assert "Highest load meeting the SLOs" in done.stdout
-        assert "$ per 1M output tokens" in done.stdout
+        assert "Measured on: stub-model, this machine (NVIDIA A100-SXM4-80GB)" in done.stdout
+        assert "TOY RUN" not in done.stdout
+        if name == "a":
+            assert "$ per 1M output tokens" in done.stdout
+            assert "priced on this machine's NVIDIA A100-SXM4-80GB, a card of AMPERE_80" in done.stdout
+        else:
+            assert "$ per 1M output tokens" not in done.stdout
+            assert "No price for ADA_80_PRO: the server runs on this machine, whose NVIDIA A100" in done.stdout
         names = {path.name for path in out.iterdir()}
         assert names == {
             "bench.json", "requests.csv", "levels.csv", "report.html", "latency_throughput.png", "ttft.png", "itl.png",
@@ -174,6 +186,8 @@ def test_cli_writes_every_report_file_and_compares_runs(timed_stub: str, tiny_mo
     assert "a (AMPERE_80)" in compared.stdout
     assert "b (ADA_80_PRO)" in compared.stdout
     assert "Change" in compared.stdout
+    assert "Differs: GPU: AMPERE_80 vs ADA_80_PRO" in compared.stdout
+    assert "b: no price for ADA_80_PRO" in compared.stdout
     as_json = json.loads(notus("bench", "compare", str(runs[0]), str(runs[1]), "--json").stdout)
     assert as_json["runs"] == ["a", "b"]
     both = as_json["levels"]["concurrency 2"]["Output throughput (tok/s)"]

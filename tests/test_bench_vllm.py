@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from notus_cli.bench.measured import TOY_PARAMETERS
 from notus_cli.bench.run import BenchOptions, run_benchmark
 from testbed.common import notus
 from testbed.vllm import SERVED_NAME, VllmServer
@@ -41,8 +42,15 @@ def test_bench_measures_vllm_streaming_chat(vllm_server: VllmServer, tiny_model:
             assert record.e2el is not None
             assert record.ttft is not None
             assert record.e2el >= record.ttft + sum(record.itl) - 1e-6
-    costs = run.costs()
-    assert all(cost is not None and cost.usd_per_million_output_tokens for cost in costs)
+    # Asked to price on an L4, but the tiny model on this machine's CPU served it: a toy, no price.
+    # vLLM's /v1/models says which weights it loaded (`root`, vllm 0.32 entrypoints/openai/models/serving.py).
+    measured = run.measured_on
+    assert measured.weights is not None
+    assert Path(measured.weights).resolve() == tiny_model.resolve()
+    assert measured.parameters is not None
+    assert measured.parameters < TOY_PARAMETERS
+    assert (measured.toy, measured.priced) == (True, False)
+    assert all(cost is None for cost in run.costs())
 
 
 @pytest.mark.vllm

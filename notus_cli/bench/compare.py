@@ -1,7 +1,9 @@
 """`notus bench compare A.json B.json ...`: runs side by side, level by level.
 
 Levels are matched by their load (the same concurrency or rate); each run's cost uses its own
-GPU, so runs made on different GPUs compare in dollars as well as in tokens per second.
+GPU, so runs made on different GPUs compare in dollars as well as in tokens per second. Runs that
+measured different things (another workload, route, model, or a toy beside a real run: see
+bench.likeness) are refused, unless `allow_unlike`, and then the comparison carries a warning.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notus_cli.bench.cost import LevelCost, level_cost
+from notus_cli.bench.cost import LevelCost
+from notus_cli.bench.likeness import Difference, differences, varied
 from notus_cli.bench.load import LevelResult
 from notus_cli.bench.report import ms, number, usd
 from notus_cli.bench.results import BenchRun
@@ -66,24 +69,46 @@ class Comparison:
     header: list[str]
     rows: list[list[str]]
     data: dict[str, Any]
+    unlike: list[Difference]  # compared anyway (allow_unlike): what the numbers do not share
+    notes: list[str]  # for under the table: the unlike, what differs by design (the GPU), runs without prices
 
 
-def compare(runs: Sequence[tuple[str, BenchRun]]) -> Comparison:
+def compare(runs: Sequence[tuple[str, BenchRun]], *, allow_unlike: bool = False) -> Comparison:
     """A row per (level, metric), a column per run, and the change from the first run when there are two.
 
-    Raises ConfigError with fewer than two runs.
+    Raises ConfigError with fewer than two runs, and when the runs measured different things
+    (naming each difference) unless `allow_unlike`.
     """
     if len(runs) < 2:
         raise ConfigError("compare needs at least two results", hint="notus bench compare A/bench.json B/bench.json")
     names = [name for name, _ in runs]
+    unlike = differences([run for _, run in runs])
+    if unlike and not allow_unlike:
+        listed = "; ".join(str(difference) for difference in unlike)
+        raise ConfigError(
+            f"these runs measured different things ({', '.join(names)}): {listed}",
+            hint="run them again alike, or pass --allow-unlike to compare them anyway",
+        )
     labels: list[str] = []
     for _, run in runs:
         labels += [r.level.label for r in run.levels if r.level.label not in labels]
-    header = ["Load", "Metric", *(f"{name} ({run.gpu.id})" if run.gpu else name for name, run in runs)]
+    header = ["Load", "Metric", *(_column(name, run) for name, run in runs)]
     if len(runs) == 2:
         header.append("Change")
     rows: list[list[str]] = []
-    data: dict[str, Any] = {"runs": names, "levels": {}}
+    notes = [f"UNLIKE, compared anyway: {difference}" for difference in unlike]
+    notes += [f"Differs: {difference}" for difference in varied([run for _, run in runs])]
+    notes += [
+        f"{name}: no price for {run.gpu.id} ({run.measured_on.why_unpriced})"
+        for name, run in runs
+        if run.gpu is not None and run.priced_gpu is None
+    ]
+    data: dict[str, Any] = {
+        "runs": names,
+        "unlike": {difference.what: difference.values for difference in unlike},
+        "notes": notes,
+        "levels": {},
+    }
     for label in labels:
         found = [_level(run, label) for _, run in runs]
         data["levels"][label] = {}
@@ -96,13 +121,18 @@ def compare(runs: Sequence[tuple[str, BenchRun]]) -> Comparison:
             if len(runs) == 2:
                 row.append(_change(values[0], values[1]))
             rows.append(row)
-    return Comparison(names=names, header=header, rows=rows, data=data)
+    return Comparison(names=names, header=header, rows=rows, data=data, unlike=unlike, notes=notes)
+
+
+def _column(name: str, run: BenchRun) -> str:
+    marks = ([run.gpu.id] if run.gpu else []) + (["toy"] if run.measured_on.toy else [])
+    return f"{name} ({', '.join(marks)})" if marks else name
 
 
 def _level(run: BenchRun, label: str) -> tuple[LevelResult, LevelCost | None] | None:
-    for result in run.levels:
+    for result, cost in zip(run.levels, run.costs(), strict=True):
         if result.level.label == label:
-            return result, level_cost(run.gpu, result.summary, gpu_count=run.gpu_count) if run.gpu else None
+            return result, cost
     return None
 
 

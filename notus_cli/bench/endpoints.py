@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 from notus_cli.bench.runpod_target import RunPodTarget
 from notus_cli.bench.senders import HttpOptions, OpenAIChatTarget, Target
 from notus_cli.errors import ConfigError
+from notus_cli.openai_url import is_runpod_host
 from notus_cli.runpod.protocol import routes
 from notus_cli.settings import NotusSettings
 from notus_cli.targets import OpenAIAddress, RunPodAddress, TargetFlags, resolve_address
@@ -32,6 +33,7 @@ ROUTE_MEANINGS = {
     "native": "jobs (/run, /stream) with the worker's native input",
     "openai": "RunPod's OpenAI route (/openai/v1), as an OpenAI SDK sends",
 }
+OPENAI_SERVER_MEANS = "an OpenAI-compatible server's streamed /chat/completions, not a RunPod endpoint"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ class TargetSpec:
     route: str = DEFAULT_ROUTE  # for an OpenAI server named by --base-url: "openai"
     gpu_count: int = 1  # GPUs per worker of a deployment, for cost
 
+    @property
+    def route_means(self) -> str | None:
+        """What the route is, in words: a URL given by --base-url is RunPod's route only on RunPod's hosts."""
+        if self.kind == "openai" and self.source == "--base-url" and not is_runpod_host(self.url):
+            return OPENAI_SERVER_MEANS
+        return ROUTE_MEANINGS.get(self.route)
+
     def describe(self) -> dict[str, Any]:
         """For the report's settings: never the key, only whether one was sent."""
         return {
@@ -55,7 +64,7 @@ class TargetSpec:
             "source": self.source,
             "endpoint_id": self.endpoint_id,
             "route": self.route,
-            "route_means": ROUTE_MEANINGS.get(self.route),
+            "route_means": self.route_means,
             "api_key": self.api_key is not None,
         }
 

@@ -78,7 +78,7 @@ def row_specs(run: BenchRun) -> list[tuple[str, Cell]]:
     if run.slos:
         rows.append(("Goodput (req/s)", lambda r, c: number(r.summary.goodput)))
         rows.append(("SLO attainment", _attainment))
-    if run.gpu:
+    if run.priced_gpu:
         rows.append(("$ per 1M output tokens", lambda r, c: usd(c.usd_per_million_output_tokens if c else None)))
         rows.append(("$ per 1,000 requests", lambda r, c: usd(c.usd_per_thousand_requests if c else None)))
     rows.append(("Output tokens counted by", _sources))
@@ -121,9 +121,7 @@ def summary_rows(run: BenchRun) -> tuple[list[str], list[list[str]]]:
 
 def summary_table(run: BenchRun) -> Table:
     header, rows = summary_rows(run)
-    result = table(
-        *header, title=f"notus bench: {run.server.get('model') or '?'} at {run.settings['target']['base_url']}"
-    )
+    result = table(*header, title=title(run))
     result.columns[0].no_wrap = True
     for column in result.columns[1:]:
         column.justify = "right"
@@ -132,9 +130,17 @@ def summary_table(run: BenchRun) -> Table:
     return result
 
 
+def title(run: BenchRun) -> str:
+    """The table's title: the model at the target, and TOY RUN first when it was one (see bench.measured)."""
+    toy = "TOY RUN, " if run.measured_on.toy else ""
+    return f"notus bench: {toy}{run.server.get('model') or '?'} at {run.settings['target']['base_url']}"
+
+
 def verdicts(run: BenchRun) -> list[str]:
-    """Sentences under the table: the SLO verdict, why the sweep stopped, what cost assumes."""
-    lines = [route_line(run)] if run.settings.get("target", {}).get("route") else []
+    """Sentences under the table: what served the run, the SLO verdict, why the sweep stopped, what cost assumes."""
+    lines = [run.measured_on.sentence()] if run.measured_on.recorded else []
+    if run.settings.get("target", {}).get("route"):
+        lines.append(route_line(run))
     if run.cold_start is not None:
         lines.append(run.cold_start.sentence())
     if run.slos:
@@ -147,12 +153,22 @@ def verdicts(run: BenchRun) -> list[str]:
             lines.append(f"{result.level.label}: {result.saturated}")
     if run.stopped:
         lines.append(f"Sweep {run.stopped}")
-    if run.gpu:
-        lines.append(
-            f"Cost: pool {run.gpu.id} at ${run.gpu.usd_per_second:g}/s (${run.gpu.usd_per_hour:.2f}/h), "
-            "one worker billed for each level's whole duration"
-        )
+    lines += cost_lines(run)
     return lines
+
+
+def cost_lines(run: BenchRun) -> list[str]:
+    """What the dollar figures assume, or why there are none though --gpu named a pool."""
+    gpu = run.priced_gpu
+    if gpu is not None:
+        basis = run.measured_on.price_basis
+        return [
+            f"Cost: pool {gpu.id} at ${gpu.usd_per_second:g}/s (${gpu.usd_per_hour:.2f}/h), "
+            f"one worker billed for each level's whole duration{f' (priced on {basis})' if basis else ''}"
+        ]
+    if run.gpu is not None:
+        return [f"No price for {run.gpu.id}: {run.measured_on.why_unpriced or 'not what served the run'}"]
+    return []
 
 
 def route_line(run: BenchRun) -> str:

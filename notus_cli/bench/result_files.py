@@ -123,12 +123,12 @@ pre { background: #f6f6f8; padding: .75rem; overflow-x: auto; font-size: 13px; }
 def render_html(run: BenchRun, images: dict[str, bytes]) -> str:
     """The whole report as one HTML document."""
     header, rows = report.summary_rows(run)
-    model = run.server.get("model") or "?"
+    heading = escape(report.title(run))
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>notus bench: {escape(str(model))}</title><style>{STYLE}</style></head><body>",
-        f"<h1>notus bench: {escape(str(model))}</h1>",
+        f"<title>{heading}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{heading}</h1>",
         f"<p>{escape(run.settings['target']['base_url'])} · started {escape(run.started_at)} · "
         f"workload {escape(_workload_line(run.settings['workload']))}</p>",
         "<h2>Results</h2>",

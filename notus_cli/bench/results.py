@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -17,6 +17,7 @@ from notus_cli import __version__
 from notus_cli.bench.coldstart import ColdStart
 from notus_cli.bench.cost import LevelCost, level_cost
 from notus_cli.bench.load import LevelResult, LoadLevel
+from notus_cli.bench.measured import MeasuredOn
 from notus_cli.bench.metrics import DEFINITIONS, LevelSummary, RequestRecord, Slos
 from notus_cli.errors import BenchError, ConfigError
 from notus_cli.runpod.gpus import POOLS_BY_ID, GpuPool
@@ -37,11 +38,19 @@ class BenchRun:
     stopped: str | None = None
     cold_start: ColdStart | None = None
     gpu_count: int = 1  # GPUs per worker
+    # What served the run; a run built without one (tests, a sweep still under way) is priced as asked.
+    measured_on: MeasuredOn = field(default_factory=lambda: MeasuredOn.unrecorded(priced=True))
+
+    @property
+    def priced_gpu(self) -> GpuPool | None:
+        """The pool the dollar figures are for: None without --gpu, or when that is not what served the run."""
+        return self.gpu if self.gpu is not None and self.measured_on.priced else None
 
     def costs(self) -> list[LevelCost | None]:
-        if self.gpu is None:
+        gpu = self.priced_gpu
+        if gpu is None:
             return [None for _ in self.levels]
-        return [level_cost(self.gpu, result.summary, gpu_count=self.gpu_count) for result in self.levels]
+        return [level_cost(gpu, result.summary, gpu_count=self.gpu_count) for result in self.levels]
 
     def highest_load_meeting_slos(self) -> LevelResult | None:
         """The last level of the sweep whose SLO attainment reached the target (None without SLOs)."""
@@ -67,6 +76,7 @@ class BenchRun:
             "gpu": None
             if self.gpu is None
             else {"pool": self.gpu.id, "usd_per_second": self.gpu.usd_per_second, "gpu_count": self.gpu_count},
+            "measured_on": self.measured_on.to_dict(),
             "stopped": self.stopped,
             "highest_load_meeting_slos": None if best is None else best.level.label,
             "cold_start": None if self.cold_start is None else self.cold_start.to_dict(),
@@ -83,11 +93,13 @@ class BenchRun:
         if data.get("format") != FORMAT:
             raise ConfigError(f"not a notus bench result (format {data.get('format')!r}, expected {FORMAT!r})")
         gpu = data.get("gpu")
+        levels = data["levels"]
+        measured = data.get("measured_on")
         return cls(
             settings=data["settings"],
             server=data["server"],
             environment=data["environment"],
-            levels=[_level_from_dict(level) for level in data["levels"]],
+            levels=[_level_from_dict(level) for level in levels],
             slos=Slos(**data["slos"]),
             attainment=data["attainment"],
             gpu=None if not gpu else POOLS_BY_ID.get(gpu["pool"]) or GpuPool(gpu["pool"], (), 0, gpu["usd_per_second"]),
@@ -95,6 +107,9 @@ class BenchRun:
             stopped=data.get("stopped"),
             cold_start=ColdStart.from_dict(data["cold_start"]) if data.get("cold_start") else None,
             gpu_count=int(gpu.get("gpu_count", 1)) if gpu else 1,
+            measured_on=MeasuredOn.from_dict(measured)
+            if isinstance(measured, dict)
+            else MeasuredOn.unrecorded(priced=any(level.get("cost") for level in levels)),
         )
 
 

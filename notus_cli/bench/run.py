@@ -5,6 +5,7 @@
     prompts   BenchPlan.workload(), once the server has answered (it may name the model)
     cold      coldstart.measure_cold_start, when asked (RunPod targets only)
     sweep     sweep.sweep: warm-up, then each load level
+    served    measured.judge: what served the run (toy or not), so prices only where they hold
     results   results.BenchRun, which report.py and the result files render
 
 `run_benchmark` is what `notus bench` calls.
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 
 from notus_cli.bench.coldstart import measure_cold_start
 from notus_cli.bench.load import LoadProgress
+from notus_cli.bench.measured import gather, judge
 from notus_cli.bench.planning import BenchOptions, BenchPlan, plan_benchmark, plan_for
 from notus_cli.bench.results import BenchRun, environment, raise_if_unusable
 from notus_cli.bench.runpod_target import RunPodTarget
@@ -46,6 +48,7 @@ def run_benchmark(options: BenchOptions, *, progress: LoadProgress | None = None
         gpu_count=plan.spec.gpu_count,
     )
     asyncio.run(measure(plan, plan.target(), run, progress or LoadProgress()))
+    run.measured_on = judge(gather(run.settings["target"], run.server, deployment_pool=plan.spec.gpu), plan.gpu)
     return run
 
 

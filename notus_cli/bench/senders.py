@@ -162,19 +162,22 @@ class OpenAIChatTarget(HttpTarget):
             unreachable_hint="check --base-url and that the server is running (e.g. vllm serve MODEL --port 8000)",
             key_hint="set NOTUS_BENCH__API_KEY (or api_key under [bench] in notus.toml) to a key the server accepts",
         )
-        models: list[str] = []
+        listed: list[dict[str, Any]] = []
         if status < 400:
             try:
-                models = [str(item["id"]) for item in json.loads(body)["data"]]
+                listed = [item for item in json.loads(body)["data"] if isinstance(item, dict) and "id" in item]
             except (ValueError, KeyError, TypeError):
-                models = []
+                listed = []
+        models = [str(item["id"]) for item in listed]
         if self.model is None:
             if not models:
                 raise BenchError(
                     f"{url} lists no model (HTTP {status})", hint="name the model to ask for with --model NAME"
                 )
             self.model = models[0]
-        return {"kind": self.kind, "base_url": self.base_url, "model": self.model, "models": models}
+        # vLLM lists the weights each served name was loaded from as its `root` (what measured.py reads)
+        root = next((item.get("root") for item in listed if str(item["id"]) == self.model), None)
+        return {"kind": self.kind, "base_url": self.base_url, "model": self.model, "models": models, "root": root}
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         body: dict[str, Any] = {

@@ -50,7 +50,8 @@ app = typer.Typer(
 )
 
 GPU_HELP = (
-    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests. "
+    "GPU the server runs on (alias or RunPod pool id, e.g. a100): adds $ per 1M output tokens and per 1k requests, "
+    "unless the run shows something else served it (a tiny model, a CPU, another pool). "
     "Without a target: the deployment on that GPU."
 )
 
@@ -295,18 +296,33 @@ def compare(
             show_default=False,
         ),
     ],
+    allow_unlike: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unlike",
+            help="Compare runs that measured different things (workload, route, model, toy or not); "
+            "the table then says what differs.",
+        ),
+    ] = False,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Two or more runs side by side, level by level, each priced on its own GPU."""
+    """Two or more runs side by side, level by level, each priced on its own GPU.
+
+    Runs must have measured the same thing (workload, route, sampling, model, toy or not); only the GPU
+    and what served them may differ. Anything else is refused (exit 2) naming what differs."""
     from notus_cli.bench import result_files
     from notus_cli.bench.compare import compare as compare_runs
 
     out = Output(json_mode=json_mode)
-    comparison = compare_runs([(_name(path), result_files.load_run(path)) for path in runs])
+    loaded = [(_name(path), result_files.load_run(path)) for path in runs]
+    comparison = compare_runs(loaded, allow_unlike=allow_unlike)
     if json_mode:
         out.json(comparison.data)
         return
-    shown = table(*comparison.header, title="notus bench compare")
+    if comparison.unlike:
+        out.warn("these runs measured different things, compared anyway (--allow-unlike): see below the table")
+    title = "notus bench compare" + (": UNLIKE RUNS, see the warnings" if comparison.unlike else "")
+    shown = table(*comparison.header, title=title)
     for column in shown.columns[2:]:
         column.justify = "right"
     previous = None
@@ -314,6 +330,8 @@ def compare(
         shown.add_row(row[0] if row[0] != previous else "", *row[1:])
         previous = row[0]
     out.result(shown)
+    for line in comparison.notes:
+        out.text(line)
 
 
 def _show(out: Output, run: BenchRun, written: list[Path], directory: Path | None) -> None:
