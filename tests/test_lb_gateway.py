@@ -25,6 +25,7 @@ import pytest
 from notus_cli.emulator import EmulatorConfig, Endpoint, LocalWorkers, WorkerCommand
 from notus_cli.emulator.lb_gateway import LBLimits
 from notus_cli.emulator.scaler import command_factory
+from notus_cli.emulator.workers import lb_worker_env
 from notus_cli.errors import ConfigError
 from notus_cli.runpod.protocol import lb
 from notus_cli.settings import load_settings
@@ -70,6 +71,20 @@ def test_the_caps_and_runpods_answers() -> None:
     assert "choice" in lb.PAYLOAD_TOO_LARGE.error  # no documented code: the message says it is ours
     assert lb.REFUSALS[502] is lb.BAD_GATEWAY
     assert (lb.ENDPOINT_TYPE, lb.SCALER_TYPE) == ("LB", "REQUEST_COUNT")
+
+
+def test_an_lb_worker_gets_runpods_env_on_ports_of_its_own(tmp_path: Path) -> None:
+    endpoint = Endpoint("e1", name="e1", worker_key="k", config=EmulatorConfig(), max_workers=1)
+    env, url, health = lb_worker_env({}, endpoint, "pod1")
+    assert env["PORT"] == env["PORT_HEALTH"] != "80"  # loopback: every worker needs its own port
+    assert (url, health) == (f"http://127.0.0.1:{env['PORT']}", f"http://127.0.0.1:{env['PORT']}/ping")
+    assert (env["NOTUS_ENDPOINT_TYPE"], env["RUNPOD_POD_ID"], env["RUNPOD_ENDPOINT_ID"]) == ("lb", "pod1", "e1")
+    assert not any(name.startswith("RUNPOD_WEBHOOK") for name in env)  # no queue to take jobs from
+    template = {"PORT": "8000", "PORT_HEALTH": "8001", "HEALTH_CHECK_PATH": "/healthz", "NOTUS_ENDPOINT_TYPE": "queue"}
+    env, url, health = lb_worker_env(template, endpoint, "pod2")
+    assert env["PORT"] != env["PORT_HEALTH"]  # the template gave health a port of its own: so does the emulator
+    assert health == f"http://127.0.0.1:{env['PORT_HEALTH']}/healthz"
+    assert "NOTUS_ENDPOINT_TYPE" not in env  # the template chose (and its worker will never answer health)
 
 
 # ---- the gateway, with real LB workers ---------------------------------------------------------------
@@ -246,6 +261,22 @@ def test_past_the_processing_cap_it_is_524_or_a_cut_stream(harness: Harness, slo
         assert "data: [DONE]" not in received
 
 
+def test_a_client_that_hangs_up_mid_stream_ends_the_workers_request(harness: Harness, slow_stub: str) -> None:
+    endpoint, pool = lb_endpoint(harness, slow_stub)
+    log = pool.processes[0].log_path
+    assert log is not None
+    with (
+        lb_client(harness, endpoint) as client,
+        client.stream("POST", "/v1/chat/completions", json=chat(True, max_tokens=30)) as streamed,
+    ):
+        lines = streamed.iter_lines()
+        next(lines)  # held: a dropped iterator closes the connection
+        record = endpoint.workers[pool.processes[0].pod_id]
+        assert harness.emulator.call(lambda: len(record.in_flight)) == 1
+    wait_for(lambda: re.search(r"job lb-\d+ cancelled", log.read_text()), timeout=10)  # the worker stopped it
+    assert harness.emulator.call(lambda: len(record.in_flight)) == 0
+
+
 def test_a_worker_error_reaches_the_client_once(harness: Harness, failing_stub: str) -> None:
     """Two healthy workers: a gateway that retried would have sent the failed request to the other."""
     endpoint, pool = lb_endpoint(harness, failing_stub, workers=2)
@@ -288,7 +319,8 @@ def test_an_lb_endpoint_from_the_control_plane_starts_lb_workers(tmp_path: Path,
     harness.emulator.worker_factory = command_factory(harness.emulator, lb_command(tmp_path, stub))
     graphql = httpx.Client(base_url=harness.url, headers={"Authorization": f"Bearer {harness.key}"})
     try:
-        template = {"name": "lb-tpl", "imageName": "r/notus:1", "containerDiskInGb": 20, "volumeInGb": 0}
+        health = [{"key": "PORT_HEALTH", "value": "8081"}, {"key": "HEALTH_CHECK_PATH", "value": "/healthz"}]
+        template = {"name": "lb-tpl", "imageName": "r/notus:1", "containerDiskInGb": 20, "volumeInGb": 0, "env": health}
         saved = graphql.post("/graphql", json={"query": SAVE_TEMPLATE, "variables": {"input": template}}).json()
         spec = {
             "name": "notus-lb",
@@ -308,6 +340,9 @@ def test_an_lb_endpoint_from_the_control_plane_starts_lb_workers(tmp_path: Path,
         harness.wait_ready(endpoint, 1, timeout=60)
         with lb_client(harness, endpoint) as client:
             assert client.get("/v1/models").json()["data"][0]["id"] == MODEL
+        (target,) = harness.emulator.lb.pools[endpoint_id].targets.values()
+        assert target.health_url.endswith("/healthz")
+        assert target.url not in target.health_url  # a port of its own
         listed = graphql.post("/graphql", json={"query": "{ myself { endpoints { id type scalerType } } }"}).json()
         assert {"id": endpoint_id, "type": "LB", "scalerType": "REQUEST_COUNT"} in listed["data"]["myself"]["endpoints"]
     finally:

@@ -35,7 +35,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -218,30 +218,19 @@ class LBGateway:
         return target
 
     async def _forward(self, request: Request, pool: LBPool, target: LBTarget, body: bytes) -> Response:
-        config, limits = self.account.config, self.limits
-        record = pool.endpoint.workers.get(target.pod_id)
-        request_id = f"lb-{next(self._requests)}"
-        target.in_flight += 1
-        if record is not None:
-            record.in_flight.add(request_id)  # /health shows it running; the autoscaler keeps it
-
-        def done() -> None:
-            target.in_flight -= 1
-            if record is not None:
-                record.in_flight.discard(request_id)
-
-        deadline = time.monotonic() + limits.processing
+        config = self.account.config
+        exchange = _Exchange(target, pool.endpoint.workers.get(target.pod_id), f"lb-{next(self._requests)}")
+        deadline = time.monotonic() + self.limits.processing
         down = (config.public_api_rtt_ms + config.worker_api_rtt_ms) / 2000  # one way, worker -> client
         try:
             await one_way(config.worker_api_rtt_ms)
-            answer = await self._send(request, target, body, deadline)
+            exchange.answer = answer = await self._send(request, target, body, deadline)
             await asyncio.sleep(down)
         except BaseException:
-            done()
+            await exchange.end()
             raise
-        headers = _forwarded(answer.headers.multi_items())
-        headers.append((lb.WORKER_ID_HEADER, target.pod_id))
-        response = _Relayed(self._relay(answer, deadline, down, done), status_code=answer.status_code)
+        headers = [*_forwarded(answer.headers.multi_items()), (lb.WORKER_ID_HEADER, target.pod_id)]
+        response = _Relayed(self._relay(answer, deadline, down), exchange, status_code=answer.status_code)
         response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         return response
 
@@ -266,35 +255,57 @@ class LBGateway:
             log.warning("LB worker %s did not answer: %s", target.pod_id, exc)
             raise BadRequest(lb.BAD_GATEWAY.error, status=lb.BAD_GATEWAY.status) from None
 
-    async def _relay(
-        self, answer: httpx.Response, deadline: float, delay: float, done: Callable[[], None]
-    ) -> AsyncGenerator[bytes]:
+    async def _relay(self, answer: httpx.Response, deadline: float, delay: float) -> AsyncGenerator[bytes]:
         """The worker's answer as it comes, each chunk `delay` s later; dropped past the cap or the size."""
         sent = 0
-        try:
-            async for chunk in _delayed(_until(answer.aiter_raw(), deadline), delay):
-                sent += len(chunk)
-                if sent > self.limits.payload_bytes:
-                    raise ConnectionDropped("the answer is over the LB payload cap")
-                yield chunk
-        finally:
-            await answer.aclose()  # the worker sees its client go (aiohttp then cancels the request)
-            done()
+        async for chunk in _delayed(_until(answer.aiter_raw(), deadline), delay):
+            sent += len(chunk)
+            if sent > self.limits.payload_bytes:
+                raise ConnectionDropped("the answer is over the LB payload cap")
+            yield chunk
+
+
+@dataclass(eq=False)
+class _Exchange:
+    """One request on one worker, counted in flight (the target's and the worker record's, which /health
+    and the autoscaler read) until `end()`."""
+
+    target: LBTarget
+    record: WorkerRecord | None
+    request_id: str
+    answer: httpx.Response | None = None
+    ended: bool = False
+
+    def __post_init__(self) -> None:
+        self.target.in_flight += 1
+        if self.record is not None:
+            self.record.in_flight.add(self.request_id)
+
+    async def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.target.in_flight -= 1
+        if self.record is not None:
+            self.record.in_flight.discard(self.request_id)
+        if self.answer is not None:
+            await self.answer.aclose()  # the worker sees its client go (aiohttp then cancels the request)
 
 
 class _Relayed(StreamingResponse):
-    """A relayed answer whose relay is closed as soon as the exchange ends, the client's hang-up included
-    (not when the garbage collector finds it), so the worker hears of it at once."""
+    """A relayed answer whose exchange ends as soon as the response does, a client's hang-up included
+    (not when the garbage collector finds the relay), so the worker hears of it at once."""
 
-    def __init__(self, relay: AsyncGenerator[bytes], status_code: int) -> None:
+    def __init__(self, relay: AsyncGenerator[bytes], exchange: _Exchange, status_code: int) -> None:
         super().__init__(relay, status_code=status_code)
-        self.relay = relay
+        self.relay, self.exchange = relay, exchange
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             await self.relay.aclose()
+            await self.exchange.end()
 
 
 def _alive(record: WorkerRecord | None) -> bool:
