@@ -277,6 +277,24 @@ def test_a_client_that_hangs_up_mid_stream_ends_the_workers_request(harness: Har
     assert harness.emulator.call(lambda: len(record.in_flight)) == 0
 
 
+def test_a_worker_whose_app_port_is_shut_gives_502(harness: Harness) -> None:
+    """A misconfigured image: its server listens on PORT_HEALTH only (python's http.server answers 200 on /),
+    so health says 200 while PORT refuses connections."""
+    emulator = harness.emulator
+    endpoint = emulator.call(lambda: emulator.create_endpoint())
+    emulator.lb.serve(endpoint)
+    server = 'exec "$0" -m http.server "$PORT_HEALTH" --bind 127.0.0.1'
+    env = {"PORT_HEALTH": "8081", "HEALTH_CHECK_PATH": "/"}
+    command = WorkerCommand(argv=("sh", "-c", server, sys.executable), env=env, log_dir=harness.log_dir)
+    pool = LocalWorkers(emulator, endpoint, command)
+    harness.pools.append(pool)
+    pool.start(1)
+    harness.wait_ready(endpoint, 1, timeout=30)
+    with lb_client(harness, endpoint) as client:
+        answer = client.get("/v1/models")
+    assert (answer.status_code, answer.json()) == (502, {"error": lb.BAD_GATEWAY.error})
+
+
 def test_a_worker_error_reaches_the_client_once(harness: Harness, failing_stub: str) -> None:
     """Two healthy workers: a gateway that retried would have sent the failed request to the other."""
     endpoint, pool = lb_endpoint(harness, failing_stub, workers=2)
