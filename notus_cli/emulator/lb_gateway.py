@@ -187,8 +187,8 @@ class LBGateway:
 
     async def handle(self, request: Request) -> Response:
         """`/lb/{endpoint_id}/{path}`: forward to one healthy worker (module docstring)."""
-        rtt = self.account.config
-        await one_way(rtt.public_api_rtt_ms)
+        config = self.account.config
+        await one_way(config.public_api_rtt_ms)
         endpoint_id = request.path_params["endpoint_id"]
         try:
             endpoint = self.account.public_endpoint(endpoint_id, presented_key(request), OPERATION)
@@ -198,7 +198,7 @@ class LBGateway:
             pool = self.pools.setdefault(endpoint.id, LBPool(endpoint))
             target = await self._wait_for_worker(pool)
         except BadRequest:
-            await one_way(rtt.public_api_rtt_ms)  # a refusal travels back too
+            await one_way(config.public_api_rtt_ms)  # a refusal travels back too
             raise
         return await self._forward(request, pool, target, body)
 
