@@ -61,6 +61,7 @@ _NOT_FORWARDED = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host"}
     | {"content-length", "authorization"}
 )
+_NOT_RELAYED = _NOT_FORWARDED | {"date"}  # the gateway's server writes its own Date
 
 
 @dataclass
@@ -225,12 +226,16 @@ class LBGateway:
         try:
             await one_way(config.worker_api_rtt_ms)
             exchange.answer = answer = await self._send(request, target, body, deadline)
-            await asyncio.sleep(down)
+            chunks = _until(answer.aiter_raw(), deadline)
+            if down > 0:  # read from now on, while the answer's head is on its way
+                exchange.pipe = _Pipe(chunks, down)
+                chunks = exchange.pipe.chunks()
+                await asyncio.sleep(down)
         except BaseException:
             await exchange.end()
             raise
-        headers = [*_forwarded(answer.headers.multi_items()), (lb.WORKER_ID_HEADER, target.pod_id)]
-        response = _Relayed(self._relay(answer, deadline, down), exchange, status_code=answer.status_code)
+        headers = [*_forwarded(answer.headers.multi_items(), _NOT_RELAYED), (lb.WORKER_ID_HEADER, target.pod_id)]
+        response = _Relayed(self._relay(chunks), exchange, status_code=answer.status_code)
         response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         return response
 
@@ -243,7 +248,7 @@ class LBGateway:
         outgoing = self._http.build_request(
             request.method,
             f"{target.url}/{path}" + (f"?{query}" if query else ""),
-            headers=_forwarded(request.headers.items()),
+            headers=_forwarded(request.headers.items(), _NOT_FORWARDED),
             content=body,
         )
         try:
@@ -255,10 +260,10 @@ class LBGateway:
             log.warning("LB worker %s did not answer: %s", target.pod_id, exc)
             raise BadRequest(lb.BAD_GATEWAY.error, status=lb.BAD_GATEWAY.status) from None
 
-    async def _relay(self, answer: httpx.Response, deadline: float, delay: float) -> AsyncGenerator[bytes]:
-        """The worker's answer as it comes, each chunk `delay` s later; dropped past the cap or the size."""
+    async def _relay(self, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes]:
+        """The worker's answer as it comes; dropped past the payload cap."""
         sent = 0
-        async for chunk in _delayed(_until(answer.aiter_raw(), deadline), delay):
+        async for chunk in chunks:
             sent += len(chunk)
             if sent > self.limits.payload_bytes:
                 raise ConnectionDropped("the answer is over the LB payload cap")
@@ -274,6 +279,7 @@ class _Exchange:
     record: WorkerRecord | None
     request_id: str
     answer: httpx.Response | None = None
+    pipe: _Pipe | None = None
     ended: bool = False
 
     def __post_init__(self) -> None:
@@ -288,6 +294,8 @@ class _Exchange:
         self.target.in_flight -= 1
         if self.record is not None:
             self.record.in_flight.discard(self.request_id)
+        if self.pipe is not None:
+            self.pipe.close()
         if self.answer is not None:
             await self.answer.aclose()  # the worker sees its client go (aiohttp then cancels the request)
 
@@ -312,8 +320,8 @@ def _alive(record: WorkerRecord | None) -> bool:
     return record is not None and record.alive
 
 
-def _forwarded(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(name, value) for name, value in headers if name.lower() not in _NOT_FORWARDED]
+def _forwarded(headers: Iterable[tuple[str, str]], dropped: frozenset[str]) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in headers if name.lower() not in dropped]
 
 
 async def _until(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator[bytes]:
@@ -329,31 +337,31 @@ async def _until(chunks: AsyncIterator[bytes], deadline: float) -> AsyncIterator
         yield chunk
 
 
-async def _delayed(chunks: AsyncIterator[bytes], delay: float) -> AsyncIterator[bytes]:
-    """Each chunk `delay` s after it arrived, read ahead meanwhile: latency without a throttle."""
-    if delay <= 0:
-        async for chunk in chunks:
-            yield chunk
-        return
-    queue: asyncio.Queue[tuple[float, bytes | BaseException | None]] = asyncio.Queue()
+class _Pipe:
+    """Chunks read as they arrive and handed on `delay` s after each arrived: latency without a throttle."""
 
-    async def read() -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], delay: float) -> None:
+        self.delay = delay
+        self._queue: asyncio.Queue[tuple[float, bytes | Exception | None]] = asyncio.Queue()
+        self._reader = asyncio.get_running_loop().create_task(self._read(chunks))
+
+    async def _read(self, chunks: AsyncIterator[bytes]) -> None:
         try:
             async for chunk in chunks:
-                queue.put_nowait((time.monotonic(), chunk))
-            queue.put_nowait((time.monotonic(), None))
-        except Exception as exc:  # handed to the writer, which raises it in order
-            queue.put_nowait((time.monotonic(), exc))
+                self._queue.put_nowait((time.monotonic(), chunk))
+            self._queue.put_nowait((time.monotonic(), None))
+        except Exception as exc:  # handed on in its place, after the chunks before it
+            self._queue.put_nowait((time.monotonic(), exc))
 
-    reader = asyncio.get_running_loop().create_task(read())
-    try:
+    async def chunks(self) -> AsyncGenerator[bytes]:
         while True:
-            arrived, item = await queue.get()
-            await asyncio.sleep(max(0.0, arrived + delay - time.monotonic()))
+            arrived, item = await self._queue.get()
+            await asyncio.sleep(max(0.0, arrived + self.delay - time.monotonic()))
             if item is None:
                 return
-            if isinstance(item, BaseException):
+            if isinstance(item, Exception):
                 raise item
             yield item
-    finally:
-        reader.cancel()
+
+    def close(self) -> None:
+        self._reader.cancel()
