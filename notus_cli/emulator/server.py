@@ -4,8 +4,8 @@ emulator = Emulator(api_keys=[key])
 endpoint = emulator.create_endpoint(max_workers=2)      # any time, from any thread
 # or through the control plane: POST /graphql saveEndpoint (workers come from `worker_factory`)
 server = EmulatorServer(emulator, port=0).start()       # uvicorn on loopback, in a thread
+emulator.lb.serve(endpoint)  # only for a load-balancing endpoint, at /lb/{id}/... (lb_gateway.py)
 workers = LocalWorkers(emulator, endpoint, WorkerCommand(env=...)).start(2)
-emulator.lb.serve(endpoint)  # before its workers start: a load-balancing endpoint, at /lb/{id}/... (lb_gateway.py)
 """
 
 from __future__ import annotations

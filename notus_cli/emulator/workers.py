@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from notus_cli.emulator.models import CachedModels
 
 RESTART_WINDOW = 60.0
+ENDPOINT_TYPE_ENV = "NOTUS_ENDPOINT_TYPE"  # the worker's mode: queue or lb (worker/settings.py endpoint_type)
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ def lb_worker_env(template: Mapping[str, str], endpoint: Endpoint, pod_id: str) 
         "RUNPOD_ENDPOINT_ID": endpoint.id,
         "RUNPOD_POD_HOSTNAME": f"{pod_id}-local",
     }
-    if "NOTUS_ENDPOINT_TYPE" not in template:
-        env["NOTUS_ENDPOINT_TYPE"] = "lb"
+    if ENDPOINT_TYPE_ENV not in template:
+        env[ENDPOINT_TYPE_ENV] = "lb"
     return env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health_port}{path}"
 
 
