@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from notus_cli.errors import ConfigError
 from notus_cli.files import config_file
 from notus_cli.image_reference import check_part
+from notus_cli.runpod.protocol.lb import URL_TEMPLATE as RUNPOD_LB_URL
 from notus_cli.runpod.urls import RUNPOD_API_URL, RUNPOD_GRAPHQL_URL
 
 
@@ -161,10 +162,24 @@ class NotusSettings(BaseSettings):
         description="RunPod's serverless API base URL (the runpod SDK's RUNPOD_ENDPOINT_BASE_URL works too)",
     )
     runpod_graphql_url: str = Field(RUNPOD_GRAPHQL_URL, description="RunPod's GraphQL API URL")
+    # One template holds the endpoint id wherever the URL puts it: RunPod's subdomain, or the
+    # emulator's path (`http://127.0.0.1:8000/lb/{endpoint_id}`).
+    runpod_lb_url: str = Field(
+        RUNPOD_LB_URL, description="load-balancing endpoints' base URL, a template containing {endpoint_id}"
+    )
     serve: ServeSettings = Field(ServeSettings(), description="the [serve] section (notus serve)")
     build: BuildSettings = Field(BuildSettings(), description="the [build] section")
     bench: BenchSettings = Field(BenchSettings(), description="the [bench] table: base_url, model, tokenizer, gpu")
     deploy: DeploySettings = Field(DeploySettings(), description="the [deploy] section (notus deploy)")
+
+    @field_validator("runpod_lb_url")
+    @classmethod
+    def _holds_endpoint_id(cls, value: str) -> str:
+        if "{endpoint_id}" not in value or not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must be an http(s) URL containing {endpoint_id}, e.g. https://{endpoint_id}.api.runpod.ai"
+            )
+        return value.rstrip("/")
 
     @classmethod
     def settings_customise_sources(

@@ -72,7 +72,7 @@ type Endpoint {
   networkVolumeId: String networkVolumeIds: [NetworkVolumeRef!] idleTimeout: Int! scalerType: String!
   scalerValue: Int! workersMin: Int! workersMax: Int! workersStandby: Int! flashBootType: FlashBootType!
   executionTimeoutMs: Int allowedCudaVersions: String minCudaVersion: String modelReferences: [String!]
-  instanceIds: [String!] type: String
+  instanceIds: [String!] type: String   # type: "QB" (queue) | "LB" (load balancing) [flash] ServerlessType
 }
 
 # [ctl] EndpointCreateGQLInput + UpdateEndpointModels (the full round trip), [py] generate_endpoint_mutation
@@ -83,7 +83,7 @@ input EndpointInput {
   locations: String networkVolumeId: String networkVolumeIds: [NetworkVolumeIdInput] idleTimeout: Int
   scalerType: String scalerValue: Int workersMin: Int workersMax: Int WORKERS_STANDBY flashBootType: FlashBootType
   executionTimeoutMs: Int allowedCudaVersions: String minCudaVersion: String modelReferences: [String]
-  type: String
+  type: String   # [flash] serverless.py ServerlessType (QB | LB), sent by load_balancer_sls_resource.py as "LB"
 }
 
 input UpdateEndpointTemplateInput { endpointId: String! templateId: String! }   # [ctl], [py]

@@ -4,15 +4,17 @@ emulator = Emulator(api_keys=[key])
 endpoint = emulator.create_endpoint(max_workers=2)      # any time, from any thread
 # or through the control plane: POST /graphql saveEndpoint (workers come from `worker_factory`)
 server = EmulatorServer(emulator, port=0).start()       # uvicorn on loopback, in a thread
+emulator.lb.serve(endpoint)  # only for a load-balancing endpoint, at /lb/{id}/... (lb_gateway.py)
 workers = LocalWorkers(emulator, endpoint, WorkerCommand(env=...)).start(2)
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,18 +27,29 @@ from notus_cli.emulator.account import Account
 from notus_cli.emulator.faults import FaultInjector
 from notus_cli.emulator.http import error_response
 from notus_cli.emulator.jobs import BadRequest
+from notus_cli.emulator.lb_gateway import METHODS, LBGateway
 
 
 class Emulator(Account):
-    """An Account with the HTTP app that serves RunPod's routes for it."""
+    """An Account with the HTTP app that serves RunPod's routes for it, and its load-balancing endpoints."""
+
+    @functools.cached_property
+    def lb(self) -> LBGateway:
+        return LBGateway(self)
 
     @functools.cached_property
     def app(self) -> Starlette:
+        lb_route = Route("/lb/{endpoint_id}/{path:path}", self.lb.handle, methods=METHODS)
         return Starlette(
-            routes=_routes(self),
+            routes=[*_routes(self), lb_route],
             exception_handlers={BadRequest: _refused, HTTPException: _http_error},
-            lifespan=lambda _app: self.running(),
+            lifespan=lambda _app: self._lifespan(),
         )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[None]:
+        async with self.running(), self.lb.running():
+            yield
 
 
 def _routes(account: Account) -> list[Route]:

@@ -10,6 +10,13 @@ workers keep dying (more than `max_restarts` a minute).
 Each worker runs under `notus_cli.guard`, which stops it if the process that started it dies
 without calling `stop()` (a crash, SIGKILL): a worker whose queue is gone would spin on retries.
 
+On a load-balancing endpoint (the account's `lb` gateway says which: lb_gateway.py) a worker gets
+RunPod's LB env instead of the webhooks: `PORT` and `PORT_HEALTH` on free loopback ports of its own
+(on RunPod every worker has its own host, so the template's numbers cannot be kept here; a template
+that gives PORT_HEALTH its own port keeps a port of its own), the template's `HEALTH_CHECK_PATH`,
+and `NOTUS_ENDPOINT_TYPE=lb` unless the template chose (worker/settings.py). The gateway is told
+where its server will listen and watches its health route from then on.
+
 Workers get an empty HOME of their own: the runpod SDK prefers the key in ~/.runpod/config.toml
 over RUNPOD_AI_API_KEY, and a developer's real RunPod key must never be sent to the emulator.
 """
@@ -22,6 +29,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,10 +38,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 from notus_cli.emulator.loop import AccountLoop
 from notus_cli.guard import guarded
+from notus_cli.runpod.protocol import lb
 from notus_cli.runpod.protocol.routes import worker_webhooks
 
 if TYPE_CHECKING:
@@ -41,6 +50,7 @@ if TYPE_CHECKING:
     from notus_cli.emulator.models import CachedModels
 
 RESTART_WINDOW = 60.0
+ENDPOINT_TYPE_ENV = "NOTUS_ENDPOINT_TYPE"  # the worker's mode: queue or lb (worker/settings.py endpoint_type)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,40 @@ def worker_env(emulator_url: str, endpoint: Endpoint, pod_id: str, *, ping_inter
         "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
         "RUNPOD_SKIP_GPU_CHECK": "true",
     }
+
+
+class LBRouting(Protocol):
+    """What a pool needs from the emulator's LB gateway (lb_gateway.LBGateway)."""
+
+    def is_lb(self, endpoint_id: str) -> bool: ...
+
+    def add_worker(self, endpoint: Endpoint, pod_id: str, url: str, health_url: str) -> None: ...
+
+
+def lb_worker_env(template: Mapping[str, str], endpoint: Endpoint, pod_id: str) -> tuple[dict[str, str], str, str]:
+    """RunPod's env for a worker of an LB endpoint (module docstring), its server's URL and its health URL."""
+    port = _free_port()
+    declared = template.get(lb.PORT_ENV, str(lb.DEFAULT_PORT))
+    own_health = template.get(lb.PORT_HEALTH_ENV, declared) != declared
+    health_port = _free_port() if own_health else port
+    path = template.get(lb.HEALTH_CHECK_PATH_ENV) or lb.DEFAULT_HEALTH_CHECK_PATH
+    env = {
+        lb.PORT_ENV: str(port),
+        lb.PORT_HEALTH_ENV: str(health_port),
+        "RUNPOD_POD_ID": pod_id,
+        "RUNPOD_ENDPOINT_ID": endpoint.id,
+        "RUNPOD_POD_HOSTNAME": f"{pod_id}-local",
+    }
+    if ENDPOINT_TYPE_ENV not in template:
+        env[ENDPOINT_TYPE_ENV] = "lb"
+    return env, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health_port}{path}"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @dataclass(eq=False)
@@ -113,6 +157,8 @@ class LocalWorkers:
         self._lock = threading.Lock()
         self._watchers: list[threading.Thread] = []
         self._home = Path(tempfile.mkdtemp(prefix="notus-worker-home-"))
+        # The Emulator's gateway (server.py); an account without one has queue endpoints only.
+        self.lb: LBRouting | None = getattr(account, "lb", None)
 
     def start(self, count: int = 1) -> list[WorkerProcess]:
         """Start `count` workers; returns at once (a worker is ready when the endpoint sees it poll)."""
@@ -163,9 +209,18 @@ class LocalWorkers:
         env = {key: value for key, value in os.environ.items() if not key.startswith("RUNPOD_")}
         env.update(self.command.env)
         assert self.account.url is not None
-        env.update(worker_env(self.account.url, self.endpoint, pod_id, ping_interval_ms=self.command.ping_interval_ms))
+        lb_gateway = self.lb if self.lb is not None and self.lb.is_lb(self.endpoint.id) else None
+        url = health_url = ""
+        if lb_gateway is not None:
+            lb_env, url, health_url = lb_worker_env(self.command.env, self.endpoint, pod_id)
+            env.update(lb_env)
+        else:
+            interval = self.command.ping_interval_ms
+            env.update(worker_env(self.account.url, self.endpoint, pod_id, ping_interval_ms=interval))
         env.update(HOME=str(self._home), PYTHONUNBUFFERED="1")
         self.account.call_soon(lambda: self.endpoint.register(pod_id, label=label, local=True))
+        if lb_gateway is not None:
+            self.account.call_soon(lb_gateway.add_worker, self.endpoint, pod_id, url, health_url)
         cache = self.command.cached_models
         if cache is not None and self.command.model_references:
             cache.ensure(self.command.model_references)  # the worker is initializing meanwhile, as on RunPod

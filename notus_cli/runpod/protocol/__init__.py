@@ -11,4 +11,5 @@ drift apart:
     replies     an HTTP answer that is not a success, read into one ErrorReply (then a NotusError)
     limits      rate limits, concurrency caps, Retry-After, the /stream budget, the retry policy
     follow      the /run -> /stream -> /status sequence as a "next call" machine both clients drive
+    lb          load-balancing endpoints: the URL, the worker's health codes, the caps and their answers
 """
