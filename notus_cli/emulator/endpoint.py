@@ -32,6 +32,7 @@ from worker.job_errors import WORKER_LOST, JobError
 log = logging.getLogger("notus.emulator")
 STOP_RESEND = 1.0
 STOP_GIVE_UP = 60.0
+UNLISTED_PINGS = 2  # pings in a row that do not list a job in flight before it counts as lost (heartbeat)
 
 
 class Endpoint:
@@ -280,11 +281,44 @@ class Endpoint:
         return []
 
     def heartbeat(self, pod_id: str, running: set[str]) -> None:
-        """A ping listing the jobs the worker is running: stops it has carried out are done."""
+        """A ping listing the jobs the worker is running: stops it has carried out are done, and a job
+        this queue gave the worker that two pings in a row do not list has been lost on the way.
+
+        The runpod SDK's ping carries the ids of the jobs in its JobsProgress (runpod-python
+        serverless/modules/rp_ping.py `_send_ping`, `job_id`, mirrored from the worker process by
+        worker_state.py `PingJobMirror`). A job missing from it was never received (the job-take
+        answer was lost) or has ended without its job-done arriving: the worker will never report it.
+        RunPod does not document what it does then; the emulator fails the job as `worker_lost` (to be
+        sent again with /retry) rather than leave it IN_PROGRESS until its executionTimeout. Two pings,
+        not one: a ping sent while a take's answer was on its way cannot list that job yet.
+        """
         worker = self.seen(pod_id)
         for job_id, (first, _last) in list(worker.stops.items()):
             if first and job_id not in running:
                 del worker.stops[job_id]
+        worker.unlisted = {job_id: n for job_id, n in worker.unlisted.items() if job_id in worker.in_flight}
+        for job_id in sorted(worker.in_flight):
+            if job_id in running:
+                worker.unlisted.pop(job_id, None)
+                continue
+            worker.unlisted[job_id] = worker.unlisted.get(job_id, 0) + 1
+            if worker.unlisted[job_id] >= UNLISTED_PINGS:
+                self._lost_on_the_way(worker, job_id)
+
+    def _lost_on_the_way(self, worker: WorkerRecord, job_id: str) -> None:
+        worker.in_flight.discard(job_id)
+        worker.unlisted.pop(job_id, None)
+        job = self.jobs.get(job_id)
+        if job is not None and job.state is JobState.IN_PROGRESS and job.worker_id == worker.pod_id:
+            error = JobError(
+                type=WORKER_LOST,
+                message="the worker is not running this job: its job-take answer or its result was lost "
+                "on the way; send it again with /retry",
+            )
+            self._finish(job, JobState.FAILED, error=error.to_text())
+            log.warning("job %s: worker %s does not list it in its pings; failed as lost", job_id, worker.label)
+        worker.wake.fire()
+        self._wake_takers(worker.pod_id)
 
     def drain(self, pod_id: str) -> None:
         """The worker is being stopped: answer its long polls now and give it no more jobs."""

@@ -30,6 +30,7 @@ class WorkerRecord:
     exit_code: int | None = None
     unhealthy: str | None = None  # the reason, when a fitness check failed
     stops: dict[str, tuple[float, float]] = field(default_factory=dict)  # job id -> (first, last) sent; 0: not yet
+    unlisted: dict[str, int] = field(default_factory=dict)  # job id in flight -> pings in a row without it
     wake: Signal = field(default_factory=Signal)
 
     @property
