@@ -281,44 +281,18 @@ class Endpoint:
         return []
 
     def heartbeat(self, pod_id: str, running: set[str]) -> None:
-        """A ping listing the jobs the worker is running: stops it has carried out are done, and a job
-        this queue gave the worker that two pings in a row do not list has been lost on the way.
-
-        The runpod SDK's ping carries the ids of the jobs in its JobsProgress (runpod-python
-        serverless/modules/rp_ping.py `_send_ping`, `job_id`, mirrored from the worker process by
-        worker_state.py `PingJobMirror`). A job missing from it was never received (the job-take
-        answer was lost) or has ended without its job-done arriving: the worker will never report it.
-        RunPod does not document what it does then; the emulator fails the job as `worker_lost` (to be
-        sent again with /retry) rather than leave it IN_PROGRESS until its executionTimeout. Two pings,
-        not one: a ping sent while a take's answer was on its way cannot list that job yet.
-        """
+        """A ping listing the worker's jobs (runpod-python rp_ping.py `_send_ping`, `job_id`): stops it
+        carried out are done, and a job two pings in a row do not list was lost on the way (its take's
+        answer, or its job-done). RunPod does not say what it does then; here the job fails as
+        worker_lost, not at executionTimeout (docs/faults.md). Two pings, as a take's answer travels."""
         worker = self.seen(pod_id)
-        for job_id, (first, _last) in list(worker.stops.items()):
-            if first and job_id not in running:
-                del worker.stops[job_id]
-        worker.unlisted = {job_id: n for job_id, n in worker.unlisted.items() if job_id in worker.in_flight}
-        for job_id in sorted(worker.in_flight):
-            if job_id in running:
-                worker.unlisted.pop(job_id, None)
-                continue
-            worker.unlisted[job_id] = worker.unlisted.get(job_id, 0) + 1
-            if worker.unlisted[job_id] >= UNLISTED_PINGS:
-                self._lost_on_the_way(worker, job_id)
-
-    def _lost_on_the_way(self, worker: WorkerRecord, job_id: str) -> None:
-        worker.in_flight.discard(job_id)
-        worker.unlisted.pop(job_id, None)
-        job = self.jobs.get(job_id)
-        if job is not None and job.state is JobState.IN_PROGRESS and job.worker_id == worker.pod_id:
-            error = JobError(
-                type=WORKER_LOST,
-                message="the worker is not running this job: its job-take answer or its result was lost "
-                "on the way; send it again with /retry",
-            )
-            self._finish(job, JobState.FAILED, error=error.to_text())
-            log.warning("job %s: worker %s does not list it in its pings; failed as lost", job_id, worker.label)
-        worker.wake.fire()
-        self._wake_takers(worker.pod_id)
+        lost = worker.pinged(running, lost_after=UNLISTED_PINGS)
+        for job_id in lost:
+            if self._fail_lost(pod_id, job_id, "is not running this job (its job-take answer or its result was lost)"):
+                log.warning("job %s: worker %s does not list it in its pings; failed as lost", job_id, worker.label)
+        if lost:
+            worker.wake.fire()
+            self._wake_takers(pod_id)
 
     def drain(self, pod_id: str) -> None:
         """The worker is being stopped: answer its long polls now and give it no more jobs."""
@@ -336,19 +310,22 @@ class Endpoint:
         worker.alive, worker.exit_code = False, exit_code
         how = f"exited with code {exit_code}" if exit_code is not None else "stopped answering"
         for job_id in sorted(worker.in_flight):
-            job = self.jobs.get(job_id)
-            if job is not None and job.state is JobState.IN_PROGRESS and job.worker_id == pod_id:
-                error = JobError(
-                    type=WORKER_LOST,
-                    message=f"the worker running this job {how}; send it again with /retry",
-                )
-                self._finish(job, JobState.FAILED, error=error.to_text())
+            self._fail_lost(pod_id, job_id, f"running this job {how}")
         worker.in_flight.clear()
         worker.stops.clear()
         worker.wake.fire()
         self._wake_takers(pod_id)
         if not worker.draining:
             log.warning("worker %s %s", worker.label, how)
+
+    def _fail_lost(self, pod_id: str, job_id: str, what: str) -> bool:
+        """Fail the job the worker was running as worker_lost ("the worker <what>; send it again ...")."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state is not JobState.IN_PROGRESS or job.worker_id != pod_id:
+            return False
+        error = JobError(type=WORKER_LOST, message=f"the worker {what}; send it again with /retry")
+        self._finish(job, JobState.FAILED, error=error.to_text())
+        return True
 
     def unhealthy(self, pod_id: str, reason: str) -> None:
         self.register(pod_id).unhealthy = reason[:256] or "fitness check failed"
