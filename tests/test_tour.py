@@ -37,6 +37,7 @@ COVERED = [
     "--out",
     "notus bench compare",
     "notus build --dry-run",
+    "notus gpus",
     "notus deploy --dry-run",
     "notus deploy tour",
     "notus status",
@@ -206,6 +207,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(ROOT),
         "NOTUS_CONFIG": str(project / "notus.toml"),
+        "XDG_STATE_HOME": str(Path(os.environ["HOME"]) / ".local" / "state"),  # serve's connection file
         "NOTUS_SERVE__PORT": str(port),
     }
     tour = Tour(project, env, f"127.0.0.1:{port}")
