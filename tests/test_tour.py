@@ -72,7 +72,7 @@ class Tour:
         self.printed.append(printed)
         self.timings.append((step.command, time.monotonic() - started))
         lost = missing(expected, printed)
-        assert not lost, f"`{command}` did not print {lost}; it printed:\n{printed}"
+        assert not lost, f"`{command}` did not print {lost}; it printed:\n{printed}{self._second_tail()}"
 
     def _shell(self, command: str) -> str:
         result = subprocess.run(
@@ -86,7 +86,7 @@ class Tour:
             check=False,
         )
         printed = result.stdout + result.stderr
-        assert result.returncode == 0, f"`{command}` exited {result.returncode}:\n{printed}"
+        assert result.returncode == 0, f"`{command}` exited {result.returncode}:\n{printed}{self._second_tail()}"
         assert "Traceback" not in printed, printed
         return printed
 
@@ -128,7 +128,12 @@ class Tour:
         return printed
 
     def _second_text(self) -> str:
-        return self.second_log.read_text(errors="replace")
+        return self.second_log.read_text(errors="replace") if self.second_log.exists() else ""
+
+    def _second_tail(self, lines: int = 20) -> str:
+        """The second terminal's last lines, for a failure's message (a failed chat is often serve's)."""
+        tail = self._second_text().splitlines()[-lines:]
+        return "\n--- the second terminal's last lines ---\n" + "\n".join(tail) if tail else ""
 
     def close(self) -> None:
         """After a failure: stop the second terminal's command and everything it started."""
