@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from notus_cli.emulator.faults import FaultRule, FaultSpecError, parse_faults
 from notus_cli.emulator.worker_killer import WorkerKiller
 from testbed.common import wait_for
 from testbed.emulator import Harness, echo_command
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    running = Harness.start(tmp_path)
-    try:
-        yield running
-    finally:
-        running.close()
 
 
 def test_a_spec_parses_into_rules_and_a_kill_interval() -> None:
