@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from testbed.common import ROOT
+from testbed.tour import read_tour
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RESULTS = ROOT / "docs" / "results"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 # Pages another engineer is writing at the same time; the README links them ahead of the merge.
-PENDING = {"docs/load-balancing.md", "docs/tour.md"}
+PENDING: set[str] = set()
 BENCHMARK = re.compile(r"benchmarks\.(\w+)")
 CODE = re.compile(r"`[^`]*`")
 # A goal or a condition states what a figure should be, not what was measured: "≤ 1 RTT + 10 ms",
@@ -104,3 +105,12 @@ def test_the_readme_is_a_front_door() -> None:
     assert len(lines) <= 150, f"README.md has {len(lines)} lines; move the depth to docs/"
     commands = lines[lines.index("```bash") + 1 : lines.index("```")]
     assert [line.split()[0] for line in commands] == ["scripts/demo", "scripts/test"]
+
+
+def test_every_command_of_the_readme_tour_is_run_by_the_tour_test() -> None:
+    """The README's tour is a short cut through docs/tour.md, which tests/test_tour.py runs; the REPL,
+    which needs a terminal, is driven in a pseudo-terminal by tests/test_chat_terminal.py instead."""
+    tour = {step.command for step in read_tour(ROOT / "docs" / "tour.md")}
+    readme = re.findall(r"^\$ (.+)$", (ROOT / "README.md").read_text(), re.MULTILINE)
+    assert readme, "the README's tour has no commands"
+    assert set(readme) - tour == {"notus chat --local"}
