@@ -56,10 +56,12 @@ def test_an_update_keeps_the_type_runpod_reads_back_and_no_flag_keeps_lb() -> No
     assert plan_deploy(request(workers_max=3), endpoints=queue, templates=[]).endpoint.wire()["type"] == "QB"
 
 
-@pytest.mark.parametrize(("was", "asked"), [("lb", "queue"), ("queue", "lb")])
-def test_a_change_of_type_is_refused_with_the_way_round(was: str, asked: str) -> None:
+@pytest.mark.parametrize(
+    ("was", "asked", "said"), [("lb", "queue", r"load-balancing \(lb\)"), ("queue", "lb", "queue")]
+)
+def test_a_change_of_type_is_refused_with_the_way_round(was: str, asked: str, said: str) -> None:
     endpoints, templates = existing(request(endpoint_type=was))
-    with pytest.raises(ConfigError, match=f"'prod' is a {was} endpoint on RunPod") as caught:
+    with pytest.raises(ConfigError, match=f"'prod' is a {said} endpoint on RunPod") as caught:
         plan_deploy(request(endpoint_type=asked), endpoints=endpoints, templates=templates)
     assert caught.value.hint == f"remove it with `notus down prod`, then `notus deploy prod --type {asked}`"
 

@@ -17,10 +17,11 @@ from notus_cli.runpod.control import EndpointInfo, EndpointKind, lb_refusal
 from notus_cli.runpod.protocol import lb
 
 ENDPOINT_TYPE_ENV = "NOTUS_ENDPOINT_TYPE"  # the worker's mode (worker/settings.py endpoint_type, docs/worker.md)
+NAMES: dict[EndpointKind, str] = {"queue": "queue", "lb": "load-balancing (lb)"}
 # What each type trades, in one line (runpod/docs serverless/load-balancing/overview.mdx, the comparison).
 TRADE_OFFS: dict[EndpointKind, str] = {
-    "queue": "queue: jobs wait in RunPod's queue, with retries and job ids; each request pays the queue's round trips",
-    "lb": "lb: no queue, lower latency; no retries, and requests are dropped when every worker is busy",
+    "queue": "queue: RunPod's queue, with retries and job ids; it costs round trips",
+    "lb": "lb: no queue, lower latency; no retries; busy workers drop requests",
 }
 
 
@@ -30,7 +31,7 @@ def resolve_type(name: str, asked: EndpointKind | None, existing: EndpointInfo |
     kind = asked or (existing.kind if existing is not None else "queue")
     if existing is not None and existing.kind != kind:
         raise ConfigError(
-            f"'{name}' is a {existing.kind} endpoint on RunPod ({existing.id}); "
+            f"'{name}' is a {NAMES[existing.kind]} endpoint on RunPod ({existing.id}); "
             f"RunPod publishes no way to change an endpoint's type in place",
             hint=f"remove it with `notus down {name}`, then `notus deploy {name} --type {kind}`",
         )
