@@ -45,7 +45,7 @@ def deploy(
     endpoint_type: Annotated[
         str | None,
         typer.Option(
-            "--type", help="queue (job API, retries) or lb (direct HTTP, no queue); default: as deployed, else queue"
+            "--type", help="queue (job API, retries) or lb (direct HTTP, no queue); default: as deployed, else queue."
         ),
     ] = None,
     image: Annotated[str | None, typer.Option(help="Image to run (default: the last `notus push` digest).")] = None,
