@@ -54,9 +54,7 @@ class Endpoint:
         # against that (runpod-python PR #84 "Data Race in TakeJob" made the SDK's takes sequential;
         # PR #358 replaced parallel takes with job-take-batch), so a worker must never do it.
         self.parallel_takes = 0
-        # LB requests waiting in the gateway for a healthy worker (lb_gateway.py): demand the autoscaler
-        # counts as queued, though they are in no job queue (RunPod's LB endpoints have none).
-        self.lb_waiting = 0
+        self.lb_waiting = 0  # LB requests the gateway holds for a healthy worker: demand (scaler.py)
         self.on_final: Callable[[Job], None] | None = None  # webhooks
         self.closed = False
         self._queue: deque[Job] = deque()
@@ -118,10 +116,6 @@ class Endpoint:
     def oldest_wait(self, now: float) -> float:
         """Seconds the oldest queued job has waited (0 when none waits): what RunPod's queue-delay scaler reads."""
         return next((now - job.submitted for job in self._queue if job.state is JobState.IN_QUEUE), 0.0)
-
-    def waiting(self) -> int:
-        """Requests waiting for a worker: queued jobs, and LB requests waiting in the gateway."""
-        return self._in_queue + self.lb_waiting
 
     def counts(self) -> Counts:
         in_progress = sum(len(worker.in_flight) for worker in self.workers.values())

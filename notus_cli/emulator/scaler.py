@@ -112,7 +112,8 @@ class Scaler:
                     current.remove(member)
 
     def _wanted(self, now: float, current: int) -> int:
-        spec, counts, waiting = self.spec, self.endpoint.counts(), self.endpoint.waiting()
+        spec, counts = self.spec, self.endpoint.counts()
+        waiting = counts.in_queue + self.endpoint.lb_waiting  # queued jobs, and LB requests held by the gateway
         wanted = max(spec.workers_min, current if counts.in_progress or waiting else 0)
         if waiting:
             if spec.scaler_type == "REQUEST_COUNT":
