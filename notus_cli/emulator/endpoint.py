@@ -54,6 +54,7 @@ class Endpoint:
         # against that (runpod-python PR #84 "Data Race in TakeJob" made the SDK's takes sequential;
         # PR #358 replaced parallel takes with job-take-batch), so a worker must never do it.
         self.parallel_takes = 0
+        self.lb_waiting = 0  # LB requests the gateway holds for a healthy worker: demand (scaler.py)
         self.on_final: Callable[[Job], None] | None = None  # webhooks
         self.closed = False
         self._queue: deque[Job] = deque()
