@@ -93,6 +93,7 @@ def test_deploy_lifecycle(harness: Harness, project: Path) -> None:
     assert spec["flashBootType"] == "FLASHBOOT"
 
     status = run("status", "life").stdout
+    assert run("status").stdout.splitlines()[0] == status.splitlines()[0], "the one saved deployment is the default"
     assert "min 1, max 3, standby 1 (as RunPod reports it)" in status
     assert "registry.test/notus:v2" in status
     assert "completed 1" in status

@@ -26,6 +26,7 @@ from notus_cli.deploy.request import (
     deploy_request,
 )
 from notus_cli.deploy.status import EndpointStatus, endpoint_status, list_endpoints
+from notus_cli.deployments import load_deployments
 from notus_cli.errors import AuthError, EndpointUnreachable, ExitCode
 from notus_cli.model.fit import Verdict
 from notus_cli.model.shape import NEMOTRON_3_NANO
@@ -143,15 +144,24 @@ def _dry_run_plan(settings: NotusSettings, request: DeployRequest) -> tuple[Depl
 
 
 @app.command("status")
-def status(name: NameArg = None, json_mode: JsonOpt = False) -> None:
+def status(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Deployment or endpoint name (default: the one saved deployment, else notus).", show_default=False
+        ),
+    ] = None,
+    json_mode: JsonOpt = False,
+) -> None:
     """Show an endpoint's settings and health: workers, queue, jobs."""
     out = Output(json_mode=json_mode)
     settings = load_settings()
     key = find_api_key(settings).value
+    saved = list(load_deployments())
     with control_plane(settings, key) as control:
         report = endpoint_status(
             control,
-            name or DEFAULT_NAME,
+            name or (saved[0] if len(saved) == 1 else DEFAULT_NAME),
             api_key=key,
             api_base_url=settings.runpod_api_url,
             lb_url_template=settings.runpod_lb_url,
