@@ -80,3 +80,14 @@ def image_ref(image: str, tag: str, registry: str | None) -> ImageRef:
     """The reference `notus build` tags: the registry (if any), the image name, the tag."""
     repository = f"{registry.rstrip('/')}/{image}" if registry else image
     return parse_reference(f"{repository}:{tag}", what="the image")
+
+
+def docker_hub_notes(reference: str) -> tuple[str, ...]:
+    """What a deploy should say about a reference with no registry host: RunPod pulls it from Docker
+    Hub (Docker's rule for a bare name), which for a tag built here is almost never what was meant."""
+    parsed = parse_reference(reference)
+    if parsed.registry is not None:
+        return ()
+    hub = parsed.repository if "/" in parsed.repository else f"library/{parsed.repository}"
+    return (f"{reference} names no registry: RunPod pulls it from Docker Hub as docker.io/{hub}",)
+

@@ -190,3 +190,13 @@ def test_other_tools_endpoints_and_templates_read_back_with_nulls() -> None:
     assert (bare.container_disk_in_gb, bare.env) == (0, ())
     plan = plan_deploy(request(), endpoints=[cpu], templates=[bare])
     assert [c.action for c in plan.changes] == ["create template", "create endpoint"]
+
+
+@pytest.mark.parametrize(
+    ("image", "hub"),
+    [("notus:latest", "docker.io/library/notus"), ("acme/notus:v1", "docker.io/acme/notus"), (IMAGE, None)],
+)
+def test_an_image_without_a_registry_is_said_to_come_from_docker_hub(image: str, hub: str | None) -> None:
+    notes = plan_deploy(request(image=image), endpoints=[], templates=[]).notes
+    said = [note for note in notes if "names no registry" in note]
+    assert said == ([f"{image} names no registry: RunPod pulls it from Docker Hub as {hub}"] if hub else [])

@@ -29,6 +29,7 @@ from pathlib import Path
 from notus_cli.deploy.endpoint_type import lb_env, resolve_type, scaler_for
 from notus_cli.deploy.fits import check_fits, fit_pools
 from notus_cli.errors import ConfigError
+from notus_cli.image_reference import docker_hub_notes
 from notus_cli.model.fit import Fit, weights_bytes
 from notus_cli.model.shape import NEMOTRON_3_NANO, ModelShape
 from notus_cli.registry_credentials import RegistryCredentials
@@ -239,7 +240,7 @@ def plan_deploy(
         fits=fits,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
-        notes=notes + _cuda_notes(endpoint),
+        notes=notes + _cuda_notes(endpoint) + docker_hub_notes(template.image_name),
         endpoint_type=kind,
     )
 
