@@ -8,6 +8,10 @@ RunPod endpoints are benchmarked the way `notus chat` talks to them by default: 
 request for the worker's OpenAI route (chat.backends.RunPodJobs). `native` sends the worker's own
 input shape instead, and `openai` goes through RunPod's HTTP OpenAI route (/openai/v1), which is
 what an OpenAI SDK pointed at the endpoint uses.
+
+A load-balancing (LB) endpoint has no jobs: its workers serve the OpenAI API themselves at the LB URL
+(notus_cli.endpoint_types finds it), so it is benchmarked as any OpenAI-compatible server is, with
+the RunPod key as the bearer, on the one route it has, `openai`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from tokenizers import Tokenizer
 
 from notus_cli.bench.runpod_target import RunPodTarget
 from notus_cli.bench.senders import HttpOptions, OpenAIChatTarget, Target
+from notus_cli.endpoint_types import EndpointType
 from notus_cli.errors import ConfigError
 from notus_cli.openai_url import is_runpod_host
 from notus_cli.runpod.protocol import routes
@@ -34,6 +39,8 @@ ROUTE_MEANINGS = {
     "openai": "RunPod's OpenAI route (/openai/v1), as an OpenAI SDK sends",
 }
 OPENAI_SERVER_MEANS = "an OpenAI-compatible server's streamed /chat/completions, not a RunPod endpoint"
+LB_ROUTE = "openai"
+LB_ROUTE_MEANS = "the workers' own OpenAI API at the LB URL's /v1, straight to a worker with no queue"
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,13 @@ class TargetSpec:
     gpu: str | None = None  # the pool a deployment runs on, for cost when --gpu is not given
     route: str = DEFAULT_ROUTE  # for an OpenAI server named by --base-url: "openai"
     gpu_count: int = 1  # GPUs per worker of a deployment, for cost
+    endpoint_type: EndpointType | None = None  # RunPod targets: queue or lb; None for an OpenAI server
 
     @property
     def route_means(self) -> str | None:
         """What the route is, in words: a URL given by --base-url is RunPod's route only on RunPod's hosts."""
+        if self.endpoint_type == "lb":
+            return LB_ROUTE_MEANS
         if self.kind == "openai" and self.source == "--base-url" and not is_runpod_host(self.url):
             return OPENAI_SERVER_MEANS
         return ROUTE_MEANINGS.get(self.route)
@@ -65,6 +75,7 @@ class TargetSpec:
             "endpoint_id": self.endpoint_id,
             "route": self.route,
             "route_means": self.route_means,
+            "endpoint_type": self.endpoint_type,
             "api_key": self.api_key is not None,
         }
 
@@ -97,13 +108,29 @@ def resolve_target(
         return TargetSpec(
             kind="openai", url=address.base_url, source=address.source, api_key=address.key, route="openai"
         )
-    return _runpod(address, route or DEFAULT_ROUTE)
+    return _runpod(address, route)
 
 
-def _runpod(address: RunPodAddress, route: str) -> TargetSpec:
+def _runpod(address: RunPodAddress, route: str | None) -> TargetSpec:
+    if address.openai_base_url is not None:
+        return lb_spec(address, route)
     return runpod_spec(
-        address.api_base, address.endpoint_id, address.source, address.key, route, gpu=address.gpu,
-        gpu_count=address.gpu_count,
+        address.api_base, address.endpoint_id, address.source, address.key, route or DEFAULT_ROUTE,
+        gpu=address.gpu, gpu_count=address.gpu_count,
+    )  # fmt: skip
+
+
+def lb_spec(address: RunPodAddress, route: str | None = None) -> TargetSpec:
+    """An LB endpoint: an OpenAI-compatible server at its LB URL. Raises ConfigError for a job route."""
+    if route not in (None, LB_ROUTE):
+        raise ConfigError(
+            f"--route {route}: {address.label} is a load-balancing endpoint, which has no jobs",
+            hint=f"drop --route, or pass --route {LB_ROUTE} (its workers' own OpenAI API)",
+        )
+    assert address.openai_base_url is not None
+    return TargetSpec(
+        "openai", address.openai_base_url, address.source, None, address.key, address.gpu, LB_ROUTE,
+        address.gpu_count, "lb",
     )  # fmt: skip
 
 
@@ -122,8 +149,8 @@ def runpod_spec(
     base = api_base.rstrip("/")
     if route == "openai":
         url = routes.openai_base(routes.endpoint_base(base, endpoint_id))
-        return TargetSpec("openai", url, source, None, key, gpu, route, gpu_count)
-    return TargetSpec("runpod", base, source, endpoint_id, key, gpu, route, gpu_count)
+        return TargetSpec("openai", url, source, None, key, gpu, route, gpu_count, "queue")
+    return TargetSpec("runpod", base, source, endpoint_id, key, gpu, route, gpu_count, "queue")
 
 
 def check_route(route: str) -> str:
