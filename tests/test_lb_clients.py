@@ -300,10 +300,7 @@ def test_serve_shows_an_lb_endpoint_whole_at_80_columns(project: Path) -> None:
         workers=1,
         endpoint_type="lb",
     )
-    stdout, stderr = io.StringIO(), io.StringIO()
-    out = Output(stdout=Console(file=stdout, width=80, soft_wrap=True), stderr=Console(file=stderr, width=80))
-    _show(out, info, generated_key=True, tiny=False)
-    shown = stdout.getvalue()
+    shown = shown_at_80(info)
     assert "…" not in shown, shown
     assert "LB URL" in shown
     assert "http://127.0.0.1:8300/lb/h3k9x2m4q8w1z7 " in shown
@@ -312,9 +309,20 @@ def test_serve_shows_an_lb_endpoint_whole_at_80_columns(project: Path) -> None:
     assert "OpenAI(base_url='http://127.0.0.1:8300/lb/h3k9x2m4q8w1z7/v1'" in shown
     assert "/runsync" not in shown
     assert "runpod SDK" not in shown, "the runpod SDK speaks the job API only"
+    queue_shown = shown_at_80(dataclasses.replace(info, endpoint_type="queue"))
+    assert "…" not in queue_shown, queue_shown
+    assert "queue (jobs: /run, /stream)" in queue_shown
+    assert "/v2/h3k9x2m4q8w1z7/runsync" in queue_shown
     connection = info.connection()
     assert (connection["endpoint_type"], connection["lb_url"]) == ("lb", "http://127.0.0.1:8300/lb/h3k9x2m4q8w1z7")
     queue = dataclasses.replace(info, endpoint_type="queue").connection()
     assert (queue["endpoint_type"], queue["lb_url"], queue["endpoint_url"]) == (
         "queue", None, "http://127.0.0.1:8300/v2/h3k9x2m4q8w1z7",
     )  # fmt: skip
+
+
+def shown_at_80(info: StackInfo) -> str:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    out = Output(stdout=Console(file=stdout, width=80, soft_wrap=True), stderr=Console(file=stderr, width=80))
+    _show(out, info, generated_key=True, tiny=False)
+    return stdout.getvalue()
