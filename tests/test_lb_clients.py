@@ -23,6 +23,7 @@ import pytest
 from pydantic import SecretStr
 from rich.console import Console
 
+from notus_cli.bench.compare import compare
 from notus_cli.bench.endpoints import resolve_target
 from notus_cli.chat.backends import OpenAIServer, RunPodJobs
 from notus_cli.chat.target_backend import backend_for
@@ -40,6 +41,7 @@ from notus_cli.targets import RunPodAddress, TargetFlags, deployment_endpoint, r
 from testbed.common import notus as run_notus
 from testbed.common import notus_command
 from testbed.emulator import Harness
+from tests.test_bench_honesty import bench_run
 from tests.test_serve_cli import README_EXAMPLE
 from tests.test_serve_cli import _read_json as read_serve_json
 
@@ -326,3 +328,17 @@ def shown_at_80(info: StackInfo) -> str:
     out = Output(stdout=Console(file=stdout, width=80, soft_wrap=True), stderr=Console(file=stderr, width=80))
     _show(out, info, generated_key=True, tiny=False)
     return stdout.getvalue()
+
+
+def test_compare_puts_a_queue_and_an_lb_endpoint_side_by_side_on_the_same_route() -> None:
+    """The endpoint type is what such a comparison is about: shown, not refused; the route must still match."""
+    queue, lb_run = bench_run(route="openai"), bench_run(route="openai")
+    queue.settings["target"]["endpoint_type"] = "queue"
+    lb_run.settings["target"].update(endpoint_type="lb", base_url="https://abc.api.runpod.ai/v1")
+    done = compare([("queue", queue), ("lb", lb_run)])
+    assert done.unlike == []
+    assert "Differs: endpoint type: queue vs lb" in done.notes
+    older = bench_run(route="openai")  # a bench.json from before LB endpoints: a queue endpoint's
+    assert "endpoint type" not in " ".join(compare([("old", older), ("queue", queue)]).notes)
+    with pytest.raises(ConfigError, match="route: openai-job vs openai"):
+        compare([("jobs", bench_run(route="openai-job")), ("lb", lb_run)])
