@@ -86,10 +86,13 @@ def test_local_reads_the_type_and_lb_url_from_the_connection_file(serving: dict[
     assert backend.base_url == "http://127.0.0.1:9/lb/lbstack/v1"
     assert backend._headers() == {"Authorization": "Bearer rpa_local"}
     spec = resolve_target(load_settings(), local=True)
-    assert (spec.kind, spec.url, spec.route) == ("openai", "http://127.0.0.1:9/lb/lbstack/v1", "openai")
+    assert (spec.kind, spec.url, spec.route) == ("lb", "http://127.0.0.1:9/lb/lbstack/v1", "openai")
     assert spec.api_key is not None
     assert spec.api_key.get_secret_value() == "rpa_local"
     assert spec.describe()["endpoint_type"] == "lb"
+    native = resolve_target(load_settings(), local=True, route="native")
+    assert (native.kind, native.url, native.route) == ("lb", "http://127.0.0.1:9/lb/lbstack", "native")
+    assert "/chat" in str(native.route_means)
     with pytest.raises(ConfigError, match="load-balancing endpoint, which has no jobs"):
         resolve_target(load_settings(), local=True, route="openai-job")
 
@@ -148,7 +151,7 @@ def test_a_saved_lb_deployment_is_found_by_name(project: Path, monkeypatch: pyte
     fields: dict[str, Any] = {"endpoint_type": "lb"}
     save_deployment(Deployment("prod", "abc123", "tpl", "img", "AMPERE_80", **fields))
     spec = resolve_target(load_settings(), name="prod")
-    assert (spec.kind, spec.url, spec.endpoint_type) == ("openai", "https://abc123.api.runpod.ai/v1", "lb")
+    assert (spec.kind, spec.url, spec.endpoint_type) == ("lb", "https://abc123.api.runpod.ai/v1", "lb")
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +188,7 @@ def test_an_endpoint_id_under_an_emulator_reaches_its_gateway(
     monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", f"{harness.url}/v2")
     monkeypatch.setenv("RUNPOD_API_KEY", harness.key)
     spec = resolve_target(load_settings(), endpoint=lb_id)
-    assert (spec.kind, spec.url, spec.endpoint_type) == ("openai", f"{harness.url}/lb/{lb_id}/v1", "lb")
+    assert (spec.kind, spec.url, spec.endpoint_type) == ("lb", f"{harness.url}/lb/{lb_id}/v1", "lb")
     assert "LB URL" in str(spec.route_means)
     queue = resolve_target(load_settings(), endpoint=queue_id)
     assert (queue.kind, queue.url, queue.endpoint_type) == ("runpod", f"{harness.url}/v2", "queue")
@@ -260,6 +263,11 @@ def test_serve_type_lb_answers_chat_a_native_request_and_bench(tmp_path: Path) -
             "--num-prompts", "3", "--concurrency", "2", "--out", str(tmp_path / "run"),
             cwd=tmp_path, timeout=300, env={"COLUMNS": "80"},
         )  # fmt: skip
+        native_bench = run_notus(
+            "bench", "--local", "--route", "native", "--tokenizer", tokenizer, "--input-len", "16",
+            "--output-len", "8", "--num-prompts", "2", "--concurrency", "1", "--out", str(tmp_path / "native"),
+            cwd=tmp_path, timeout=300,
+        )  # fmt: skip
     finally:
         serve.send_signal(signal.SIGINT)
         code = serve.wait(120)
@@ -284,6 +292,11 @@ def test_serve_type_lb_answers_chat_a_native_request_and_bench(tmp_path: Path) -
     assert (target["endpoint_type"], target["base_url"]) == ("lb", info["openai_base_url"])
     summaries = [level["summary"] for level in result["levels"]]
     assert [(s["completed"], s["failed"]) for s in summaries] == [(3, 0)], summaries
+    assert native_bench.returncode == 0, native_bench.stderr
+    native_run = json.loads((tmp_path / "native" / "bench.json").read_text())
+    native_target = native_run["settings"]["target"]
+    assert (native_target["route"], native_target["base_url"]) == ("native", info["lb_url"])
+    assert [(lv["summary"]["completed"], lv["summary"]["output_tokens"]) for lv in native_run["levels"]] == [(2, 16)]
     assert code == 0
     assert "stopped" in (tmp_path / "stderr.txt").read_text()
 

@@ -11,7 +11,8 @@ what an OpenAI SDK pointed at the endpoint uses.
 
 A load-balancing (LB) endpoint has no jobs: its workers serve the OpenAI API themselves at the LB URL
 (notus_cli.endpoint_types finds it), so it is benchmarked as any OpenAI-compatible server is, with
-the RunPod key as the bearer, on the one route it has, `openai`.
+the RunPod key as the bearer: `openai` (the default) streams its /v1/chat/completions, `native` its
+workers' own /chat route with the worker's native input, the same request as the queue's `native` jobs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import SecretStr
 from tokenizers import Tokenizer
 
 from notus_cli.bench.runpod_target import RunPodTarget
-from notus_cli.bench.senders import HttpOptions, OpenAIChatTarget, Target
+from notus_cli.bench.senders import HttpOptions, LBNativeTarget, OpenAIChatTarget, Target
 from notus_cli.endpoint_types import EndpointType
 from notus_cli.errors import ConfigError
 from notus_cli.openai_url import is_runpod_host
@@ -39,16 +40,19 @@ ROUTE_MEANINGS = {
     "openai": "RunPod's OpenAI route (/openai/v1), as an OpenAI SDK sends",
 }
 OPENAI_SERVER_MEANS = "an OpenAI-compatible server's streamed /chat/completions, not a RunPod endpoint"
-LB_ROUTE = "openai"
-LB_ROUTE_MEANS = "the workers' own OpenAI API at the LB URL's /v1, straight to a worker with no queue"
+LB_ROUTES = ("openai", "native")
+LB_ROUTE_MEANINGS = {
+    "openai": "the workers' own OpenAI API at the LB URL's /v1, straight to a worker with no queue",
+    "native": "the workers' own /chat at the LB URL with the native input, straight to a worker with no queue",
+}
 
 
 @dataclass(frozen=True)
 class TargetSpec:
     """A resolved target. `url` is the OpenAI base URL, or for RunPod the API base (…/v2)."""
 
-    kind: str  # openai | runpod
-    url: str
+    kind: str  # openai | runpod | lb
+    url: str  # for an LB endpoint: its OpenAI base URL (route openai) or its LB URL (route native)
     source: str  # how it was named, for the report: "deployment prod", "--endpoint", "notus serve", "--base-url"
     endpoint_id: str | None = None
     api_key: SecretStr | None = None
@@ -60,8 +64,8 @@ class TargetSpec:
     @property
     def route_means(self) -> str | None:
         """What the route is, in words: a URL given by --base-url is RunPod's route only on RunPod's hosts."""
-        if self.endpoint_type == "lb":
-            return LB_ROUTE_MEANS
+        if self.kind == "lb":
+            return LB_ROUTE_MEANINGS.get(self.route)
         if self.kind == "openai" and self.source == "--base-url" and not is_runpod_host(self.url):
             return OPENAI_SERVER_MEANS
         return ROUTE_MEANINGS.get(self.route)
@@ -122,16 +126,16 @@ def _runpod(address: RunPodAddress, route: str | None) -> TargetSpec:
 
 def lb_spec(address: RunPodAddress, route: str | None = None) -> TargetSpec:
     """An LB endpoint: an OpenAI-compatible server at its LB URL. Raises ConfigError for a job route."""
-    if route not in (None, LB_ROUTE):
+    route = route or LB_ROUTES[0]
+    if route not in LB_ROUTES:
         raise ConfigError(
             f"--route {route}: {address.label} is a load-balancing endpoint, which has no jobs",
-            hint=f"drop --route, or pass --route {LB_ROUTE} (its workers' own OpenAI API)",
+            hint="drop --route (its workers' own OpenAI API), or pass --route native (their /chat)",
         )
     assert address.openai_base_url is not None
-    return TargetSpec(
-        "openai", address.openai_base_url, address.source, None, address.key, address.gpu, LB_ROUTE,
-        address.gpu_count, "lb",
-    )  # fmt: skip
+    assert address.lb_url is not None
+    url = address.openai_base_url if route == "openai" else address.lb_url
+    return TargetSpec("lb", url, address.source, None, address.key, address.gpu, route, address.gpu_count, "lb")
 
 
 def runpod_spec(
@@ -182,4 +186,6 @@ def make_target(
     if spec.kind == "runpod":
         assert spec.endpoint_id is not None
         return RunPodTarget(spec.endpoint_id, api_base=spec.url, job_route=spec.route, **common)
+    if spec.kind == "lb" and spec.route == "native":
+        return LBNativeTarget(spec.url, model=model, **common)
     return OpenAIChatTarget(spec.url, model=model, **common)
