@@ -27,7 +27,7 @@ from notus_cli.bench.compare import compare
 from notus_cli.bench.endpoints import resolve_target
 from notus_cli.chat.backends import OpenAIServer, RunPodJobs
 from notus_cli.chat.target_backend import backend_for
-from notus_cli.commands.serve import _show
+from notus_cli.commands.serve import _show, _status_table
 from notus_cli.deployments import Deployment, save_deployment
 from notus_cli.endpoint_types import ask_control_plane
 from notus_cli.errors import ConfigError
@@ -35,7 +35,7 @@ from notus_cli.output import Output
 from notus_cli.runpod.control import TemplateInput
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.serve.connection import remove_connection, write_connection
-from notus_cli.serve.stack import StackInfo
+from notus_cli.serve.stack import StackInfo, StackSnapshot, WorkerView
 from notus_cli.settings import load_settings
 from notus_cli.targets import RunPodAddress, TargetFlags, deployment_endpoint, resolve_address
 from testbed.common import notus as run_notus
@@ -85,6 +85,7 @@ def test_local_reads_the_type_and_lb_url_from_the_connection_file(serving: dict[
     assert isinstance(backend, OpenAIServer)  # the OpenAI client, at the LB URL, with the stack's key
     assert backend.base_url == "http://127.0.0.1:9/lb/lbstack/v1"
     assert backend._headers() == {"Authorization": "Bearer rpa_local"}
+    assert backend.label == "notus serve at http://127.0.0.1:9, load balancing at http://127.0.0.1:9/lb/lbstack"
     spec = resolve_target(load_settings(), local=True)
     assert (spec.kind, spec.url, spec.route) == ("lb", "http://127.0.0.1:9/lb/lbstack/v1", "openai")
     assert spec.api_key is not None
@@ -355,3 +356,12 @@ def test_compare_puts_a_queue_and_an_lb_endpoint_side_by_side_on_the_same_route(
     assert "endpoint type" not in " ".join(compare([("old", older), ("queue", queue)]).notes)
     with pytest.raises(ConfigError, match="route: openai-job vs openai"):
         compare([("jobs", bench_run(route="openai-job")), ("lb", lb_run)])
+
+
+def test_serves_live_table_counts_requests_on_an_lb_endpoint() -> None:
+    """No queue and no jobs: the title counts the requests in flight, each worker's `running` its own."""
+    workers = [WorkerView("worker-1", "p1", "running", 2, 5, None), WorkerView("worker-2", "p2", "idle", 0, 3, None)]
+    jobs = {"inQueue": 0, "inProgress": 0, "completed": 0, "failed": 0}
+    snapshot = StackSnapshot(workers, {"jobs": jobs}, vllm_alive=True)
+    assert _status_table(snapshot, lb_endpoint=True).title == "load balancing: 2 requests in flight"
+    assert str(_status_table(snapshot).title).startswith("queue 0  running 0")
