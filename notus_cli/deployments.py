@@ -1,7 +1,8 @@
 """What `notus deploy` remembers so other commands can target an endpoint by name.
 
 Kept in the project's `.notus/deployments.json` (next to notus.toml), written atomically. It holds
-ids, never secrets.
+ids, never secrets. `endpoint_type` is "queue" or "lb" (how clients reach it: the job API, or the
+LB URL); a file written before it existed reads as "queue", which every deployment then was.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Deployment:
     gpu: str
     model_revision: str | None = None
     api_base_url: str | None = None  # set when the endpoint is not RunPod's (e.g. the local emulator)
+    endpoint_type: str = "queue"  # queue | lb (notus_cli.runpod.control.EndpointKind)
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -32,7 +32,7 @@ ISOLATED_PREFIXES = ("NOTUS_", "RUNPOD_", "HF_", "HUGGING_FACE", "OPENAI_")
 # What makes a test an integration test (marker `integration`, left out of `scripts/test --fast`): a
 # fixture that starts processes (SDK workers, vLLM, dockerd, the OpenAI stub) or a call that does
 # (the CLI in a process of its own, pexpect, subprocess).
-PROCESS_FIXTURES = {"emulator", "control_emulator", "local_stack", "vllm_server", "dockerd", "cli"}
+PROCESS_FIXTURES = {"emulator", "harness", "control_emulator", "local_stack", "vllm_server", "dockerd", "cli"}
 PROCESS_FIXTURES |= {"timed_stub", "fast_stub", "keyed_stub"}
 PROCESS_CALLS = {"notus", "notus_command", "running_stub", "subprocess", "pexpect", "Repl", "run_worker"}
 
@@ -69,6 +69,7 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))  # serve's connection files
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -88,6 +89,16 @@ def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     server = start_vllm(tiny_model, tmp_path_factory.mktemp("logs") / "vllm.log")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    """An emulator of this test's own: the faults, limits and rules a test changes end with it."""
+    running = Harness.start(tmp_path)
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 @pytest.fixture(scope="session")

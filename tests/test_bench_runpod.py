@@ -142,6 +142,10 @@ def test_bench_by_deployment_name_reports_phases_and_cost(
         for statistic in ("mean ± std", "median", "p90", "p99"):
             assert f"{phase} {statistic} (ms)" in done.stdout
     assert emulator.key not in done.stdout + done.stderr
+    written = sorted(path.name for path in out.iterdir() if path.suffix != ".png")
+    plots = len(list(out.glob("*.png")))
+    said = f"Wrote {len(written) + plots} files to {out}: {', '.join(written)}, {plots} plots (.png)"
+    assert said in " ".join(done.stderr.split())  # every file the run wrote, by name
     data = json.loads((out / "bench.json").read_text())
     assert data["settings"]["target"]["source"] == "deployment bench-a100"
     # By default bench sends what `notus chat` sends: jobs whose input is an OpenAI chat request.

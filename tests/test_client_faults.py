@@ -7,7 +7,6 @@ loopback. Each test names the promise of docs/faults.md it checks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,25 +25,10 @@ POLICY = RetryPolicy(attempts=4, base=0.05, cap=1.0)
 ITEMS = [{"index": i, "echo": "f"} for i in range(4)]
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    running = Harness.start(tmp_path_factory.mktemp("client-faults"))
-    try:
-        yield running
-    finally:
-        running.close()
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def echo(harness: Harness) -> Endpoint:
     endpoint, _pool = harness.endpoint(workers=1)
     return endpoint
-
-
-@pytest.fixture(autouse=True)
-def no_faults_left(harness: Harness) -> Iterator[None]:
-    yield
-    harness.emulator.faults.clear()
 
 
 async def follow(harness: Harness, endpoint: Endpoint, job_input: Any) -> list[Any]:

@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from graphql import OperationDefinitionNode, get_operation_ast, parse, validate
+from graphql import GraphQLSchema, OperationDefinitionNode, get_operation_ast, parse, validate
 from graphql.execution.values import get_variable_values
 from pydantic import SecretStr
 
 from notus_cli.bench.deploy_hooks import ControlPlaneScaler, temporary_endpoints
 from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
-from notus_cli.deploy.plan import DeployRequest, plan_deploy
+from notus_cli.deploy.plan import DeployRequest, plan_deploy, plan_on
 from notus_cli.deploy.request import DeployFlags, control_plane, deploy_request
 from notus_cli.emulator.runpod_schema import schema
+from notus_cli.errors import ConfigError
 from notus_cli.registry_credentials import RegistryCredentials
 from notus_cli.runpod.control import ControlPlane
 from notus_cli.runpod.gpus import resolve_pool
@@ -66,9 +67,26 @@ def settings(control_emulator: Harness, tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def deploy(control: ControlPlane, request: DeployRequest) -> str:
-    standby = control.declares("EndpointInput", "workersStandby")
-    plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates(), standby=standby)
-    return apply_deploy(plan, control, api_base_url=None).deployment.endpoint_id
+    return apply_deploy(plan_on(control, request), control, api_base_url=None).deployment.endpoint_id
+
+
+def check_against_fixture(sent: list[dict[str, Any]], fixture: GraphQLSchema) -> set[str]:
+    """Asserts every request validates against `fixture` and its variables coerce; returns the operations."""
+    operations: set[str] = set()
+    for body in sent:
+        document = parse(body["query"])
+        assert validate(fixture, document) == [], body["query"]
+        operation = get_operation_ast(document)
+        assert isinstance(operation, OperationDefinitionNode)
+        coerced = get_variable_values(fixture, operation.variable_definitions or (), body["variables"])
+        assert not isinstance(coerced, list), [error.message for error in coerced]
+        assert operation.name is not None
+        operations.add(operation.name.value)
+    return operations
+
+
+def saved_endpoints(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [body["variables"]["input"] for body in sent if "mutation SaveEndpoint" in body["query"]]
 
 
 def test_every_request_of_the_deploy_path_passes_runpods_schema(
@@ -100,19 +118,8 @@ def test_every_request_of_the_deploy_path_passes_runpods_schema(
         control_emulator.emulator.control.rules.private_registries = frozenset()
 
     sent = received[start:]
-    fixture = schema(declares_workers_standby=declared)
-    operations: set[str] = set()
-    for body in sent:
-        document = parse(body["query"])
-        assert validate(fixture, document) == [], body["query"]
-        operation = get_operation_ast(document)
-        assert isinstance(operation, OperationDefinitionNode)
-        coerced = get_variable_values(fixture, operation.variable_definitions or (), body["variables"])
-        assert not isinstance(coerced, list), [error.message for error in coerced]
-        assert operation.name is not None
-        operations.add(operation.name.value)
-        if operation.name.value == "SaveEndpoint":
-            assert ("workersStandby" in body["variables"]["input"]) is declared
+    operations = check_against_fixture(sent, schema(declares_workers_standby=declared))
+    assert all(("workersStandby" in saved) is declared for saved in saved_endpoints(sent))
     assert operations >= PATH_OPERATIONS
     assert all(PASSWORD not in str(body) for body in sent if "SaveRegistryAuth" not in body["query"])
 
@@ -141,3 +148,41 @@ def test_a_registry_auth_is_made_once_and_the_template_names_it(
             tear_down(plan_tear_down(runpod, "pulls"), runpod)
     finally:
         control.rules.private_registries = frozenset()
+
+
+@pytest.mark.parametrize("types", [True, False], ids=["schema-with-type", "schema-without-type"])
+def test_an_lb_deploy_sends_its_type_on_every_save_and_only_where_declared(
+    control_emulator: Harness, declared: bool, types: bool, settings: NotusSettings
+) -> None:
+    """Create, update, template swap and down of an LB deployment pass the fixture in each shape; every
+    saveEndpoint (a full replace, the scale to zero of down included) carries `type: "LB"`, so none
+    resets it. Where EndpointInput has no `type`, the deploy is refused before any mutation."""
+    control = control_emulator.emulator.control
+    previous, control.rules.declares_type = control.rules.declares_type, types
+    start, mutations = len(control.requests), len(control.mutations)
+    name = f"lb-{'with' if declared else 'without'}-{'type' if types else 'none'}"
+    key = SecretStr(control_emulator.key)
+    try:
+        request = deploy_request(settings, DeployFlags(name=name, endpoint_type="lb", workers_max=1, idle_timeout=1))
+        with control_plane(settings, key) as runpod:
+            if not types:
+                with pytest.raises(ConfigError, match="does not declare `type`"):
+                    deploy(runpod, request)
+                with pytest.raises(ConfigError, match="does not declare `type`"):  # the client refuses on its own too
+                    runpod.save_endpoint(plan_deploy(request, endpoints=[], templates=[]).endpoint)
+                assert control.mutations[mutations:] == []
+                return
+            endpoint_id = deploy(runpod, request)
+            updated = dataclasses.replace(request, endpoint_type=None, workers_max=2)  # no --type: it stays LB
+            deploy(runpod, updated)
+            deploy(runpod, dataclasses.replace(updated, image="registry.test/notus:lb2"))  # a rolling release
+            assert control.specs[endpoint_id]["type"] == "LB"
+            assert control.specs[endpoint_id]["scalerType"] == "REQUEST_COUNT"
+            tear_down(plan_tear_down(runpod, name), runpod)
+    finally:
+        control.rules.declares_type = previous
+    sent = control.requests[start:]
+    check_against_fixture(sent, schema(declares_workers_standby=declared, declares_type=types))
+    saves = saved_endpoints(sent)
+    assert len(saves) == 3  # create, update, scale to zero
+    assert all(saved["type"] == "LB" and saved["scalerType"] == "REQUEST_COUNT" for saved in saves)

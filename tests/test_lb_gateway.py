@@ -108,15 +108,6 @@ def failing_stub() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    running = Harness.start(tmp_path)
-    try:
-        yield running
-    finally:
-        running.close()
-
-
 def lb_command(log_dir: Path, vllm_url: str) -> WorkerCommand:
     """`python -m worker` as the image runs it; only its vLLM is the stub, a real HTTP server of its own."""
     env = {"NOTUS_VLLM_URL": vllm_url, "NOTUS_SERVED_MODEL_NAME": MODEL, "NOTUS_MAX_NUM_SEQS": "16"}

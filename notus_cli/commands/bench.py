@@ -16,6 +16,7 @@ from notus_cli.bench import DEFAULT_INPUT_LEN
 from notus_cli.errors import ConfigError
 from notus_cli.options import JsonOpt
 from notus_cli.output import Output, table
+from notus_cli.words import plural
 from worker.params import InvalidRequest, check_param
 
 if TYPE_CHECKING:
@@ -350,8 +351,15 @@ def _show(out: Output, run: BenchRun, written: list[Path], directory: Path | Non
     for term, text in report.definitions():
         out.text(f"  {term}: {text}")
     if written:
-        out.info(f"Wrote {len(written)} files to {directory}: report.html, bench.json, requests.csv, plots")
+        out.info(f"Wrote {plural(len(written), 'file')} to {directory}: {_file_names(written)}")
         out.next_step(f"notus bench compare {directory}/bench.json OTHER/bench.json")
+
+
+def _file_names(written: list[Path]) -> str:
+    """Every file by name, the plots counted: `bench.json, levels.csv, report.html, 3 plots (.png)`."""
+    plots = [path for path in written if path.suffix == ".png"]
+    names = sorted(path.name for path in written if path.suffix != ".png")
+    return ", ".join([*names, f"{plural(len(plots), 'plot')} (.png)"] if plots else names)
 
 
 def _name(path: Path) -> str:

@@ -9,7 +9,15 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from notus_cli.deploy.apply import apply_deploy, plan_tear_down, tear_down
-from notus_cli.deploy.plan import DEFAULT_MAX_MODEL_LEN, DeployPlan, DeployRequest, fit_pools, plan_deploy
+from notus_cli.deploy.endpoint_type import TRADE_OFFS
+from notus_cli.deploy.fits import fit_pools
+from notus_cli.deploy.plan import (
+    DEFAULT_MAX_MODEL_LEN,
+    DeployPlan,
+    DeployRequest,
+    plan_deploy,
+    plan_on,
+)
 from notus_cli.deploy.request import (
     DEFAULT_NAME,
     DeployFlags,
@@ -34,6 +42,12 @@ NameArg = Annotated[str | None, typer.Argument(help="Deployment name (default: n
 @app.command("deploy")
 def deploy(
     name: NameArg = None,
+    endpoint_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type", help="queue (job API, retries) or lb (direct HTTP, no queue); default: as deployed, else queue."
+        ),
+    ] = None,
     image: Annotated[str | None, typer.Option(help="Image to run (default: the last `notus push` digest).")] = None,
     gpu: Annotated[
         str | None, typer.Option(help="GPU aliases or pools, comma-separated: a100,h100 (default a100).")
@@ -65,6 +79,7 @@ def deploy(
     settings = load_settings()
     flags = DeployFlags(
         name=name,
+        endpoint_type=endpoint_type,
         image=image,
         gpu=gpu,
         gpu_count=gpu_count,
@@ -90,8 +105,7 @@ def deploy(
             out.warn(f"not checked: {line}")
         return
     with control_plane(settings) as control:
-        standby = control.declares("EndpointInput", "workersStandby")
-        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates(), standby=standby)
+        plan = plan_on(control, request)
         if not json_mode:
             _show_plan(out, plan, dry_run=False)
         if plan.changes and not yes and not out.confirm("Apply these changes to RunPod?"):
@@ -118,15 +132,14 @@ def _dry_run_plan(settings: NotusSettings, request: DeployRequest) -> tuple[Depl
     else:
         try:
             with control_plane(settings, key) as control:
-                standby = control.declares("EndpointInput", "workersStandby")
-                plan = plan_deploy(
-                    request, endpoints=control.endpoints(), templates=control.templates(), standby=standby
-                )
-            return plan, []
+                return plan_on(control, request), []
         except EndpointUnreachable as exc:
             reason = exc.message
     plan = plan_deploy(request, endpoints=[], templates=[])
-    return plan, [f"what RunPod already runs, so this is planned as a new endpoint: {reason}"]
+    unchecked = [f"what RunPod already runs, so this is planned as a new endpoint: {reason}"]
+    if plan.endpoint_type == "lb":
+        unchecked.append("whether RunPod's schema declares `type`, without which no LB endpoint can be made")
+    return plan, unchecked
 
 
 @app.command("status")
@@ -136,7 +149,13 @@ def status(name: NameArg = None, json_mode: JsonOpt = False) -> None:
     settings = load_settings()
     key = find_api_key(settings).value
     with control_plane(settings, key) as control:
-        report = endpoint_status(control, name or DEFAULT_NAME, api_key=key, api_base_url=settings.runpod_api_url)
+        report = endpoint_status(
+            control,
+            name or DEFAULT_NAME,
+            api_key=key,
+            api_base_url=settings.runpod_api_url,
+            lb_url_template=settings.runpod_lb_url,
+        )
     _show_status(out, report)
 
 
@@ -147,16 +166,21 @@ def endpoints(json_mode: JsonOpt = False) -> None:
     with control_plane(load_settings()) as control:
         listed = list_endpoints(control)
     if json_mode:
-        out.json([{**item.endpoint.model_dump(), "deployment": item.local_name} for item in listed])
+        out.json(
+            [
+                {**item.endpoint.model_dump(), "endpoint_type": item.endpoint.kind, "deployment": item.local_name}
+                for item in listed
+            ]
+        )
         return
     if not listed:
         out.info("This account has no serverless endpoints.")
         out.next_step("notus deploy")
         return
-    rows = table("name", "id", "gpus", "workers", "deployment", title="Serverless endpoints", whole=("id",))
+    rows = table("name", "id", "type", "gpus", "workers", "deployment", title="Serverless endpoints", whole=("id",))
     for item in listed:
         e = item.endpoint
-        rows.add_row(e.name, e.id, e.gpu_ids, f"{e.workers_min}-{e.workers_max}", item.local_name or "-")
+        rows.add_row(e.name, e.id, e.kind, e.gpu_ids, f"{e.workers_min}-{e.workers_max}", item.local_name or "-")
     out.result(rows)
 
 
@@ -260,6 +284,7 @@ def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
     for note in plan.notes:
         out.warn(note)
     price = f"${low:.2f}" if low == high else f"${low:.2f}-{high:.2f}"
+    out.text(f"type {TRADE_OFFS[plan.endpoint_type]}")
     out.text(
         f"{plan.request.name}: {plan.endpoint.gpu_ids} x{plan.request.gpu_count}, workers "
         f"{plan.request.workers_min}-{plan.request.workers_max}, max_model_len {plan.max_model_len}, "
@@ -287,6 +312,7 @@ def _show_plan(out: Output, plan: DeployPlan, *, dry_run: bool) -> None:
 def _plan_json(plan: DeployPlan, *, dry_run: bool) -> dict[str, Any]:
     return {
         "name": plan.request.name,
+        "endpoint_type": plan.endpoint_type,
         "dry_run": dry_run,
         "changes": [asdict(change) for change in plan.changes],
         "template": plan.template.model_dump(),
@@ -303,6 +329,8 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
         out.json(
             {
                 "endpoint": e.model_dump(),
+                "endpoint_type": e.kind,
+                "url": report.url,
                 "template": report.template.model_dump() if report.template else None,
                 "health": asdict(report.health) if report.health else None,
                 "health_error": report.health_error,
@@ -314,6 +342,7 @@ def _show_status(out: Output, report: EndpointStatus) -> None:
     rows = table("setting", "value", title=f"{e.name} ({e.id})")
     image = report.template.image_name if report.template else e.template_id
     for key, value in (
+        ("type", f"{e.kind}: {report.url}"),
         ("image", image),
         ("gpus", f"{e.gpu_ids} x{e.gpu_count}"),
         ("workers", f"min {e.workers_min}, max {e.workers_max}, standby {e.workers_standby} (as RunPod reports it)"),

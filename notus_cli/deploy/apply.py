@@ -91,6 +91,7 @@ def apply_deploy(
         gpu=plan.request.pools[0].id,  # the preferred pool: what cost figures use
         model_revision=plan.request.model_revision,
         api_base_url=api_base_url,
+        endpoint_type=plan.endpoint_type,
         extra={
             "gpu_ids": endpoint.gpu_ids,
             "gpu_count": str(endpoint.gpu_count),  # GPUs per worker: what a cost figure multiplies by

@@ -6,8 +6,10 @@ parallelism, max model length, concurrency), builds the template and the full en
 compares them with what RunPod has, so applying the plan twice changes nothing the second time.
 
 `saveEndpoint` is a full replace, so an update carries over what Notus does not set (network
-volumes, CUDA filters, cached models: `CARRIED_FIELDS`) from the endpoint as RunPod has it, and
-`workersStandby` is part of the spec only where RunPod's schema declares it (`standby`).
+volumes, CUDA filters, cached models, the endpoint's `type`: `CARRIED_FIELDS`) from the endpoint as
+RunPod has it, and `workersStandby` is part of the spec only where RunPod's schema declares it (`standby`).
+
+The endpoint's type (queue or load balancing) and what follows from it are in endpoint_type.py.
 
 Templates are named `<deployment>__<image tag or digest>-<hash of their content>`: a new image (or
 new worker settings) gives a new template, which the endpoint is switched to with
@@ -24,21 +26,26 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from notus_cli.deploy.endpoint_type import lb_env, resolve_type, scaler_for
+from notus_cli.deploy.fits import check_fits, fit_pools
 from notus_cli.errors import ConfigError
-from notus_cli.model.fit import Fit, Verdict, check_fit, weights_bytes
+from notus_cli.model.fit import Fit, weights_bytes
 from notus_cli.model.shape import NEMOTRON_3_NANO, ModelShape
 from notus_cli.registry_credentials import RegistryCredentials
 from notus_cli.runpod.control import (
     CARRIED_FIELDS,
+    ENDPOINT_TYPES,
+    ControlPlane,
     EndpointInfo,
     EndpointInput,
+    EndpointKind,
     EnvVar,
     FlashBootType,
     ScalerType,
     Template,
     TemplateInput,
 )
-from notus_cli.runpod.gpus import ALIASES, POOLS, GpuPool
+from notus_cli.runpod.gpus import GpuPool
 
 DEFAULT_MAX_MODEL_LEN = 32768
 MAX_NUM_SEQS_CAP = 1024  # vLLM 0.32's default on H100/H200/B200 (256 on smaller cards); memory bounds it first
@@ -71,11 +78,12 @@ class DeployRequest:
     image: str
     model_id: str
     pools: tuple[GpuPool, ...]
+    endpoint_type: EndpointKind | None = None  # None: as RunPod has the endpoint, else queue
     gpu_count: int = 1
     workers_min: int = 0
     workers_max: int = 1
     idle_timeout: int = 5
-    scaler: str = "delay"
+    scaler: str | None = None  # delay | requests; None: the type's (delay for queue, requests for lb)
     scaler_value: int = 4
     flashboot: bool = True
     locations: str | None = None
@@ -109,6 +117,7 @@ class DeployPlan:
     max_model_len: int
     max_num_seqs: int
     notes: tuple[str, ...] = field(default=())
+    endpoint_type: EndpointKind = "queue"
 
     @property
     def usd_per_hour(self) -> tuple[float, float]:
@@ -147,27 +156,36 @@ def parse_env(pairs: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(parsed.items())
 
 
-def fit_pools(
-    pools: tuple[GpuPool, ...], *, shape: ModelShape, gpu_count: int, max_model_len: int
-) -> tuple[tuple[GpuPool, Fit], ...]:
-    return tuple(
-        (pool, check_fit(shape, vram_gib=pool.vram_gib, gpu_count=gpu_count, max_model_len=max_model_len))
-        for pool in pools
-    )
-
-
 def model_shape(request: DeployRequest) -> ModelShape:
     if request.model_dir is not None and (request.model_dir / "config.json").is_file():
         return ModelShape.from_dir(request.model_dir)
     return NEMOTRON_3_NANO
 
 
-def plan_deploy(
-    request: DeployRequest, *, endpoints: list[EndpointInfo], templates: list[Template], standby: bool = False
-) -> DeployPlan:
-    """The plan against RunPod's current endpoints and templates. Raises ConfigError if the model does not fit.
+def plan_on(control: ControlPlane, request: DeployRequest) -> DeployPlan:
+    """The plan against what `control` runs, with the disputed fields its schema declares (read queries only)."""
+    return plan_deploy(
+        request,
+        endpoints=control.endpoints(),
+        templates=control.templates(),
+        standby=control.declares("EndpointInput", "workersStandby"),
+        types=control.declares("EndpointInput", "type"),
+    )
 
-    `standby`: RunPod's EndpointInput declares workersStandby (ControlPlane.declares), so it is set too.
+
+def plan_deploy(
+    request: DeployRequest,
+    *,
+    endpoints: list[EndpointInfo],
+    templates: list[Template],
+    standby: bool = False,
+    types: bool = True,
+) -> DeployPlan:
+    """The plan against RunPod's current endpoints and templates. Raises ConfigError if the model does not
+    fit, or the type cannot be had (module docstring).
+
+    `standby`: RunPod's EndpointInput declares workersStandby (ControlPlane.declares), so it is set too;
+    `types`: it declares `type`, without which no LB endpoint is planned.
     """
     shape = model_shape(request)
     max_model_len = request.max_model_len or min(DEFAULT_MAX_MODEL_LEN, shape.max_position_embeddings)
@@ -178,10 +196,12 @@ def plan_deploy(
         )
     fits = fit_pools(request.pools, shape=shape, gpu_count=request.gpu_count, max_model_len=max_model_len)
     fp8 = "fp8" in request.model_id.lower()
-    notes = _check_fits(fits, request, fp8=fp8, shape=shape, max_model_len=max_model_len)
+    notes = check_fits(fits, request.gpu_count, fp8=fp8, shape=shape, max_model_len=max_model_len)
     max_num_seqs = max(1, min(MAX_NUM_SEQS_CAP, *(fit.max_sequences for _pool, fit in fits)))
-    template = _template(request, shape, fp8=fp8, max_model_len=max_model_len, max_num_seqs=max_num_seqs)
     existing = next((e for e in endpoints if e.name == request.name), None)
+    kind = resolve_type(request.name, request.endpoint_type, existing, types=types)
+    scaler = scaler_for(request.scaler, kind)
+    template = _template(request, shape, kind, fp8=fp8, max_model_len=max_model_len, max_num_seqs=max_num_seqs)
     by_name = {t.name: t for t in templates}
     current = next((t for t in templates if existing and t.id == existing.template_id), None)
     carried = {name: getattr(existing, name) for name in CARRIED_FIELDS} if existing else {}
@@ -189,6 +209,8 @@ def plan_deploy(
         carried["min_cuda_version"] = cuda_floor(request.cuda_version)
     if request.weights == "cached":  # baked: whatever the endpoint has is carried over, not cleared
         carried["model_references"] = (model_reference(request.model_id, request.model_revision or "main"),)
+    if kind == "lb":  # a queue endpoint keeps what it reads back (QB, or none: RunPod's default)
+        carried["type"] = ENDPOINT_TYPES["lb"]
     endpoint = EndpointInput(
         **carried,
         id=existing.id if existing else None,
@@ -200,7 +222,7 @@ def plan_deploy(
         workers_max=request.workers_max,
         workers_standby=request.workers_min if standby else None,
         idle_timeout=request.idle_timeout,
-        scaler_type=SCALERS[request.scaler],
+        scaler_type=SCALERS[scaler],
         scaler_value=request.scaler_value,
         flash_boot_type=_flashboot(request.flashboot),
         locations=request.locations,
@@ -218,6 +240,7 @@ def plan_deploy(
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
         notes=notes + _cuda_notes(endpoint),
+        endpoint_type=kind,
     )
 
 
@@ -293,12 +316,19 @@ def template_prefix(name: str) -> str:
 
 
 def _template(
-    request: DeployRequest, shape: ModelShape, *, fp8: bool, max_model_len: int, max_num_seqs: int
+    request: DeployRequest,
+    shape: ModelShape,
+    kind: EndpointKind,
+    *,
+    fp8: bool,
+    max_model_len: int,
+    max_num_seqs: int,
 ) -> TemplateInput:
     env = {
         "NOTUS_MAX_MODEL_LEN": str(max_model_len),
         "NOTUS_MAX_NUM_SEQS": str(max_num_seqs),
         "NOTUS_TENSOR_PARALLEL_SIZE": str(request.gpu_count),
+        **lb_env(kind),
         **_cached_env(request),
         **dict(request.env),  # the operator's --env wins
     }
@@ -347,7 +377,7 @@ def _diff(
     if switching and same_name is None:
         changes.append(Change("create template", f"{template.name} ({template.image_name})"))
     if existing is None:
-        changes.append(Change("create endpoint", f"{endpoint.name} on {endpoint.gpu_ids}"))
+        changes.append(Change("create endpoint", f"{endpoint.name} ({endpoint.kind}) on {endpoint.gpu_ids}"))
         return tuple(changes)
     differences = [
         f"{field_name}: {getattr(existing, field_name)!r} -> {getattr(endpoint, field_name)!r}"
@@ -360,36 +390,3 @@ def _diff(
         was = current.name if current else existing.template_id
         changes.append(Change("rolling release", f"template {was} -> {template.name}"))
     return tuple(changes)
-
-
-def _check_fits(
-    fits: tuple[tuple[GpuPool, Fit], ...], request: DeployRequest, *, fp8: bool, shape: ModelShape, max_model_len: int
-) -> tuple[str, ...]:
-    """Refuse GPUs that cannot serve the model; returns notes for the ones that need FP8 weights."""
-    notes: list[str] = []
-    for pool, fit in fits:
-        if fit.verdict is Verdict.FITS or (fit.verdict is Verdict.NEEDS_FP8 and fp8):
-            if fit.verdict is Verdict.NEEDS_FP8:
-                notes.append(f"{pool.id} ({pool.vram_gib:g} GiB) runs the FP8 checkpoint: {fit.reason}")
-            continue
-        good = _fitting_aliases(shape, request.gpu_count, max_model_len)
-        what = "needs FP8 weights" if fit.verdict is Verdict.NEEDS_FP8 else "cannot hold the model"
-        hint = f"GPUs that fit at {max_model_len} tokens x{request.gpu_count}: {', '.join(good) or 'none'}"
-        if fit.verdict is Verdict.NEEDS_FP8:
-            hint += "; or deploy an FP8 build of the model to this GPU"
-        raise ConfigError(f"--gpu {pool.id} ({pool.vram_gib:g} GiB) {what}: {fit.reason}", hint=hint)
-    return tuple(notes)
-
-
-def _fitting_aliases(shape: ModelShape, gpu_count: int, max_model_len: int) -> list[str]:
-    fitting = {
-        pool.id
-        for pool in POOLS
-        if check_fit(shape, vram_gib=pool.vram_gib, gpu_count=gpu_count, max_model_len=max_model_len).verdict
-        is Verdict.FITS
-    }
-    names: dict[str, str] = {}
-    for alias, pool_id in ALIASES.items():
-        if pool_id in fitting and not alias.endswith("gb"):
-            names.setdefault(pool_id, alias)
-    return [f"{alias} ({pool_id})" for pool_id, alias in names.items()]

@@ -8,7 +8,7 @@ the model id and revision.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from pydantic import SecretStr
 
@@ -19,6 +19,7 @@ from notus_cli.image.dockerfile import LABEL_MODEL_ID, LABEL_REVISION, LABEL_WEI
 from notus_cli.image.hub import hub_files
 from notus_cli.image.pushed_images import PushedImage, last_pushed
 from notus_cli.registry_credentials import credentials_for_image
+from notus_cli.runpod.control import EndpointKind
 from notus_cli.runpod.gpus import resolve_pools
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.regions import resolve_locations
@@ -36,6 +37,7 @@ class DeployFlags:
     """`notus deploy`'s flags; None means "not given"."""
 
     name: str | None = None
+    endpoint_type: str | None = None  # queue | lb; None: as RunPod has it, else queue
     image: str | None = None
     gpu: str | None = None
     gpu_count: int | None = None
@@ -74,11 +76,12 @@ def deploy_request(settings: NotusSettings, flags: DeployFlags) -> DeployRequest
         model_revision=revision,
         weights=weights,
         pools=tuple(resolve_pools(_pick(flags.gpu, d.gpu))),
+        endpoint_type=_endpoint_type(flags.endpoint_type),
         gpu_count=_pick(flags.gpu_count, d.gpu_count),
         workers_min=workers_min,
         workers_max=workers_max,
         idle_timeout=_pick(flags.idle_timeout, d.idle_timeout),
-        scaler=_pick(flags.scaler, d.scaler),
+        scaler=_pick(flags.scaler, d.scaler if "scaler" in d.model_fields_set else None),  # None: the type's
         scaler_value=_pick(flags.scaler_value, d.scaler_value),
         flashboot=_pick(flags.flashboot, d.flashboot),
         locations=resolve_locations(_pick(flags.region, d.region)),
@@ -131,6 +134,13 @@ def _weights(settings: NotusSettings, flag: str | None, labels: dict[str, str]) 
     if weights not in ("cached", "baked"):
         raise ConfigError(f"--weights '{weights}': choose cached or baked", hint="see `notus deploy --help`")
     return weights
+
+
+def _endpoint_type(flag: str | None) -> EndpointKind | None:
+    """--type; raises ConfigError for a value other than queue or lb."""
+    if flag is None or flag in ("queue", "lb"):
+        return cast("EndpointKind | None", flag)
+    raise ConfigError(f"--type '{flag}': choose queue or lb", hint="see `notus deploy --help`")
 
 
 def _pinned_revision(settings: NotusSettings, model_id: str, revision: str) -> str:

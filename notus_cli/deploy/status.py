@@ -1,4 +1,11 @@
-"""What `notus status` and `notus endpoints` report: settings from the control plane, health from the endpoint."""
+"""What `notus status` and `notus endpoints` report: settings from the control plane, health from the endpoint.
+
+The type shown is RunPod's (`type` read back), not the local record's, so an endpoint made or
+changed elsewhere is shown as it is; its URL is where clients reach it: `/v2/<id>` (the job API)
+for a queue endpoint, the LB URL (settings.runpod_lb_url) for a load-balancing one. Health comes
+from `/v2/<id>/health` for both (the emulator counts LB workers there; RunPod does not publish
+whether it answers it for LB endpoints, so a failure is shown, not raised).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from notus_cli.deploy.apply import find_endpoint
 from notus_cli.deployments import Deployment, load_deployments
 from notus_cli.errors import ConfigError, NotusError
 from notus_cli.runpod.control import ControlPlane, EndpointInfo, Template
+from notus_cli.runpod.protocol import lb
 from notus_cli.runpod.serverless import Health, ServerlessClient
 
 
@@ -21,6 +29,7 @@ class EndpointStatus:
     deployment: Deployment | None
     health: Health | None
     health_error: str | None = None  # why health could not be read (the settings are still shown)
+    url: str = ""  # where clients reach the endpoint (module docstring)
 
     @property
     def weights(self) -> str:
@@ -59,7 +68,9 @@ class Listed:
     local_name: str | None  # the deployment that remembers it, if any
 
 
-def endpoint_status(control: ControlPlane, name: str, *, api_key: SecretStr, api_base_url: str) -> EndpointStatus:
+def endpoint_status(
+    control: ControlPlane, name: str, *, api_key: SecretStr, api_base_url: str, lb_url_template: str
+) -> EndpointStatus:
     """Raises ConfigError if no endpoint is deployed as `name`."""
     endpoint = find_endpoint(control, name)
     if endpoint is None:
@@ -67,11 +78,12 @@ def endpoint_status(control: ControlPlane, name: str, *, api_key: SecretStr, api
     deployment = load_deployments().get(name)
     template = next((t for t in control.templates() if t.id == endpoint.template_id), None)
     base = (deployment.api_base_url if deployment and deployment.api_base_url else None) or api_base_url
+    url = lb.lb_url(lb_url_template, endpoint.id) if endpoint.kind == "lb" else f"{base.rstrip('/')}/v2/{endpoint.id}"
     try:
         health = asyncio.run(_health(endpoint.id, api_key, base))
     except NotusError as exc:
-        return EndpointStatus(endpoint, template, deployment, None, exc.message)
-    return EndpointStatus(endpoint, template, deployment, health)
+        return EndpointStatus(endpoint, template, deployment, None, exc.message, url=url)
+    return EndpointStatus(endpoint, template, deployment, health, url=url)
 
 
 def list_endpoints(control: ControlPlane) -> list[Listed]:

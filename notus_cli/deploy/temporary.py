@@ -1,6 +1,6 @@
 """A deployment that lives for one `with` block (`notus bench --deploy` measures one, then it is gone).
 
-It is created as `notus deploy` creates any (plan_deploy, apply_deploy: so it is recorded locally,
+It is created as `notus deploy` creates any (plan_on, apply_deploy: so it is recorded locally,
 and `notus down NAME` can still remove it should this process die), and removed as `notus down`
 removes one, whatever ends the block: an error, a creation that failed halfway (a template made,
 the endpoint not), or Ctrl-C, which is held back while the removal runs. Callers give it a name
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pydantic import SecretStr
 
 from notus_cli.deploy.apply import apply_deploy, tear_down, what_to_remove
-from notus_cli.deploy.plan import plan_deploy
+from notus_cli.deploy.plan import plan_on
 from notus_cli.deploy.request import DeployFlags, api_base_url, control_plane, deploy_request
 from notus_cli.deployments import Deployment
 from notus_cli.errors import NotusError, RunPodError
@@ -40,8 +40,7 @@ def temporary_deployment(
     """
     request = deploy_request(settings, flags)
     with control_plane(settings, key) as control:
-        standby = control.declares("EndpointInput", "workersStandby")
-        plan = plan_deploy(request, endpoints=control.endpoints(), templates=control.templates(), standby=standby)
+        plan = plan_on(control, request)
         try:
             result = apply_deploy(plan, control, api_base_url=api_base_url(settings))
             for line in result.done:

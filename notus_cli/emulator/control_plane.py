@@ -6,7 +6,8 @@ The schema is runpod_schema.py (written from RunPod's published sources, each fi
 graphql-core parses, validates and coerces each operation against it, so a request with a field
 RunPod does not declare, a query or an input, is refused as a GraphQL server refuses it: HTTP 400,
 `{"errors": [{"message": "Variable '$input' got invalid value ...; Field 'x' is not defined by type
-'EndpointInput'."}]}`. `rules.declares_workers_standby` picks either shape of `EndpointInput`.
+'EndpointInput'."}]}`. `rules.declares_workers_standby` and `rules.declares_type` pick the shape of
+`EndpointInput`.
 
 RunPod's rules apply: template names are unique, a template an endpoint uses cannot be deleted, nor
 one used within `rules.template_release_delay` seconds (runpod/docs sdks/graphql/manage-pod-templates:
@@ -38,12 +39,12 @@ from graphql import GraphQLError, graphql_sync
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from notus_cli.emulator.endpoint_specs import endpoint_spec
 from notus_cli.emulator.http import presented_key, read_json
 from notus_cli.emulator.loop import AccountLoop
-from notus_cli.emulator.models import check_model_references
 from notus_cli.emulator.runpod_schema import schema
 from notus_cli.emulator.scaler import Scaler, ScalingSpec
-from notus_cli.runpod.gpus import POOLS, POOLS_BY_ID
+from notus_cli.runpod.gpus import POOLS
 
 if TYPE_CHECKING:
     from notus_cli.emulator.endpoint import Endpoint
@@ -64,24 +65,6 @@ class AccountEndpoints(AccountLoop, Protocol):
 
 
 MAX_BODY = 1024 * 1024
-# What RunPod sets for a field saveEndpoint's input leaves out (it is a full replace).
-ENDPOINT_DEFAULTS: dict[str, Any] = {
-    "gpuCount": 1,
-    "locations": None,
-    "networkVolumeId": None,
-    "idleTimeout": 5,
-    "scalerType": "QUEUE_DELAY",
-    "scalerValue": 4,
-    "workersMin": 0,
-    "workersMax": 3,
-    "workersStandby": 1,  # read back as 1 on endpoints that never set it ([ref] CORRECTION)
-    "flashBootType": "FLASHBOOT",  # runpod/docs serverless/endpoints/endpoint-configurations: enabled by default
-    "executionTimeoutMs": 600_000,  # same page: 600 s
-    "allowedCudaVersions": None,
-    "minCudaVersion": None,
-    "modelReferences": [],
-    "networkVolumeIds": None,
-}
 TEMPLATE_DEFAULTS: dict[str, Any] = {
     "dockerArgs": "",
     "volumeInGb": 0,
@@ -98,6 +81,7 @@ class ControlRules:
     """How this emulated account behaves where RunPod's behaviour varies or takes time (module docstring)."""
 
     declares_workers_standby: bool = False
+    declares_type: bool = True  # EndpointInput.type (runpod_schema.py); False: the shape without it
     template_release_delay: float = 120.0
     private_registries: frozenset[str] = frozenset()
     introspection: bool = True  # False: refuse __type/__schema, as servers with introspection turned off do
@@ -146,7 +130,9 @@ class EmulatedControlPlane:
             message = "GraphQL introspection is not allowed, but the query contained __schema or __type"
             return JSONResponse({"errors": [{"message": message}]}, status_code=400)
         result = graphql_sync(
-            schema(declares_workers_standby=self.rules.declares_workers_standby),
+            schema(
+                declares_workers_standby=self.rules.declares_workers_standby, declares_type=self.rules.declares_type
+            ),
             query,
             root_value=_Root(self),
             variable_values=body.get("variables") or {},
@@ -217,8 +203,7 @@ class EmulatedControlPlane:
         self.released.pop(template["id"], None)
 
     def save_endpoint(self, raw: dict[str, Any]) -> dict[str, Any]:
-        spec = {**ENDPOINT_DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
-        _check_endpoint(spec, self.templates)
+        spec = endpoint_spec(raw, self.templates)
         endpoint_id = spec.get("id")
         if endpoint_id is not None and endpoint_id not in self.specs:
             raise GraphQLError(f"endpoint {endpoint_id} not found")
@@ -364,29 +349,3 @@ class _Root:
 
     def deleteEndpoint(self, _info: Any, id: str) -> None:
         self.control.delete_endpoint(id)
-
-
-def _check_endpoint(spec: dict[str, Any], templates: dict[str, dict[str, Any]]) -> None:
-    """RunPod's validation of an endpoint spec; raises GraphQLError naming the field."""
-    if len(str(spec["name"])) < 3:
-        raise GraphQLError("name must be at least 3 characters")  # runpodctl AGENTS.md: String!, min 3
-    if spec.get("templateId") not in templates:
-        raise GraphQLError(f"templateId {spec['templateId']} not found")
-    gpus = [part.strip() for part in str(spec["gpuIds"]).split(",") if part.strip()]
-    pools = [gpu for gpu in gpus if not gpu.startswith("-")]
-    unknown = [gpu for gpu in pools if gpu not in POOLS_BY_ID]
-    if not pools or unknown:
-        raise GraphQLError(f"gpuIds: unknown pool {unknown[0] if unknown else '(none)'}; use {', '.join(POOLS_BY_ID)}")
-    if not 1 <= spec["idleTimeout"] <= 3600:
-        raise GraphQLError("idleTimeout must be from 1 to 3600 seconds")
-    if spec["scalerType"] not in ("QUEUE_DELAY", "REQUEST_COUNT"):
-        raise GraphQLError("scalerType must be QUEUE_DELAY or REQUEST_COUNT")
-    if spec["scalerValue"] < 1:
-        raise GraphQLError("scalerValue must be at least 1")
-    if spec["flashBootType"] not in ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"):
-        raise GraphQLError("flashBootType must be OFF, FLASHBOOT or PRIORITY_FLASHBOOT")
-    if not 0 <= spec["workersMin"] <= spec["workersMax"]:
-        raise GraphQLError("workersMin must be from 0 to workersMax")
-    if spec["gpuCount"] < 1:
-        raise GraphQLError("gpuCount must be at least 1")
-    check_model_references(spec["modelReferences"] or [])

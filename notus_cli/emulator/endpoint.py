@@ -32,6 +32,7 @@ from worker.job_errors import WORKER_LOST, JobError
 log = logging.getLogger("notus.emulator")
 STOP_RESEND = 1.0
 STOP_GIVE_UP = 60.0
+UNLISTED_PINGS = 2  # pings in a row that do not list a job in flight before it counts as lost (heartbeat)
 
 
 class Endpoint:
@@ -53,6 +54,7 @@ class Endpoint:
         # against that (runpod-python PR #84 "Data Race in TakeJob" made the SDK's takes sequential;
         # PR #358 replaced parallel takes with job-take-batch), so a worker must never do it.
         self.parallel_takes = 0
+        self.lb_waiting = 0  # LB requests the gateway holds for a healthy worker: demand (scaler.py)
         self.on_final: Callable[[Job], None] | None = None  # webhooks
         self.closed = False
         self._queue: deque[Job] = deque()
@@ -280,11 +282,18 @@ class Endpoint:
         return []
 
     def heartbeat(self, pod_id: str, running: set[str]) -> None:
-        """A ping listing the jobs the worker is running: stops it has carried out are done."""
+        """A ping listing the worker's jobs (runpod-python rp_ping.py `_send_ping`, `job_id`): stops it
+        carried out are done, and a job two pings in a row do not list was lost on the way (its take's
+        answer, or its job-done). RunPod does not say what it does then; here the job fails as
+        worker_lost, not at executionTimeout (docs/faults.md). Two pings, as a take's answer travels."""
         worker = self.seen(pod_id)
-        for job_id, (first, _last) in list(worker.stops.items()):
-            if first and job_id not in running:
-                del worker.stops[job_id]
+        lost = worker.pinged(running, lost_after=UNLISTED_PINGS)
+        for job_id in lost:
+            if self._fail_lost(pod_id, job_id, "is not running this job (its job-take answer or its result was lost)"):
+                log.warning("job %s: worker %s does not list it in its pings; failed as lost", job_id, worker.label)
+        if lost:
+            worker.wake.fire()
+            self._wake_takers(pod_id)
 
     def drain(self, pod_id: str) -> None:
         """The worker is being stopped: answer its long polls now and give it no more jobs."""
@@ -302,19 +311,22 @@ class Endpoint:
         worker.alive, worker.exit_code = False, exit_code
         how = f"exited with code {exit_code}" if exit_code is not None else "stopped answering"
         for job_id in sorted(worker.in_flight):
-            job = self.jobs.get(job_id)
-            if job is not None and job.state is JobState.IN_PROGRESS and job.worker_id == pod_id:
-                error = JobError(
-                    type=WORKER_LOST,
-                    message=f"the worker running this job {how}; send it again with /retry",
-                )
-                self._finish(job, JobState.FAILED, error=error.to_text())
+            self._fail_lost(pod_id, job_id, f"running this job {how}")
         worker.in_flight.clear()
         worker.stops.clear()
         worker.wake.fire()
         self._wake_takers(pod_id)
         if not worker.draining:
             log.warning("worker %s %s", worker.label, how)
+
+    def _fail_lost(self, pod_id: str, job_id: str, what: str) -> bool:
+        """Fail the job the worker was running as worker_lost ("the worker <what>; send it again ...")."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state is not JobState.IN_PROGRESS or job.worker_id != pod_id:
+            return False
+        error = JobError(type=WORKER_LOST, message=f"the worker {what}; send it again with /retry")
+        self._finish(job, JobState.FAILED, error=error.to_text())
+        return True
 
     def unhealthy(self, pod_id: str, reason: str) -> None:
         self.register(pod_id).unhealthy = reason[:256] or "fitness check failed"

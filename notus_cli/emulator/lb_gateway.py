@@ -25,7 +25,8 @@ The rules, each RunPod's (sources in notus_cli.runpod.protocol.lb):
 An endpoint is an LB endpoint when `serve()` made it one or its control-plane spec says `type: "LB"`.
 Its workers (workers.py starts them with RunPod's LB env) are announced with `add_worker`. Not
 emulated: worker capacity (RunPod's "at capacity" is unpublished: a worker takes every request
-sent), the `X-Runpod-Worker-Id` affinity a client may send, and scaling on waiting requests.
+sent) and the `X-Runpod-Worker-Id` affinity a client may send. A request waiting for a worker is
+demand the autoscaler sees (Endpoint.lb_waiting, scaler.py).
 """
 
 from __future__ import annotations
@@ -212,11 +213,19 @@ class LBGateway:
             raise
 
     async def _wait_for_worker(self, pool: LBPool) -> LBTarget:
+        """A healthy worker, waited for up to `worker_wait`; while it waits the request counts as demand
+        (Endpoint.lb_waiting), so the autoscaler starts a worker for it (scaler.py)."""
         deadline = time.monotonic() + self.limits.worker_wait
-        while (target := pool.pick()) is None:
-            if not await pool.changed.wait(deadline - time.monotonic()):
-                raise BadRequest(lb.NO_WORKER.error, status=lb.NO_WORKER.status)
-        return target
+        if (target := pool.pick()) is not None:
+            return target
+        pool.endpoint.lb_waiting += 1
+        try:
+            while (target := pool.pick()) is None:
+                if not await pool.changed.wait(deadline - time.monotonic()):
+                    raise BadRequest(lb.NO_WORKER.error, status=lb.NO_WORKER.status)
+            return target
+        finally:
+            pool.endpoint.lb_waiting -= 1
 
     async def _forward(self, request: Request, pool: LBPool, target: LBTarget, body: bytes) -> Response:
         config = self.account.config

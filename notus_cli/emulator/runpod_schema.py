@@ -13,9 +13,10 @@ declare is refused here as it is there. Sources (snapshots read 2026-12):
           "up to 2 minutes to delete a template after its most recent use"), references/gpu-types.mdx
   [ref]   what endpoints made in RunPod's console read back (the team's notes beside DESIGN.md)
 
-`workersStandby` is the one disputed input: it is read back on `Endpoint` by [ctl], [py] and [flash],
+`workersStandby` is a disputed input: it is read back on `Endpoint` by [ctl], [py] and [flash],
 but no published client sends it, so `schema(declares_workers_standby=...)` builds both shapes and
-clients must ask (introspection) before sending it.
+clients must ask (introspection) before sending it. `type` is sent by [flash] alone (neither [ctl]
+nor [py] has it), so it is probed the same way: `declares_type=False` builds the shape without it.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ input EndpointInput {
   locations: String networkVolumeId: String networkVolumeIds: [NetworkVolumeIdInput] idleTimeout: Int
   scalerType: String scalerValue: Int workersMin: Int workersMax: Int WORKERS_STANDBY flashBootType: FlashBootType
   executionTimeoutMs: Int allowedCudaVersions: String minCudaVersion: String modelReferences: [String]
-  type: String   # [flash] serverless.py ServerlessType (QB | LB), sent by load_balancer_sls_resource.py as "LB"
+  TYPE   # [flash] serverless.py ServerlessType (QB | LB), sent by load_balancer_sls_resource.py as "LB"
 }
 
 input UpdateEndpointTemplateInput { endpointId: String! templateId: String! }   # [ctl], [py]
@@ -102,6 +103,8 @@ type Mutation {
 
 
 @cache
-def schema(*, declares_workers_standby: bool) -> GraphQLSchema:
-    """The schema in one of the two shapes RunPod may have: with or without `EndpointInput.workersStandby`."""
-    return build_schema(SDL.replace("WORKERS_STANDBY", "workersStandby: Int" if declares_workers_standby else ""))
+def schema(*, declares_workers_standby: bool, declares_type: bool = True) -> GraphQLSchema:
+    """The schema in one of the shapes RunPod may have: with or without `EndpointInput.workersStandby`
+    and `EndpointInput.type` (flash sends it, so it is there by default)."""
+    sdl = SDL.replace("WORKERS_STANDBY", "workersStandby: Int" if declares_workers_standby else "")
+    return build_schema(sdl.replace("TYPE   #", "type: String   #" if declares_type else "#"))

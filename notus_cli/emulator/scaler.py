@@ -2,8 +2,15 @@
 
 `workersMin` workers are always kept; when jobs queue, more start, up to `workersMax` (queue delay:
 one more each time the oldest job has waited `scalerValue` seconds, or at once when none runs;
-request count: one per `scalerValue` jobs queued or running); a worker idle for `idleTimeout`
-seconds beyond `workersMin` is stopped, so `workersMin = 0` scales to zero. `workersStandby`, where the
+request count: ceil((waiting + in progress) / `scalerValue`), runpod/docs
+serverless/endpoints/endpoint-configurations.mdx, "Request count"); a worker idle for `idleTimeout`
+seconds beyond `workersMin` is stopped, so `workersMin = 0` scales to zero. On an LB endpoint the
+waiting requests are those the gateway holds for a healthy worker (Endpoint.lb_waiting) and the
+ones in progress those on its workers: RunPod's LB endpoints scale on request count over in-flight
+requests (runpod/docs api-reference-v2/openapi.json RequestCountScaling: "Scale on concurrent
+in-flight requests per worker. Required for load-balancing endpoints"; flash/configuration/
+parameters.mdx: "REQUEST_COUNT (scales based on active requests)"), so a request to an LB
+endpoint scaled to zero starts a worker and waits for it (within the gateway's worker_wait). `workersStandby`, where the
 schema has it, starts nothing: read back as 1 it appears to be FlashBoot's unbilled standby
 (reference/runpod.md, CORRECTION). A template whose image cannot be pulled never starts a worker. A new template rolls
 out: workers on the new template start, and those on the old one stop once idle. Starting a
@@ -106,10 +113,11 @@ class Scaler:
 
     def _wanted(self, now: float, current: int) -> int:
         spec, counts = self.spec, self.endpoint.counts()
-        wanted = max(spec.workers_min, current if counts.in_progress or counts.in_queue else 0)
-        if counts.in_queue:
+        waiting = counts.in_queue + self.endpoint.lb_waiting  # queued jobs, and LB requests held by the gateway
+        wanted = max(spec.workers_min, current if counts.in_progress or waiting else 0)
+        if waiting:
             if spec.scaler_type == "REQUEST_COUNT":
-                wanted = max(wanted, math.ceil((counts.in_queue + counts.in_progress) / spec.scaler_value))
+                wanted = max(wanted, math.ceil((waiting + counts.in_progress) / spec.scaler_value))
             elif current + self.starting == 0 or self.endpoint.oldest_wait(now) >= spec.scaler_value:
                 wanted = max(wanted, current + self.starting + 1)
         busy = sum(1 for m in self._live() if m.template_id == spec.template_id and self._state(m) == "running")

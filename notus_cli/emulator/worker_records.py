@@ -30,6 +30,7 @@ class WorkerRecord:
     exit_code: int | None = None
     unhealthy: str | None = None  # the reason, when a fitness check failed
     stops: dict[str, tuple[float, float]] = field(default_factory=dict)  # job id -> (first, last) sent; 0: not yet
+    unlisted: dict[str, int] = field(default_factory=dict)  # job id in flight -> pings in a row without it
     wake: Signal = field(default_factory=Signal)
 
     @property
@@ -41,6 +42,16 @@ class WorkerRecord:
         if self.last_seen is None:
             return "initializing"
         return "running" if self.in_flight else "idle"
+
+    def pinged(self, running: set[str], *, lost_after: int) -> list[str]:
+        """A ping listed `running`: forget the stops it has carried out, and return the jobs in flight
+        that `lost_after` pings in a row did not list (no longer in flight from now on)."""
+        self.stops = {job_id: sent for job_id, sent in self.stops.items() if not sent[0] or job_id in running}
+        misses = {job_id: self.unlisted.get(job_id, 0) + 1 for job_id in self.in_flight if job_id not in running}
+        lost = sorted(job_id for job_id, n in misses.items() if n >= lost_after)
+        self.unlisted = {job_id: n for job_id, n in misses.items() if n < lost_after}
+        self.in_flight.difference_update(lost)
+        return lost
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,29 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel
 
+from notus_cli.errors import ConfigError
+
 ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
 FlashBootType = Literal["OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT"]
+# What Notus calls the two endpoint types; RunPod's GraphQL says "QB" and "LB" (runpod/flash
+# core/resources/serverless.py ServerlessType), and reads back null on endpoints made without one.
+EndpointKind = Literal["queue", "lb"]
+ENDPOINT_TYPES: dict[EndpointKind, str] = {"queue": "QB", "lb": "LB"}
+
+
+def endpoint_kind(runpod_type: str | None) -> EndpointKind:
+    """Notus's name for RunPod's `type`: "lb" for "LB", else "queue" (QB, or no type: the default)."""
+    return "lb" if runpod_type == ENDPOINT_TYPES["lb"] else "queue"
+
+
+def lb_refusal() -> ConfigError:
+    """Why no LB deploy is made where EndpointInput has no `type`: saveEndpoint would then make a queue
+    endpoint (a create), or could reset an LB one to the default (an update: it is a full replace)."""
+    return ConfigError(
+        "RunPod's GraphQL EndpointInput does not declare `type` here, so Notus cannot create or update "
+        "a load-balancing endpoint (saveEndpoint would make or leave a queue endpoint)",
+        hint="deploy with --type queue",
+    )
 
 
 class _Wire(BaseModel):
@@ -73,7 +94,8 @@ class NetworkVolumeRef(_Wire):
 class EndpointInput(_Wire):
     """`saveEndpoint`'s input: always the full spec, since RunPod resets omitted fields to defaults.
 
-    `workers_standby` is None unless the live schema declares it (see RunPodGraphQL.declares).
+    `workers_standby` is None unless the live schema declares it (see RunPodGraphQL.declares); `type`
+    ("QB" | "LB") is sent only where the schema declares it too, and None leaves it out.
     """
 
     name: str
@@ -94,7 +116,12 @@ class EndpointInput(_Wire):
     allowed_cuda_versions: str | None = None
     min_cuda_version: str | None = None
     model_references: tuple[str, ...] | None = None
+    type: str | None = None
     id: str | None = None
+
+    @property
+    def kind(self) -> EndpointKind:
+        return endpoint_kind(self.type)
 
     def wire(self) -> dict[str, object]:
         raw = super().wire()
@@ -103,8 +130,10 @@ class EndpointInput(_Wire):
         return raw
 
 
-# What Notus does not set but carries over on every update (saveEndpoint is a full replace).
+# What Notus does not set but carries over on every update (saveEndpoint is a full replace); `type`
+# too: an update that left it out could turn an LB endpoint back into a queue one.
 CARRIED_FIELDS = (
+    "type",
     "execution_timeout_ms",
     "network_volume_id",
     "network_volume_ids",

@@ -15,7 +15,8 @@ connect timeout); after a 5xx or a read timeout its answer is lost, not its effe
 RunPodAnswerLost and the caller looks before sending it again (deploy/apply.py), as runpod/flash does.
 
 `declares(type, field)` asks the server once per client (introspection of the input type) whether
-a disputed input field exists; `workersStandby` is sent only where it does. The key goes in the
+a disputed input field exists; `workersStandby` and `type` are sent only where it does, and an LB
+endpoint is never created without its `type` (that would make a queue endpoint). The key goes in the
 Authorization header; RunPod's own tools put it in the URL (`?api_key=`), so every URL and message
 that leaves this module is masked, and so is a registry password.
 """
@@ -45,6 +46,7 @@ from notus_cli.runpod.control import (
     RegistryAuth,
     Template,
     TemplateInput,
+    lb_refusal,
 )
 from notus_cli.runpod.serverless import RetryPolicy
 from notus_cli.runpod.urls import RUNPOD_GRAPHQL_URL as DEFAULT_GRAPHQL_URL
@@ -59,10 +61,11 @@ _TEMPLATE_FIELDS = (
 _ENDPOINT_FIELDS = (
     "id name templateId gpuIds gpuCount workersMin workersMax workersStandby idleTimeout scalerType scalerValue "
     "flashBootType locations executionTimeoutMs networkVolumeId networkVolumeIds { networkVolumeId dataCenterId } "
-    "allowedCudaVersions minCudaVersion modelReferences"
+    "allowedCudaVersions minCudaVersion modelReferences type"  # type: read back by runpod/flash's saveEndpoint
 )
 # Input fields whose existence is disputed: sent only where the live schema declares them.
-PROBED = {"EndpointInput": ("workersStandby",)}
+# `type` ("QB" | "LB"): runpod/flash sends it (core/resources/serverless.py), no other published client does.
+PROBED = {"EndpointInput": ("workersStandby", "type")}
 Q_TEMPLATES = f"query Templates {{ myself {{ podTemplates {{ {_TEMPLATE_FIELDS} }} }} }}"
 Q_ENDPOINTS = f"query Endpoints {{ myself {{ endpoints {{ {_ENDPOINT_FIELDS} }} }} }}"
 Q_GPU_TYPES = "query GpuTypes { gpuTypes { id displayName memoryInGb } }"
@@ -167,6 +170,9 @@ class RunPodGraphQL:
         self.execute(M_DELETE_TEMPLATE, {"name": name})
 
     def save_endpoint(self, endpoint: EndpointInput) -> EndpointInfo:
+        """Raises ConfigError for a new LB endpoint where the schema has no `type` (see lb_refusal)."""
+        if endpoint.id is None and endpoint.kind == "lb" and not self.declares("EndpointInput", "type"):
+            raise lb_refusal()
         wire = self._declared_only("EndpointInput", endpoint.wire())
         return _one(EndpointInfo, self.execute(M_SAVE_ENDPOINT, {"input": wire})["saveEndpoint"])
 
