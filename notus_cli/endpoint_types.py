@@ -6,9 +6,8 @@ themselves, so a user never builds an LB URL:
 
     the running `notus serve`   its connection file's `endpoint_type` and `lb_url` (serve/connection.py)
     a saved deployment          its `.notus/deployments.json` entry's `endpoint_type` (absent: queue)
-    an endpoint id              the control plane: `myself { endpoints { id type } }`, where type
-                                "LB" is load balancing and "QB" the queue (runpod/flash
-                                core/resources/serverless.py, ServerlessType)
+    an endpoint id              the control plane's endpoints, whose `type` "LB" is load balancing
+                                (runpod.control.endpoint_kind), read where the schema declares it
 
 The LB URL comes from a template holding `{endpoint_id}`: `runpod_lb_url` (RunPod's by default).
 An API base that is not RunPod's is an emulator (`notus serve`), whose control plane (/graphql) and
@@ -18,12 +17,13 @@ LB gateway (/lb/{endpoint_id}) share its origin (emulator/server.py), so neither
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from notus_cli.errors import AuthError, EndpointUnreachable, RunPodError
+from notus_cli.runpod import control
 from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.protocol import lb
 from notus_cli.runpod.protocol.limits import RetryPolicy
@@ -33,8 +33,8 @@ from notus_cli.settings import NotusSettings
 
 log = logging.getLogger("notus")
 
-EndpointType = Literal["queue", "lb"]
-ENDPOINT_TYPES: tuple[EndpointType, ...] = ("queue", "lb")
+EndpointType = control.EndpointKind
+ENDPOINT_TYPES: tuple[EndpointType, ...] = tuple(control.ENDPOINT_TYPES)
 IN_WORDS: dict[str, str] = {"queue": "a queue endpoint", "lb": "a load-balancing endpoint"}
 
 # The object type's fields, as RunPodGraphQL.declares asks for an input type's: `type` is read only
@@ -81,12 +81,11 @@ def ask_control_plane(endpoint_id: str, key: SecretStr, url: str, *, http: httpx
         try:
             if "type" not in _fields(runpod.execute(Q_ENDPOINT_FIELDS)):
                 return "queue"
-            endpoints = runpod.execute(Q_ENDPOINT_TYPES)["myself"]["endpoints"]
-        except (RunPodError, AuthError, EndpointUnreachable, KeyError, TypeError) as exc:
+            endpoints = runpod.endpoints()
+        except (RunPodError, AuthError, EndpointUnreachable) as exc:
             log.debug("the control plane at %s did not say endpoint %s's type: %s", url, endpoint_id, exc)
             return "queue"
-    found = next((e for e in endpoints or [] if isinstance(e, dict) and e.get("id") == endpoint_id), None)
-    return "lb" if found is not None and found.get("type") == lb.ENDPOINT_TYPE else "queue"
+    return next((endpoint.kind for endpoint in endpoints if endpoint.id == endpoint_id), "queue")
 
 
 def _fields(data: dict[str, Any]) -> set[str]:

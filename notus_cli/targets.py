@@ -138,7 +138,7 @@ def deployment_endpoint(deployment: Deployment, settings: NotusSettings) -> RunP
     api_base = deployment.api_base_url or RUNPOD_API_URL
     key = _local_key(api_base) or runpod_key(settings, api_base)
     pools = [part.strip() for part in deployment.gpu.split(",") if part.strip()]
-    kind = endpoint_type(getattr(deployment, "endpoint_type", None))
+    kind = endpoint_type(deployment.endpoint_type)
     return RunPodAddress(
         api_base,
         deployment.endpoint_id,

@@ -114,17 +114,9 @@ def test_a_connection_file_without_a_type_is_a_queue_stack(project: Path) -> Non
         remove_connection("old")
 
 
-@dataclasses.dataclass(frozen=True)
-class TypedDeployment(Deployment):
-    """A deployment entry with the `endpoint_type` field `notus deploy --type` records (a field of
-    Deployment itself once that lands; until then this subclass carries it)."""
-
-    endpoint_type: str = "queue"
-
-
 def test_a_deployment_on_runpod_gets_runpods_lb_url(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "rp-key")
-    deployment = TypedDeployment("prod", "abc123", "tpl", "img", "AMPERE_80", endpoint_type="lb")
+    deployment = Deployment("prod", "abc123", "tpl", "img", "AMPERE_80", endpoint_type="lb")
     address = deployment_endpoint(deployment, load_settings())
     assert (address.endpoint_type, address.lb_url) == ("lb", "https://abc123.api.runpod.ai")
     monkeypatch.setenv("NOTUS_RUNPOD_LB_URL", "https://lb.example/{endpoint_id}")  # the setting moves it
@@ -137,20 +129,15 @@ def test_a_deployment_on_runpod_gets_runpods_lb_url(project: Path, monkeypatch: 
 
 def test_a_deployment_on_an_emulator_gets_its_gateway(serving: dict[str, Any]) -> None:
     """Deployed with `notus deploy --type lb` against `notus serve`'s control plane: its gateway at the same origin."""
-    deployment = TypedDeployment("dev", "ep9", "tpl", "img", "AMPERE_80", api_base_url="http://127.0.0.1:9/v2")
+    deployment = Deployment("dev", "ep9", "tpl", "img", "AMPERE_80", api_base_url="http://127.0.0.1:9/v2")
     address = deployment_endpoint(dataclasses.replace(deployment, endpoint_type="lb"), load_settings())
     assert address.lb_url == "http://127.0.0.1:9/lb/ep9"
     assert address.key.get_secret_value() == "rpa_local"
 
 
-@pytest.mark.skipif(
-    "endpoint_type" not in {f.name for f in dataclasses.fields(Deployment)},
-    reason="deployments.json's endpoint_type field lands with `notus deploy --type` (another branch)",
-)
 def test_a_saved_lb_deployment_is_found_by_name(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNPOD_API_KEY", "rp-key")
-    fields: dict[str, Any] = {"endpoint_type": "lb"}
-    save_deployment(Deployment("prod", "abc123", "tpl", "img", "AMPERE_80", **fields))
+    save_deployment(Deployment("prod", "abc123", "tpl", "img", "AMPERE_80", endpoint_type="lb"))
     spec = resolve_target(load_settings(), name="prod")
     assert (spec.kind, spec.url, spec.endpoint_type) == ("lb", "https://abc123.api.runpod.ai/v1", "lb")
 
