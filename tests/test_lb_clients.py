@@ -2,9 +2,10 @@
 
 Where the type comes from: the running `notus serve`'s connection file (written here as serve writes
 it, with this process's pid: alive while the test runs), a deployments.json entry, or the control
-plane, which is the emulator's on loopback (RunPod's API cannot be reached from here). One fake: a
+plane, which is the emulator's on loopback (RunPod's API cannot be reached from here). Fakes: a
 control plane whose schema has no `Endpoint.type` cannot be made with the emulator (its schema is
-RunPod's), so that one answers from an httpx MockTransport.
+RunPod's), so that one answers from an httpx MockTransport; the deployed LB endpoint's workers are
+real `python -m worker` processes whose vLLM is testbed.openai_stub (the vLLM test has the real one).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from notus_cli.chat.backends import OpenAIServer, RunPodJobs
 from notus_cli.chat.target_backend import backend_for
 from notus_cli.commands.serve import _show, _status_table
 from notus_cli.deployments import Deployment, save_deployment
+from notus_cli.emulator import EmulatorConfig
+from notus_cli.emulator.scaler import command_factory
 from notus_cli.endpoint_types import ask_control_plane
 from notus_cli.errors import ConfigError
 from notus_cli.output import Output
@@ -40,8 +43,12 @@ from notus_cli.settings import load_settings
 from notus_cli.targets import RunPodAddress, TargetFlags, deployment_endpoint, resolve_address
 from testbed.common import notus as run_notus
 from testbed.common import notus_command
+from testbed.control import notus as control_notus
+from testbed.control import notus_env
 from testbed.emulator import Harness
+from testbed.openai_stub import StubConfig, running_stub
 from tests.test_bench_honesty import bench_run
+from tests.test_lb_gateway import ANSWER, lb_command
 from tests.test_serve_cli import README_EXAMPLE
 from tests.test_serve_cli import _read_json as read_serve_json
 
@@ -352,3 +359,37 @@ def test_serves_live_table_counts_requests_on_an_lb_endpoint() -> None:
     snapshot = StackSnapshot(workers, {"jobs": jobs}, vllm_alive=True)
     assert _status_table(snapshot, lb_endpoint=True).title == "load balancing: 2 requests in flight"
     assert str(_status_table(snapshot).title).startswith("queue 0  running 0")
+
+
+def test_a_deployed_lb_endpoint_is_reached_by_name_and_by_id(tmp_path: Path, tiny_model: Path) -> None:
+    """`notus deploy --type lb` against the emulator's control plane (RunPod's stand-in), whose workers are
+    real `python -m worker` processes in LB mode; only their vLLM is faked (testbed.openai_stub)."""
+    logs = tmp_path / "logs"
+    with running_stub(StubConfig(answer=ANSWER)) as stub_url:
+        harness = Harness.start(logs, EmulatorConfig(sweep_interval=0.1))
+        harness.emulator.worker_factory = command_factory(harness.emulator, lb_command(logs, stub_url))
+        env = notus_env(harness.url, harness.key)
+        project = tmp_path / "project"
+        project.mkdir()
+        try:
+            deploy = control_notus(
+                "deploy", "dev", "--type", "lb", "--image", "notus:latest", "--max-model-len", "4096", "--yes",
+                cwd=project, env=env,
+            )  # fmt: skip
+            assert deploy.returncode == 0, deploy.stderr
+            saved = json.loads((project / ".notus" / "deployments.json").read_text())["deployments"]["dev"]
+            by_name = control_notus("chat", "dev", "--once", "hi", cwd=project, env=env)
+            by_id = control_notus("chat", "--endpoint", saved["endpoint_id"], "--once", "hi", cwd=project, env=env)
+            bench = control_notus(
+                "bench", "dev", "--tokenizer", str(tiny_model), "--input-len", "8", "--output-len", "4",
+                "--num-prompts", "2", "--concurrency", "1", "--out", str(tmp_path / "run"), cwd=project, env=env,
+            )  # fmt: skip
+        finally:
+            harness.close()
+    assert saved["endpoint_type"] == "lb"
+    for chat in (by_name, by_id):
+        assert chat.returncode == 0, chat.stderr
+        assert chat.stdout.strip() == ANSWER.strip(), "the answer came from the LB workers"
+    assert bench.returncode == 0, bench.stderr
+    target = json.loads((tmp_path / "run" / "bench.json").read_text())["settings"]["target"]
+    assert (target["endpoint_type"], target["base_url"]) == ("lb", f"{harness.url}/lb/{saved['endpoint_id']}/v1")
