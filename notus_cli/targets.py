@@ -2,8 +2,9 @@
 
 A target is a deployment by name (its endpoint id and API base from .notus/deployments.json), a
 RunPod endpoint id, the running `notus serve`, or the base URL of any OpenAI-compatible server; at
-most one may be given. `resolve_address` turns the flags into an address (a `RunPodAddress` or an
-`OpenAIAddress`) and raises the same errors for both commands:
+most one may be given. A RunPod address also knows its endpoint's type, and an LB endpoint's URL
+(notus_cli.endpoint_types finds both), so the user never builds that URL. `resolve_address` turns
+the flags into an address (a `RunPodAddress` or an `OpenAIAddress`) and raises the same errors for both commands:
 
     several targets, none at all, an unknown name                  ConfigError (exit 2)
     no RunPod key                                                   AuthError (exit 5)
@@ -12,7 +13,7 @@ most one may be given. `resolve_address` turns the flags into an address (a `Run
 Once requests flow, a refused key is an AuthError (exit 5) too from a RunPod endpoint and from an
 OpenAI-compatible server alike, in chat and bench. Each command then turns the
 address into what it sends with: chat a backend (notus_cli.chat.target_backend), bench a request sender
-(notus_cli.bench.endpoints).
+(notus_cli.bench.endpoints); an LB endpoint is an OpenAI-compatible server at its LB URL to both.
 
 The RunPod key only ever goes to RunPod's API; a deployment on the local emulator gets that emulator's
 own key, and any other server OPENAI_API_KEY (or a key the command's settings give).
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from notus_cli.deployments import Deployment, find_deployment, load_deployments
+from notus_cli.endpoint_types import EndpointType, ask_control_plane, endpoint_type, graphql_url, lb_url
 from notus_cli.errors import AuthError, ConfigError, EndpointUnreachable
 from notus_cli.openai_url import is_runpod_host, openai_base
 from notus_cli.runpod.gpus import resolve_pool
@@ -54,6 +56,13 @@ class RunPodAddress:
     source: str  # how it was named: "deployment prod", "endpoint abc123", "notus serve"
     gpu: str | None = None  # the pool a deployment runs on
     gpu_count: int = 1  # GPUs per worker, as deployed: what a cost figure multiplies by
+    endpoint_type: EndpointType = "queue"
+    lb_url: str | None = None  # an LB endpoint's base URL: its worker's routes follow (/v1/..., /chat)
+
+    @property
+    def openai_base_url(self) -> str | None:
+        """An LB endpoint's OpenAI API (its worker serves /v1 itself); None for a queue endpoint."""
+        return f"{self.lb_url}/v1" if self.endpoint_type == "lb" and self.lb_url else None
 
     @property
     def label(self) -> str:
@@ -124,10 +133,12 @@ def check_one_target(flags: TargetFlags) -> None:
 
 
 def deployment_endpoint(deployment: Deployment, settings: NotusSettings) -> RunPodAddress:
-    """A deployment's endpoint, with the key its API base takes. Raises ConfigError without one."""
+    """A deployment's endpoint, with the key its API base takes and the type `notus deploy` recorded
+    (`endpoint_type`; entries without one are queue endpoints). Raises ConfigError without a key."""
     api_base = deployment.api_base_url or RUNPOD_API_URL
     key = _local_key(api_base) or runpod_key(settings, api_base)
     pools = [part.strip() for part in deployment.gpu.split(",") if part.strip()]
+    kind = endpoint_type(deployment.endpoint_type)
     return RunPodAddress(
         api_base,
         deployment.endpoint_id,
@@ -135,6 +146,8 @@ def deployment_endpoint(deployment: Deployment, settings: NotusSettings) -> RunP
         f"deployment {deployment.name}",
         pools[0] if pools else None,
         int(deployment.extra.get("gpu_count", "1")),
+        kind,
+        lb_url(api_base, deployment.endpoint_id, settings) if kind == "lb" else None,
     )
 
 
@@ -154,18 +167,30 @@ def deployment_on(gpu: str) -> Deployment:
 
 
 def endpoint_by_id(endpoint_id: str, settings: NotusSettings) -> RunPodAddress:
-    """A RunPod endpoint by id, under the settings' API base (RUNPOD_ENDPOINT_BASE_URL moves it, as for the SDK)."""
+    """A RunPod endpoint by id, under the settings' API base (RUNPOD_ENDPOINT_BASE_URL moves it, as for the SDK),
+    of the type the control plane says (the running `notus serve`'s own endpoint: its connection file)."""
     api_base = settings.runpod_api_url
-    return RunPodAddress(api_base, endpoint_id, runpod_key(settings, api_base), f"endpoint {endpoint_id}")
+    key = runpod_key(settings, api_base)
+    local = local_endpoint()
+    if local is not None and (local.api_base, local.endpoint_id) == (api_base.rstrip("/"), endpoint_id):
+        kind = local.endpoint_type  # made without the control plane, which does not list it
+    else:
+        kind = ask_control_plane(endpoint_id, key, graphql_url(api_base, settings))
+    url = lb_url(api_base, endpoint_id, settings) if kind == "lb" else None
+    return RunPodAddress(api_base, endpoint_id, key, f"endpoint {endpoint_id}", endpoint_type=kind, lb_url=url)
 
 
 def local_endpoint() -> RunPodAddress | None:
-    """The running `notus serve`'s endpoint, or None when none is running."""
+    """The running `notus serve`'s endpoint, of the type it serves, or None when none is running."""
     connection = read_connection()
     if connection is None:
         return None
     key = SecretStr(str(connection["api_key"]))
-    return RunPodAddress(str(connection["api_base"]), str(connection["endpoint_id"]), key, "notus serve")
+    kind = endpoint_type(connection.get("endpoint_type"))
+    url = str(connection["lb_url"]) if kind == "lb" and connection.get("lb_url") else None
+    return RunPodAddress(
+        str(connection["api_base"]), str(connection["endpoint_id"]), key, "notus serve", endpoint_type=kind, lb_url=url
+    )
 
 
 def require_local() -> RunPodAddress:

@@ -5,6 +5,10 @@ the rest still. What must be held still is what shapes the numbers: the workload
 lengths, dataset, requests per level), the route the requests took (a job's queue and polling vs an
 OpenAI stream), the sampling, the model that answered and whether it was a toy (a tiny model, or a
 CPU standing in for the GPU). Levels are matched by their load, so they need only overlap.
+
+The endpoint type may differ, as the GPU may: a queue endpoint's OpenAI route beside an LB endpoint's
+workers' own OpenAI API is the same request on the two paths RunPod offers, which is what a
+comparison of the types is for (the route must still match: jobs are not an OpenAI stream).
 """
 
 from __future__ import annotations
@@ -90,12 +94,23 @@ def differences(runs: Sequence[BenchRun]) -> list[Difference]:
 
 
 def varied(runs: Sequence[BenchRun]) -> list[Difference]:
-    """What the comparison is about and may differ: the GPU each run is priced on and what measured it."""
+    """What the comparison is about and may differ: the GPU each run is priced on, what measured it, and
+    the endpoint type."""
     gpus = [run.gpu.id if run.gpu else "none" for run in runs]
     hardware = [run.measured_on.hardware for run in runs]
+    types = [_endpoint_type(run) for run in runs]
     found = []
     if any(gpu != gpus[0] for gpu in gpus[1:]):
         found.append(Difference("GPU", gpus))
     if any(each != hardware[0] for each in hardware[1:]):
         found.append(Difference("measured on", hardware))
+    if any(each != types[0] for each in types[1:]):
+        found.append(Difference("endpoint type", types))
     return found
+
+
+def _endpoint_type(run: BenchRun) -> str:
+    """queue or lb; a run recorded before LB endpoints on a RunPod target was a queue's, one of a server
+    named by --base-url was no RunPod endpoint."""
+    target = run.settings.get("target", {})
+    return str(target.get("endpoint_type") or ("no endpoint" if target.get("source") == "--base-url" else "queue"))

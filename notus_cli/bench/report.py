@@ -14,6 +14,7 @@ from notus_cli.bench.cost import LevelCost
 from notus_cli.bench.load import LevelResult
 from notus_cli.bench.metrics import DEFINITIONS, Stats
 from notus_cli.bench.results import BenchRun
+from notus_cli.endpoint_types import IN_WORDS
 from notus_cli.output import table
 
 LATENCIES = (("TTFT", "ttft"), ("TPOT", "tpot"), ("ITL", "itl"), ("E2EL", "e2el"))
@@ -175,7 +176,8 @@ def route_line(run: BenchRun) -> str:
     """Which route the run measured (bench.endpoints.ROUTES), so two runs are not compared across routes unawares."""
     target = run.settings["target"]
     means = target.get("route_means")
-    return f"Route measured: {target['route']}" + (f" ({means})" if means else "")
+    kind = IN_WORDS.get(str(target.get("endpoint_type")))
+    return f"Route measured: {target['route']}" + (f" ({means})" if means else "") + (f", on {kind}" if kind else "")
 
 
 def definitions() -> list[tuple[str, str]]:

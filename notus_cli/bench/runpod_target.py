@@ -27,7 +27,7 @@ from typing import Any, Unpack
 
 from notus_cli.bench.chunks import ChunkTally
 from notus_cli.bench.metrics import RequestRecord
-from notus_cli.bench.senders import HttpOptions, HttpTarget, transport_failures
+from notus_cli.bench.senders import HttpOptions, HttpTarget, native_input, transport_failures
 from notus_cli.bench.workload import Prompt
 from notus_cli.errors import BenchError, JobFailed
 from notus_cli.runpod.pacing import StreamPacer
@@ -123,17 +123,13 @@ class RunPodTarget(HttpTarget):
     def job_input(self, prompt: Prompt) -> dict[str, Any]:
         """The job input for `prompt` in this target's job route.
 
-        native: messages plus top-level sampling parameters; the worker's own defaults apply to the
-        rest (temperature 0.7, top_p 0.9, stop ["</s>"]), and asking for an exact length also clears
-        that default stop string. openai-job: the OpenAI chat request chat sends (vLLM's defaults),
+        native: senders.native_input. openai-job: the OpenAI chat request chat sends (vLLM's defaults),
         with usage in the last chunk.
         """
+        if self.job_route == "native":
+            return native_input(prompt, self.sampling, ignore_eos=self.ignore_eos)
         request: dict[str, Any] = {"messages": prompt.messages, "max_tokens": prompt.max_tokens, "stream": True}
         request.update(self.sampling)
-        if self.job_route == "native":
-            if self.ignore_eos:
-                request.update(ignore_eos=True, stop=[])
-            return request
         request["stream_options"] = {"include_usage": True}
         if self.ignore_eos:
             request["ignore_eos"] = True

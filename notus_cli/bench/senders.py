@@ -179,7 +179,8 @@ class OpenAIChatTarget(HttpTarget):
         root = next((item.get("root") for item in listed if str(item["id"]) == self.model), None)
         return {"kind": self.kind, "base_url": self.base_url, "model": self.model, "models": models, "root": root}
 
-    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+    def body(self, prompt: Prompt) -> dict[str, Any]:
+        """The streamed chat request for `prompt`."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": prompt.messages,
@@ -190,11 +191,14 @@ class OpenAIChatTarget(HttpTarget):
         }
         if self.ignore_eos:
             body["ignore_eos"] = True
+        return body
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         record.max_tokens = prompt.max_tokens
         record.prompt_tokens = prompt.input_tokens
         record.sent_at = time.perf_counter()
         with transport_failures(record, self.timeout):
-            async with self.session.post(self._url, json=body) as response:
+            async with self.session.post(self._url, json=self.body(prompt)) as response:
                 if response.status >= 400:
                     record.fail(f"http_{response.status}", error_message(await response.read()))
                     return
@@ -214,6 +218,30 @@ class OpenAIChatTarget(HttpTarget):
                     return
                 tally.add(event, now)
         tally.finish()
+
+
+class LBNativeTarget(OpenAIChatTarget):
+    """An LB endpoint's native route: POST {LB URL}/chat with the worker's own input shape, streamed as
+    SSE `chat.completion.chunk` objects (docs/worker.md), read as the OpenAI stream is. The model list
+    is the workers' own /v1/models."""
+
+    def __init__(self, lb_url: str, *, model: str | None = None, **options: Unpack[HttpOptions]) -> None:
+        super().__init__(f"{lb_url.rstrip('/')}/v1", model=model, **options)
+        self._url = f"{lb_url.rstrip('/')}/chat"
+
+    def body(self, prompt: Prompt) -> dict[str, Any]:
+        return native_input(prompt, self.sampling, ignore_eos=self.ignore_eos)
+
+
+def native_input(prompt: Prompt, sampling: dict[str, Any], *, ignore_eos: bool) -> dict[str, Any]:
+    """The worker's native input for `prompt`, streamed: messages plus top-level sampling parameters.
+    The worker's own defaults apply to the rest (temperature 0.7, top_p 0.9, stop ["</s>"]), and asking
+    for an exact length also clears that default stop string."""
+    request: dict[str, Any] = {"messages": prompt.messages, "max_tokens": prompt.max_tokens, "stream": True}
+    request.update(sampling)
+    if ignore_eos:
+        request.update(ignore_eos=True, stop=[])
+    return request
 
 
 @contextlib.contextmanager

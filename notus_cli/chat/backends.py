@@ -9,8 +9,9 @@ vLLM's own SSE events) when the worker serves it, else the native shape with `st
 job (so the GPU stops and billing ends), and only /status reports RunPod's own queue delay
 (`delayTime`) and execution time for the stats line.
 
-OpenAI-compatible servers (`--base-url`): POST /v1/chat/completions with `stream: true`; Ctrl-C
-closes the HTTP stream, which makes vLLM abort the request.
+OpenAI-compatible servers (`--base-url`, and RunPod's load-balancing endpoints, whose workers serve
+/v1 at the LB URL): POST /v1/chat/completions with `stream: true`; Ctrl-C closes the HTTP stream,
+which makes vLLM abort the request (an LB worker passes the hang-up on to vLLM).
 """
 
 from __future__ import annotations
@@ -168,14 +169,32 @@ def job_chunks(item: Any) -> list[dict[str, Any]]:
         raise overflow_or(exc) from None
 
 
-class OpenAIServer:
-    """Any OpenAI-compatible server: `vllm serve`, RunPod's OpenAI route, ..."""
+@dataclass(frozen=True)
+class ServerHints:
+    """What to tell the user when the server refuses the key or has no chat route: it depends on what
+    the server is (any server named by --base-url, or a RunPod LB endpoint found by its id)."""
 
-    def __init__(self, base_url: str, *, api_key: SecretStr | None, http: httpx.AsyncClient | None = None) -> None:
+    key: str = "set OPENAI_API_KEY to a key it accepts (RunPod's own hosts get RUNPOD_API_KEY)"
+    route: str = "--base-url is the part before /v1/chat/completions"
+
+
+class OpenAIServer:
+    """Any OpenAI-compatible server: `vllm serve`, RunPod's OpenAI route, an LB endpoint, ..."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: SecretStr | None,
+        http: httpx.AsyncClient | None = None,
+        label: str | None = None,
+        hints: ServerHints | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.label = self.base_url
+        self.label = label or self.base_url
         self.timing: JobTiming | None = None
         self.model: str | None = None
+        self.hints = hints or ServerHints()
         self._key = api_key
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0))
 
@@ -207,7 +226,7 @@ class OpenAIServer:
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    _raise_for_status(response)
+                    _raise_for_status(response, self.hints)
                 try:
                     async for chunk in sse_objects(response):
                         yield chunk
@@ -226,14 +245,14 @@ class OpenAIServer:
             response = await self._http.request(method, self.base_url + path, json=json, headers=self._headers())
         except httpx.HTTPError as exc:
             raise unreachable(self.base_url, exc) from None
-        _raise_for_status(response)
+        _raise_for_status(response, self.hints)
         return response
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
 
-def _raise_for_status(response: httpx.Response) -> None:
+def _raise_for_status(response: httpx.Response, hints: ServerHints) -> None:
     """The one place an OpenAI-compatible server's HTTP answer becomes an error."""
     code = response.status_code
     if code < 400:
@@ -242,12 +261,12 @@ def _raise_for_status(response: httpx.Response) -> None:
     if code in (401, 403):
         raise AuthError(
             f"the server rejected the API key (HTTP {code})",
-            hint="set OPENAI_API_KEY to a key it accepts (RunPod's own hosts get RUNPOD_API_KEY)",
+            hint=hints.key,
         )
     if code == 404:
         words = f": {message}" if message.strip().lower() != "not found" else ""
         raise ServerError(
             f"{response.request.url} is not an OpenAI chat route (HTTP 404){words}",
-            hint="--base-url is the part before /v1/chat/completions",
+            hint=hints.route,
         )
     raise overflow_or(JobFailed(f"the server refused the request (HTTP {code}): {message}", status=str(code)))

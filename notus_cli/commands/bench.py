@@ -83,13 +83,16 @@ def run(
         str | None,
         typer.Option(metavar="ID", help="A RunPod endpoint id (key: RUNPOD_API_KEY). NAME instead: a deployment."),
     ] = None,
-    local: Annotated[bool, typer.Option("--local", help="The running `notus serve` (its RunPod API).")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="The running `notus serve` (its RunPod API, or its LB URL with --type lb).")
+    ] = False,
     route: Annotated[
         str | None,
         typer.Option(
             help="RunPod targets: openai-job (default: jobs whose input is an OpenAI chat request, what `notus chat` "
             "sends, so bench measures what chat users get), native (jobs in the worker's own input shape) or openai "
-            "(RunPod's /openai/v1 route, what an OpenAI SDK uses). Jobs report queue delay and execution time.",
+            "(RunPod's /openai/v1 route, what an OpenAI SDK uses). Jobs report queue delay and execution time. "
+            "A load-balancing endpoint has no jobs: openai (default: its workers' /v1) or native (their /chat).",
             show_default=False,
         ),
     ] = None,

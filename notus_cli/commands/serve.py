@@ -23,6 +23,8 @@ EXAMPLE_INPUT = (
     '"temperature": 0.7, "max_tokens": 2048, "top_p": 0.9}}'
 )
 
+ENDPOINT_TYPE_WORDS = {"queue": "queue (jobs: /run, /stream)", "lb": "load balancing (no queue)"}
+
 
 def serve(
     tiny: Annotated[
@@ -44,6 +46,15 @@ def serve(
             "e.g. 502:stream:1%,lost:job-done:2x,kill:60s (docs/faults.md).",
         ),
     ] = "",
+    endpoint_type: Annotated[
+        str,
+        typer.Option(
+            "--type",
+            metavar="queue|lb",
+            help="queue: RunPod's job API (/run, /stream); lb: a load-balancing endpoint, "
+            "straight to the workers' HTTP (docs/load-balancing.md).",
+        ),
+    ] = "queue",
     json_mode: JsonOpt = False,
 ) -> None:
     """Serve the model behind a local RunPod endpoint (vLLM, N workers, the emulator); Ctrl-C stops it all."""
@@ -53,14 +64,14 @@ def serve(
 
     out = Output(json_mode=json_mode)
     config = StackConfig.from_settings(
-        load_settings(), tiny=tiny, model=model, workers=workers, port=port, faults=faults
+        load_settings(), tiny=tiny, model=model, workers=workers, port=port, faults=faults, endpoint_type=endpoint_type
     )
     config.fault_plan()  # a bad spec fails now, not after vLLM's start-up
     shown, seen = Latest(), dict[str, str]()
 
     def on_snapshot(snapshot: StackSnapshot) -> None:
         if out.interactive:  # a live table; in logs, a line per change
-            shown.update(_status_table(snapshot))
+            shown.update(_status_table(snapshot, lb_endpoint=config.endpoint_type == "lb"))
             return
         for line in changed_workers(seen, snapshot):
             out.info(line)
@@ -89,9 +100,11 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
         _say_other_stacks(out, other_stacks())
         return
     shown_key = key or "(the serve.api_key you configured)"
+    lb_endpoint = info.endpoint_type == "lb"
     header = table("Local RunPod endpoint", "")
     for name, value in (
-        ("Endpoint URL", info.endpoint_url),
+        ("LB URL" if lb_endpoint else "Endpoint URL", info.endpoint_url),
+        ("Type", ENDPOINT_TYPE_WORDS[info.endpoint_type]),
         ("Endpoint id", info.endpoint_id),
         ("API key", shown_key),
         ("OpenAI base URL", info.openai_base_url),
@@ -101,15 +114,20 @@ def _show(out: Output, info: StackInfo, *, generated_key: bool, tiny: bool) -> N
         header.add_row(name, value)
     out.result(header)
     auth = shlex.quote(f"Authorization: Bearer {key}") if key else '"Authorization: Bearer $KEY"'
+    route = "/chat" if lb_endpoint else routes.RUNSYNC.path  # an LB worker's native route (docs/worker.md)
     out.text(
-        f"\ncurl -s {info.endpoint_url}{routes.RUNSYNC.path} -H {auth} -H 'Content-Type: application/json' \\\n"
+        f"\ncurl -s {info.endpoint_url}{route} -H {auth} -H 'Content-Type: application/json' \\\n"
         f"  -d {shlex.quote(EXAMPLE_INPUT)}\n"
     )
-    out.text(
-        f"runpod SDK: RUNPOD_ENDPOINT_BASE_URL={info.api_base}, runpod.Endpoint({info.endpoint_id!r}, api_key=KEY)"
-    )
+    if not lb_endpoint:  # the runpod SDK speaks the job API only
+        out.text(
+            f"runpod SDK: RUNPOD_ENDPOINT_BASE_URL={info.api_base}, runpod.Endpoint({info.endpoint_id!r}, api_key=KEY)"
+        )
     out.text(f"OpenAI SDK: OpenAI(base_url={info.openai_base_url!r}, api_key=KEY), model {info.served_model_name!r}")
-    out.text(f"notus deploy: NOTUS_RUNPOD_GRAPHQL_URL={info.url}/graphql NOTUS_RUNPOD_API_URL={info.api_base}")
+    out.text(
+        f"notus deploy: NOTUS_RUNPOD_GRAPHQL_URL={info.url}/graphql NOTUS_RUNPOD_API_URL={info.api_base}"
+        + (f" NOTUS_RUNPOD_LB_URL={info.lb_url_template}" if lb_endpoint else "")
+    )
     if tiny:
         out.info(f"Note: {RANDOM_TEXT_NOTICE}.")
     if info.faults:
@@ -126,19 +144,17 @@ def _say_other_stacks(out: Output, others: list[dict[str, Any]]) -> None:
         )
 
 
-def _status_table(snapshot: StackSnapshot) -> Table:
+def _status_table(snapshot: StackSnapshot, *, lb_endpoint: bool = False) -> Table:
     from notus_cli.serve.supervise import worker_state
 
     jobs = snapshot.health["jobs"]
-    result = table(
-        "worker",
-        "pod",
-        "state",
-        "running",
-        "done",
-        title=f"queue {jobs['inQueue']}  running {jobs['inProgress']}  "
-        f"completed {jobs['completed']}  failed {jobs['failed']}",
+    title = (
+        f"load balancing: {sum(worker.running for worker in snapshot.workers)} requests in flight"
+        if lb_endpoint  # no queue, no jobs: each worker's count is its requests
+        else f"queue {jobs['inQueue']}  running {jobs['inProgress']}  "
+        f"completed {jobs['completed']}  failed {jobs['failed']}"
     )
+    result = table("worker", "pod", "state", "running", "done", title=title)
     for worker in snapshot.workers:
         state = worker_state(worker.exit_code, worker.state)
         result.add_row(worker.label, worker.pod_id, state, str(worker.running), str(worker.done))

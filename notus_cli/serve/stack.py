@@ -39,10 +39,11 @@ from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, LocalWo
 from notus_cli.emulator.models import CachedModels
 from notus_cli.emulator.scaler import command_factory
 from notus_cli.emulator.worker_killer import WorkerKiller
+from notus_cli.endpoint_types import EndpointType
 from notus_cli.errors import ConfigError, EngineError, ModelError
 from notus_cli.model.tiny import write_tiny_model
-from notus_cli.runpod.protocol import routes
-from notus_cli.serve.connection import remove_connection, write_connection
+from notus_cli.runpod.protocol import lb, routes
+from notus_cli.serve.connection import emulator_lb_template, remove_connection, write_connection
 from notus_cli.serve.stack_config import StackConfig
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
 from worker.model_cache import MODEL_ID
@@ -62,6 +63,7 @@ class StackInfo:
     log_dir: Path
     workers: int
     faults: str = ""  # the fault plan it was started with, as given
+    endpoint_type: EndpointType = "queue"
 
     def connection(self) -> dict[str, Any]:
         """What the connection file says (the key included: the file is the user's alone)."""
@@ -69,7 +71,10 @@ class StackInfo:
             "url": self.url,
             "api_base": self.api_base,
             "endpoint_id": self.endpoint_id,
+            "endpoint_type": self.endpoint_type,
             "endpoint_url": self.endpoint_url,
+            "lb_url": self.lb_url if self.endpoint_type == "lb" else None,
+            "lb_url_template": self.lb_url_template,
             "api_key": self.api_key.get_secret_value(),
             "openai_base_url": self.openai_base_url,
             "served_model_name": self.served_model_name,
@@ -85,12 +90,24 @@ class StackInfo:
         return f"{self.url}/v2"
 
     @property
+    def lb_url_template(self) -> str:
+        """What NOTUS_RUNPOD_LB_URL would be for this emulator: its gateway serves every LB endpoint here."""
+        return emulator_lb_template(self.url)
+
+    @property
+    def lb_url(self) -> str:
+        """The endpoint's URL as an LB endpoint (`notus serve --type lb`): the gateway, then the worker's own path."""
+        return lb.lb_url(self.lb_url_template, self.endpoint_id)
+
+    @property
     def endpoint_url(self) -> str:
-        return f"{self.api_base}/{self.endpoint_id}"
+        """Where the endpoint's routes begin: the job API's …/v2/{id}, or an LB endpoint's URL."""
+        return self.lb_url if self.endpoint_type == "lb" else f"{self.api_base}/{self.endpoint_id}"
 
     @property
     def openai_base_url(self) -> str:
-        return routes.openai_base(self.endpoint_url)
+        """An LB worker serves /v1 itself; a queue endpoint relays it at …/openai/v1."""
+        return f"{self.lb_url}/v1" if self.endpoint_type == "lb" else routes.openai_base(self.endpoint_url)
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,8 @@ class LocalStack:
         self.endpoint = self.emulator.create_endpoint(
             config.endpoint_id, name="notus-local", max_workers=config.workers
         )
+        if config.endpoint_type == "lb":  # before its workers start: they get RunPod's LB env (emulator/workers.py)
+            self.emulator.lb.serve(self.endpoint)
         self.server: EmulatorServer | None = None
         self.vllm: VllmProcess | None = None
         self.workers: LocalWorkers | None = None
@@ -191,6 +210,7 @@ class LocalStack:
             log_dir=config.log_dir,
             workers=config.workers,
             faults=config.faults,
+            endpoint_type=config.endpoint_type,
         )
         if config.write_connection:
             write_connection(self._info.connection())
@@ -274,7 +294,7 @@ class LocalStack:
                 self._progress("workers ready")
                 return
             if time.monotonic() > deadline:
-                raise EngineError("the workers did not start polling in time", hint=f"see {self.config.log_dir}")
+                raise EngineError("the workers were not ready in time", hint=f"see {self.config.log_dir}")
             time.sleep(0.2)
 
     def snapshot(self) -> StackSnapshot:

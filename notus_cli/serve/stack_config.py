@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from notus_cli.emulator.faults import FaultPlan, FaultSpecError, parse_faults
+from notus_cli.endpoint_types import ENDPOINT_TYPES, EndpointType
 from notus_cli.errors import ConfigError
 from notus_cli.settings import NotusSettings
 
@@ -47,6 +48,7 @@ class StackConfig:
     worker_env: Mapping[str, str] = field(default_factory=dict)
     write_connection: bool = True
     faults: str = ""  # a fault plan (emulator/faults.py parse_faults); empty: RunPod on a good day
+    endpoint_type: EndpointType = "queue"  # lb: the emulator's LB gateway before workers serving HTTP
 
     @classmethod
     def from_settings(
@@ -58,12 +60,14 @@ class StackConfig:
         workers: int | None,
         port: int | None,
         faults: str = "",
+        endpoint_type: str = "queue",
     ) -> StackConfig:
         """Flags (non-None) over settings. Raises ConfigError for contradictory choices."""
         if tiny and model is not None:
             raise ConfigError("--tiny and --model exclude each other", hint="pass one of them")
         if not tiny and model is None:
             raise ConfigError("say which model to serve", hint="pass --tiny (a small random model) or --model PATH")
+        kind = check_endpoint_type(endpoint_type)
         serve = settings.serve
         return cls(
             model=model,
@@ -84,6 +88,7 @@ class StackConfig:
             log_dir=Path(serve.log_dir),
             startup_timeout=serve.startup_timeout,
             faults=faults,
+            endpoint_type=kind,
         )
 
     def fault_plan(self) -> FaultPlan | None:
@@ -96,3 +101,11 @@ class StackConfig:
             raise ConfigError(
                 f"--faults: {exc}", hint="e.g. --faults 502:stream:1%,lost:job-done:2x,kill:60s (docs/faults.md)"
             ) from None
+
+
+def check_endpoint_type(value: str) -> EndpointType:
+    """`value` as an endpoint type. Raises ConfigError naming --type and what it takes."""
+    for kind in ENDPOINT_TYPES:
+        if value == kind:
+            return kind
+    raise ConfigError(f"--type must be queue or lb; got '{value}'", hint="queue: RunPod's job API; lb: load balancing")
