@@ -90,4 +90,3 @@ def docker_hub_notes(reference: str) -> tuple[str, ...]:
         return ()
     hub = parsed.repository if "/" in parsed.repository else f"library/{parsed.repository}"
     return (f"{reference} names no registry: RunPod pulls it from Docker Hub as docker.io/{hub}",)
-
