@@ -28,7 +28,6 @@ from notus_cli.runpod.graphql import RunPodGraphQL
 from notus_cli.runpod.protocol import lb
 from notus_cli.runpod.protocol.limits import RetryPolicy
 from notus_cli.runpod.urls import RUNPOD_API_URL, RUNPOD_GRAPHQL_URL
-from notus_cli.serve.connection import emulator_lb_template
 from notus_cli.settings import NotusSettings
 
 log = logging.getLogger("notus")
@@ -58,7 +57,7 @@ def _emulator_origin(api_base: str, settings_url: str, runpod_url: str) -> bool:
 def lb_template(api_base: str, settings: NotusSettings) -> str:
     """The LB URL template that goes with an endpoint under `api_base` (module docstring)."""
     if _emulator_origin(api_base, settings.runpod_lb_url, lb.URL_TEMPLATE):
-        return emulator_lb_template(api_base.rstrip("/").removesuffix("/v2"))
+        return lb.emulator_template(api_base.rstrip("/").removesuffix("/v2"))
     return settings.runpod_lb_url
 
 

@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"notus_cli.deploy", "notus_cli.serve"},
     {"notus_cli.image", "notus_cli.emulator"},
     {"notus_cli.registry_credentials", "notus_cli.runpod_key", "notus_cli.deployments", "notus_cli.openai_url"},
+    {"notus_cli.endpoint_types"},
     {"notus_cli.settings"},
     {"notus_cli.runpod", "notus_cli.image_reference", "notus_cli.model"},
     {"notus_cli.http_errors", "notus_cli.output", "notus_cli.guard", "notus_cli.help", "notus_cli.options"},

@@ -27,6 +27,7 @@ from notus_cli.deploy.request import (
 )
 from notus_cli.deploy.status import EndpointStatus, endpoint_status, list_endpoints
 from notus_cli.deployments import load_deployments
+from notus_cli.endpoint_types import lb_template
 from notus_cli.errors import AuthError, EndpointUnreachable, ExitCode
 from notus_cli.model.fit import Verdict
 from notus_cli.model.shape import NEMOTRON_3_NANO
@@ -164,7 +165,7 @@ def status(
             name or (saved[0] if len(saved) == 1 else DEFAULT_NAME),
             api_key=key,
             api_base_url=settings.runpod_api_url,
-            lb_url_template=settings.runpod_lb_url,
+            lb_url_template=lb_template(settings.runpod_api_url, settings),
         )
     _show_status(out, report)
 

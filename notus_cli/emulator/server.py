@@ -28,6 +28,7 @@ from notus_cli.emulator.faults import FaultInjector
 from notus_cli.emulator.http import error_response
 from notus_cli.emulator.jobs import BadRequest
 from notus_cli.emulator.lb_gateway import METHODS, LBGateway
+from notus_cli.runpod.protocol import lb
 
 
 class Emulator(Account):
@@ -39,7 +40,7 @@ class Emulator(Account):
 
     @functools.cached_property
     def app(self) -> Starlette:
-        lb_route = Route("/lb/{endpoint_id}/{path:path}", self.lb.handle, methods=METHODS)
+        lb_route = Route(lb.EMULATOR_PATH + "/{path:path}", self.lb.handle, methods=METHODS)
         return Starlette(
             routes=[*_routes(self), lb_route],
             exception_handlers={BadRequest: _refused, HTTPException: _http_error},

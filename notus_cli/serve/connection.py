@@ -16,15 +16,8 @@ from typing import Any
 
 from notus_cli.files import PRIVATE, config_file, user_state_dir, write_atomic
 
+
 # The emulator's LB gateway route (emulator/server.py): one template, as `runpod_lb_url` takes it.
-EMULATOR_LB_PATH = "/lb/{endpoint_id}"
-
-
-def emulator_lb_template(url: str) -> str:
-    """The LB URL template of the emulator at `url` (http://127.0.0.1:8300 -> …/lb/{endpoint_id})."""
-    return url.rstrip("/") + EMULATOR_LB_PATH
-
-
 def project_dir() -> Path:
     return config_file().parent.resolve()
 

@@ -43,7 +43,7 @@ from notus_cli.endpoint_types import EndpointType
 from notus_cli.errors import ConfigError, EngineError, ModelError
 from notus_cli.model.tiny import write_tiny_model
 from notus_cli.runpod.protocol import lb, routes
-from notus_cli.serve.connection import emulator_lb_template, remove_connection, write_connection
+from notus_cli.serve.connection import remove_connection, write_connection
 from notus_cli.serve.stack_config import StackConfig
 from notus_cli.serve.vllm import VllmProcess, resolve_vllm_python, vllm_env
 from worker.model_cache import MODEL_ID
@@ -92,7 +92,7 @@ class StackInfo:
     @property
     def lb_url_template(self) -> str:
         """What NOTUS_RUNPOD_LB_URL would be for this emulator: its gateway serves every LB endpoint here."""
-        return emulator_lb_template(self.url)
+        return lb.emulator_template(self.url)
 
     @property
     def lb_url(self) -> str:

@@ -46,6 +46,13 @@ ENDPOINT_TYPE = "LB"  # saveEndpoint's `type` [flash]
 QUEUE_ENDPOINT_TYPE = "QB"  # the queue endpoint's [flash]
 SCALER_TYPE = "REQUEST_COUNT"  # the one scaler an LB endpoint takes [flash]
 WORKER_ID_HEADER = "X-Runpod-Worker-Id"  # on every answer: the worker that served it [affinity]
+# The emulator has one host for every endpoint, so an endpoint's LB URL is a path of it instead.
+EMULATOR_PATH = "/lb/{endpoint_id}"
+
+
+def emulator_template(url: str) -> str:
+    """The LB URL template of an emulator at `url` (http://127.0.0.1:8300 -> .../lb/{endpoint_id})."""
+    return url.rstrip("/") + EMULATOR_PATH
 
 
 def lb_url(template: str, endpoint_id: str) -> str:
