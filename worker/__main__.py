@@ -102,8 +102,9 @@ def main(argv: list[str]) -> int:
 def _serve(handler: ChatHandler, settings: WorkerSettings) -> None:
     import runpod  # imported late: it reads RUNPOD_* variables and sets its log level on import
 
-    from worker import job_loop
+    from worker import job_loop, lost_reports
 
+    lost_reports.install()  # a streamed item or a result the SDK could not post is named in the log
     if settings.prompt_job_start:
         job_loop.install()  # jobs start when taken, not on the SDK's 0.1 s poll
     sys.argv = sys.argv[:1]  # the SDK parses argv too
