@@ -2,23 +2,27 @@
 
     .venv/bin/python -m benchmarks.stream_latency [--rtts 0,10,30,80] [--concurrency 1,16] [--tokens 128]
 
-One vLLM (CPU build, tiny model) serves three paths side by side in one run: (1) vLLM queried
+One vLLM (CPU build, tiny model) serves four paths side by side in one run: (1) vLLM queried
 directly over loopback, (2) `notus serve`'s stack (emulator + an unmodified `python -m worker`)
 followed through POST /run + GET /stream with ServerlessClient, (3) the same stack's OpenAI route
-streamed as SSE. Two stacks share that vLLM: one worker as it is by default, the other as it was
-(NOTUS_STREAM_COALESCE=false: one item per vLLM event; NOTUS_PROMPT_JOB_START=false: a job waits
-for the runpod SDK's 0.1 s look at its queue), so the gain is measured.
+streamed as SSE, (4) a load-balancing endpoint: the emulator's LB gateway in front of the same
+worker in LB mode, streamed from its OpenAI route with the bearer key. Three stacks share that vLLM:
+the queue worker as it is by default, the queue worker as it was (NOTUS_STREAM_COALESCE=false: one
+item per vLLM event; NOTUS_PROMPT_JOB_START=false: a job waits for the runpod SDK's 0.1 s look at
+its queue), so the gain is measured, and the LB endpoint.
 
 The emulated round trip is applied to the worker-facing API (job-take, job-stream, job-done, ping:
-the GPU host to RunPod's API); the public API stays on loopback so the client's side matches the
-direct path. Each level sends `concurrency` streams at once, `--waves` times per path (twice that for
-single streams), the paths taking turns wave by wave so that a drift of this machine's speed hits
-them all alike. vLLM runs on a core of its own and everything else on the other(s), as on a GPU host
-where the worker's CPU work does not slow the decoding (see pin_engine_apart). Printed per level:
-output tokens/s (all completion tokens / wall time of the level, as vLLM's bench counts it), the
-median time to first token (first chunk with text), and job-stream POSTs per job (items the worker
-yielded, counted by the emulator). Goal at 30 ms: >= 90% of direct tokens/s and TTFT within
-direct + 2 x RTT. Writes docs/results/stream_latency.md and .json.
+the GPU host to RunPod's API) and, on the LB endpoint, to the gateway's hop to the worker; the
+public API stays on loopback so the client's side matches the direct path. Each level sends
+`concurrency` streams at once, `--waves` times per path (twice that for single streams), the paths
+taking turns wave by wave so that a drift of this machine's speed hits them all alike. vLLM runs on
+a core of its own and everything else on the other(s), as on a GPU host where the worker's CPU work
+does not slow the decoding (see pin_engine_apart). Printed per level: output tokens/s (all
+completion tokens / wall time of the level, as vLLM's bench counts it), the median time to first
+token (first chunk with text), and job-stream POSTs per job (items the worker yielded, counted by
+the emulator). Goals at 30 ms: the queue routes >= 90% of direct tokens/s and TTFT within direct + 2
+x RTT for one stream, 3 x RTT for 16; the LB endpoint >= 97% and direct + 1 x RTT + 10 ms. Writes
+docs/results/stream_latency.md and .json.
 """
 
 from __future__ import annotations
@@ -105,6 +109,15 @@ async def direct(http: httpx.AsyncClient, tokens: int) -> Sample:
         return await tally(sse_objects(response), started)
 
 
+async def via_lb(http: httpx.AsyncClient, stack: LocalStack, tokens: int) -> Sample:
+    """The LB endpoint's OpenAI route: the request vLLM gets directly, through the gateway and the worker."""
+    body = parse_job_input({**job_input(tokens), "stream": True}, model=SERVED_NAME, max_model_len=MAX_MODEL_LEN).body
+    headers = {"Authorization": f"Bearer {stack.api_key.get_secret_value()}"}
+    started = time.perf_counter()
+    async with http.stream("POST", f"{stack.info.lb_url}/v1/chat/completions", json=body, headers=headers) as answer:
+        return await tally(sse_objects(answer), started)
+
+
 async def via_stream(client: ServerlessClient, tokens: int) -> Sample:
     started = time.perf_counter()
     job = await client.run({**job_input(tokens), "stream": True})
@@ -184,7 +197,9 @@ def set_rtt(stack: LocalStack, rtt_ms: float) -> None:
     emulator.call(lambda: setattr(emulator, "config", dataclasses.replace(emulator.config, worker_api_rtt_ms=rtt_ms)))
 
 
-async def measure(args: argparse.Namespace, vllm_url: str, stacks: dict[str, LocalStack]) -> list[list[str]]:
+async def measure(
+    args: argparse.Namespace, vllm_url: str, stacks: dict[str, LocalStack], lb_stack: LocalStack
+) -> list[list[str]]:
     rows: list[list[str]] = []
     ttft_at_0: dict[int, dict[str, float]] = {}  # concurrency -> path -> TTFT at RTT 0
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
@@ -198,14 +213,18 @@ async def measure(args: argparse.Namespace, vllm_url: str, stacks: dict[str, Loc
             for mode, stack in stacks.items()
         }
         await direct(vllm_http, 8)  # warm-up, every path once
+        await via_lb(http, lb_stack, 8)
         for client in clients.values():
             await via_stream(client, 8)
             await via_openai(client, 8)
         for rtt in args.rtts:
-            for stack in stacks.values():
+            for stack in [*stacks.values(), lb_stack]:
                 set_rtt(stack, rtt)
             for concurrency in args.concurrency:
-                paths = {"direct": Route(lambda: direct(vllm_http, args.tokens))}
+                paths = {
+                    "direct": Route(lambda: direct(vllm_http, args.tokens)),
+                    "lb": Route(functools.partial(via_lb, http, lb_stack, args.tokens)),
+                }
                 for mode, stack in stacks.items():
                     client = clients[mode]
                     paths[f"stream {mode}"] = Route(functools.partial(via_stream, client, args.tokens), stack)
@@ -233,8 +252,9 @@ def table_rows(
     rows = []
     for name, cell in cells.items():
         goal = ""
-        if rtt > 0 and name.endswith("now"):  # at 0 ms the goal allows nothing at all over direct
-            met = cell.stream_tps >= 0.9 * base.stream_tps and cell.ttft <= base.ttft + 2 * rtt
+        if rtt > 0 and (name.endswith("now") or name == "lb"):  # at 0 ms a goal allows nothing over direct
+            share, allowed = (0.97, rtt + 10) if name == "lb" else (0.9, (2 if concurrency == 1 else 3) * rtt)
+            met = cell.stream_tps >= share * base.stream_tps and cell.ttft <= base.ttft + allowed
             goal = "yes" if met else "no"
         rows.append(
             [
@@ -290,6 +310,7 @@ def main() -> None:
         if others:
             os.sched_setaffinity(0, others)  # the stack and this client: what the GPU host's CPU runs
         stacks: dict[str, LocalStack] = {}
+        lb_stack: LocalStack | None = None
         try:
             for mode, new in (("now", "true"), ("old", "false")):
                 config = StackConfig(
@@ -304,14 +325,17 @@ def main() -> None:
                 )
                 stacks[mode] = LocalStack(config)
                 stacks[mode].start()
-            rows = asyncio.run(measure(args, vllm.base_url, stacks))
+            lb_config = dataclasses.replace(config, log_dir=root / "lb", worker_env={}, endpoint_type="lb")
+            lb_stack = LocalStack(lb_config)
+            lb_stack.start()
+            rows = asyncio.run(measure(args, vllm.base_url, stacks, lb_stack))
         finally:
-            for stack in stacks.values():
+            for stack in [*stacks.values(), *([lb_stack] if lb_stack else [])]:
                 stack.stop()
             vllm.stop()
     with tee() as printed:
         report(args, rows)
-    title = "Streaming latency: /stream and the OpenAI route through notus serve vs vLLM directly"
+    title = "Streaming latency: /stream, the OpenAI route and an LB endpoint through notus serve vs vLLM directly"
     write_results("stream_latency", title, text_block(printed.getvalue()), {"rows": rows}, out=args.out)
 
 
@@ -331,7 +355,9 @@ def report(args: argparse.Namespace, rows: list[list[str]]) -> None:
         "stream's tokens after its first / time from first to last text. TTFT: first chunk with text (median); "
         "vs rtt 0: the same path's TTFT at RTT 0, i.e. what the round trip added. queued: median ms from /run "
         "to the job-take that took the job (one poll per worker is open at a time, see docs/worker.md). "
-        "POSTs/job: job-stream items the worker sent. goal: stream tok/s >= 90% of direct and TTFT <= direct + 2 x RTT."
+        "POSTs/job: job-stream items the worker sent. lb: the LB gateway and the worker in LB mode (no queue, no "
+        "job-stream). goal: queue routes ('now') stream tok/s >= 90% of direct and TTFT <= direct + 2 x RTT (1 "
+        "stream) or 3 x RTT (16); lb >= 97% and TTFT <= direct + RTT + 10 ms."
     )
 
 
