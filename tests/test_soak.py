@@ -51,6 +51,13 @@ def test_a_stream_that_missed_its_last_items_gets_them_from_the_output() -> None
     assert not any(isinstance(event, StreamGap) for event in events)
 
 
+def test_a_stream_whose_only_item_was_lost_gets_it_from_the_output() -> None:
+    """The soak's second find: a one-item job whose one job-stream POST was reset streamed nothing, and
+    the client delivered an empty answer for a COMPLETED job."""
+    events = streamed([], [{"index": 0}])
+    assert [event.items for event in events if isinstance(event, StreamedItems)] == [({"index": 0},)]
+
+
 def test_an_output_that_is_no_aggregate_leaves_the_stream_as_it_came() -> None:
     """A generator without return_aggregate_stream completes with output []: nothing to check against."""
     events = streamed([0, 1], [])

@@ -304,15 +304,16 @@ class JobFollower:
             return []
         if job.raw_error is None and self.stream_error is not None:
             job = replace(job, raw_error=self.stream_error)
-        checks = self.recovering or (self.delivered and self.retrying.policy.server_errors)
+        checks = self.recovering or self.retrying.policy.server_errors  # bench's counts faults instead
         events = self._reconcile(job) if checks and job.status is JobState.COMPLETED else []
         return [*events, JobEnded(job)]
 
     def _reconcile(self, job: JobStatus) -> list[FollowEvent]:
         """The items handed out against the final output (the aggregate of every item the worker
-        yielded): deliver the tail the stream did not bring, or say where the stream broke. A list
-        shorter than what was streamed is no aggregate (a generator's output without
-        return_aggregate_stream is []), and a stream that lost no poll is then taken as it came."""
+        yielded): deliver the tail the stream did not bring (all of it, when its only job-stream POST
+        failed), or say where the stream broke. A list shorter than what was streamed is no aggregate
+        (a generator's output without return_aggregate_stream is []), nor is anything but a list; a
+        stream that lost no poll is then taken as it came."""
         output = job.output
         if not isinstance(output, list) or len(output) < self.delivered:
             return [StreamGap(job.id, self.delivered)] if self.recovering else []
