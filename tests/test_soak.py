@@ -11,9 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from benchmarks.soak import History, JobRecord, SoakConfig, check, soak, table
+from notus_cli.emulator.faults import FaultRule
+from notus_cli.errors import EndpointUnreachable
 from notus_cli.runpod.protocol.follow import JobEnded, JobFollower, StreamedItems, StreamGap
 from notus_cli.runpod.protocol.limits import RetryPolicy
+from notus_cli.runpod.serverless import ServerlessClient
+from testbed.emulator import Harness
 
 NO_WAIT = RetryPolicy(attempts=3, base=0.0, jitter=False)
 
@@ -69,6 +75,18 @@ def test_a_load_generator_is_not_made_good_from_the_output() -> None:
     """bench's policy counts faults instead of hiding them: no tail filled in, no gap raised."""
     events = streamed([0, 1], [0, 1, 2], RetryPolicy(server_errors=False))
     assert [event.items for event in events if isinstance(event, StreamedItems)] == [(0, 1)]
+
+
+@pytest.mark.anyio
+async def test_a_lost_runsync_answer_says_a_job_may_exist(harness: Harness) -> None:
+    """The soak's third find: a /runsync whose answer was lost said only "unreachable", though its job
+    was queued (and ran); it now says what a lost /run says."""
+    endpoint, _pool = harness.endpoint(workers=1)
+    harness.emulator.faults.add(FaultRule("lost", route="runsync", endpoint=endpoint.id, count=1))
+    async with ServerlessClient(endpoint.id, harness.key, base_url=f"{harness.url}/v2") as client:
+        with pytest.raises(EndpointUnreachable, match="RunPod may have queued the job"):
+            await client.runsync({"echo": "s"})
+    assert harness.emulator.call(lambda: len(endpoint.jobs)) == 1, "the job was queued once"
 
 
 def test_the_check_counts_what_breaks_the_promise() -> None:

@@ -123,10 +123,12 @@ class AnswerLost:
     """A call that may have been carried out got no answer, and is not sent again (e.g. a /run)."""
 
     asked: str
+    cause: str = ""  # how it was lost, e.g. "timed out (ReadTimeout)"
 
     def to_error(self, endpoint_url: str) -> EndpointUnreachable:
+        how = f" ({self.cause})" if self.cause else ""
         return EndpointUnreachable(
-            f"the answer to {self.asked} at {endpoint_url} was lost on the way: RunPod may have queued the job, "
+            f"the answer to {self.asked} at {endpoint_url} was lost on the way{how}: RunPod may have queued the job, "
             "but no job id came back, and Notus does not send it again (that could run it twice)",
             hint="look at the endpoint's queue (`notus status`, or /health) before you send it again",
         )
