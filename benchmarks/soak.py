@@ -411,12 +411,15 @@ def _sse_faults(items: list[Any], size: int, *, complete: bool) -> tuple[int, in
     return missing, duplicated, disorder
 
 
+_KIND_NAMES = {"status": "HTTP error", "lost": "answer lost"}  # the plan's log names a status fault "status"
+
+
 def check(history: History) -> Figures:
     figures = Figures(sent=len(history.records), kills=len(history.kills))
     by_tag = {job.tag: job for job in history.emulator_jobs if job.tag is not None}
     faulted_ids = {path for _kind, _op, path in history.faults}
     failed_requests = {exchange.job for exchange in history.exchanges if exchange.failed}
-    figures.faults_struck.update(f"{kind} {operation}" for kind, operation, _path in history.faults)
+    figures.faults_struck.update(f"{_KIND_NAMES.get(kind, kind)} {op}" for kind, op, _path in history.faults)
     for record in history.records:
         emulator = by_tag.get(record.tag)
         bad = False
@@ -653,8 +656,14 @@ def main() -> None:
         "`benchmarks/soak.py` FAULT_KINDS), a busy worker SIGKILLed every "
         f"{config.kill_every or 0:.0f} s; the client is `ServerlessClient` with its default retry policy. The table "
         "is the benchmark's printout; `lost`, `silently duplicated`, items missing or reordered without a typed "
-        "error and `hung` are the promise of docs/faults.md.\n\n"
+        "error and `hung` are the promise of docs/faults.md. `not accepted`: the client raised a typed error before "
+        "it had a job id (a 5xx on /run or /runsync, or its answer lost, when the job may exist: `orphans` counts "
+        "those that did; none was sent again). `stream gaps reported`: a job-stream POST failed mid-stream (the SDK "
+        "does not resend it), and the client raised JobFailed naming the job and where its stream broke; a missing "
+        "tail is made good from the final output instead.\n\n"
         + text_block(printed.getvalue())
+        + "\nThe faults each route may meet, sharing its rate evenly:\n\n"
+        + markdown_table(["route", "faults"], [(route, ", ".join(kinds)) for route, kinds in FAULT_KINDS.items()])
         + "\nFaults struck, by kind and route:\n\n"
         + markdown_table(["fault", "times"], sorted(figures.faults_struck.items()))
     )
