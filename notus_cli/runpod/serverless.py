@@ -228,7 +228,11 @@ class ServerlessClient(EndpointOpenAIRoute):
             try:
                 response = await self._send(sent, read_timeout=read_timeout)
             except httpx.HTTPError as exc:
-                again = retrying.after_failure(sent, connected=not isinstance(exc, httpx.ConnectError))
+                connected = not isinstance(exc, httpx.ConnectError)
+                again = retrying.after_failure(sent, connected=connected)
+                if again is None and connected and not sent.idempotent:  # a /runsync may have queued its job
+                    how = "timed out" if isinstance(exc, httpx.TimeoutException) else "the connection broke"
+                    raise AnswerLost(sent.asked, f"{how}: {type(exc).__name__}").to_error(self.base_url) from None
                 if again is None:
                     raise unreachable(self.base_url, exc) from None
                 await asyncio.sleep(again.wait)

@@ -16,6 +16,10 @@ again (it hands out each item once), so the follower stops reading /stream, wait
 job's end, and delivers what it had not yet from the final output, the list of every item the worker
 yielded (runpod-python `return_aggregate_stream`): items still arrive once and in order, only later.
 Should that list not hold them, StreamGap says how many items arrived before the gap.
+A stream can also skip an item with no poll lost: the worker's job-stream POST for it failed (the
+runpod SDK does not send it again after a reset, runpod-python rp_http.py `_transmit`), so /stream
+never had it. So when a streamed job completes, the items handed out are checked against the final
+output: a missing tail is delivered from it, a gap with later items already delivered is a StreamGap.
 
 The stream loop follows runpod-python's `Job.stream()` (runpod/endpoint/runner.py): poll while the
 job is not final or a poll still brought items. A server that answers a poll at once with nothing
@@ -119,10 +123,12 @@ class AnswerLost:
     """A call that may have been carried out got no answer, and is not sent again (e.g. a /run)."""
 
     asked: str
+    cause: str = ""  # how it was lost, e.g. "timed out (ReadTimeout)"
 
     def to_error(self, endpoint_url: str) -> EndpointUnreachable:
+        how = f" ({self.cause})" if self.cause else ""
         return EndpointUnreachable(
-            f"the answer to {self.asked} at {endpoint_url} was lost on the way: RunPod may have queued the job, "
+            f"the answer to {self.asked} at {endpoint_url} was lost on the way{how}: RunPod may have queued the job, "
             "but no job id came back, and Notus does not send it again (that could run it twice)",
             hint="look at the endpoint's queue (`notus status`, or /health) before you send it again",
         )
@@ -131,15 +137,21 @@ class AnswerLost:
 @dataclass(frozen=True)
 class StreamGap:
     """The job ended, but items after the first `delivered` were lost with a /stream answer and its
-    final output does not hold them (a job that is not a generator's aggregate)."""
+    final output does not hold them (a job that is not a generator's aggregate); or, `skipped`, the
+    stream skipped items after the first `delivered` and later ones were handed out already."""
 
     job_id: str
     delivered: int
+    skipped: bool = False
 
     def to_error(self) -> JobFailed:
+        lost = (
+            "skipped items after the first {n} (later items arrived), so what it streamed is not its whole output"
+            if self.skipped
+            else "lost items after the first {n} and its final output does not hold them"
+        )
         return JobFailed(
-            f"job {self.job_id} completed, but its stream lost items after the first {self.delivered} "
-            "and its final output does not hold them",
+            f"job {self.job_id} completed, but its stream " + lost.format(n=self.delivered),
             hint=f"its whole output is at /status/{self.job_id} while RunPod keeps the result",
             job_id=self.job_id,
             status=str(JobState.COMPLETED),
@@ -196,6 +208,7 @@ class JobFollower:
         self.retrying = Retrying(retry or RetryPolicy())
         self.stream_error: Any = None
         self.delivered = 0  # stream items handed out so far
+        self.items: list[Any] = []  # those items, checked against the final output at the end
         self.recovering = False  # a /stream answer was lost: the rest comes from the final output
         self._next: Call | None
         if job_id is None:
@@ -284,6 +297,7 @@ class JobFollower:
         self._next = call(routes.STREAM, job_id=self.job_id)
         self._next = replace(self._next, wait=wait)
         self.delivered += len(reply.items)
+        self.items += reply.items
         return [StreamedItems(reply.items, str(reply.status))] if reply.items else []
 
     def _ended(self, job: JobStatus) -> list[FollowEvent]:
@@ -292,13 +306,23 @@ class JobFollower:
             return []
         if job.raw_error is None and self.stream_error is not None:
             job = replace(job, raw_error=self.stream_error)
-        events: list[FollowEvent] = []
-        if self.recovering and job.status is JobState.COMPLETED:
-            output = job.output
-            if isinstance(output, list) and len(output) >= self.delivered:
-                rest = tuple(output[self.delivered :])
-                self.delivered += len(rest)
-                events += [StreamedItems(rest, str(job.status))] if rest else []
-            else:
-                events.append(StreamGap(job.id, self.delivered))
+        checks = self.recovering or self.retrying.policy.server_errors  # bench's counts faults instead
+        events = self._reconcile(job) if checks and job.status is JobState.COMPLETED else []
         return [*events, JobEnded(job)]
+
+    def _reconcile(self, job: JobStatus) -> list[FollowEvent]:
+        """The items handed out against the final output (the aggregate of every item the worker
+        yielded): deliver the tail the stream did not bring (all of it, when its only job-stream POST
+        failed), or say where the stream broke. A list shorter than what was streamed is no aggregate
+        (a generator's output without return_aggregate_stream is []), nor is anything but a list; a
+        stream that lost no poll is then taken as it came."""
+        output = job.output
+        if not isinstance(output, list) or len(output) < self.delivered:
+            return [StreamGap(job.id, self.delivered)] if self.recovering else []
+        if output[: self.delivered] != self.items:
+            first = next(i for i, (got, want) in enumerate(zip(self.items, output, strict=False)) if got != want)
+            return [StreamGap(job.id, first, skipped=True)]
+        rest = tuple(output[self.delivered :])
+        self.delivered += len(rest)
+        self.items += rest
+        return [StreamedItems(rest, str(job.status))] if rest else []
