@@ -34,7 +34,7 @@ ISOLATED_PREFIXES = ("NOTUS_", "RUNPOD_", "HF_", "HUGGING_FACE", "OPENAI_")
 # (the CLI in a process of its own, pexpect, subprocess).
 PROCESS_FIXTURES = {"emulator", "harness", "control_emulator", "local_stack", "vllm_server", "dockerd", "cli"}
 PROCESS_FIXTURES |= {"timed_stub", "fast_stub", "keyed_stub"}
-PROCESS_CALLS = {"notus", "notus_command", "running_stub", "subprocess", "pexpect", "Repl", "run_worker"}
+PROCESS_CALLS = {"notus", "notus_command", "notus_serve", "running_stub", "subprocess", "pexpect", "Repl", "run_worker"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

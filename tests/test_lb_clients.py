@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,15 +40,13 @@ from notus_cli.serve.stack import StackInfo, StackSnapshot, WorkerView
 from notus_cli.settings import load_settings
 from notus_cli.targets import RunPodAddress, TargetFlags, deployment_endpoint, resolve_address
 from testbed.common import notus as run_notus
-from testbed.common import notus_command
 from testbed.control import notus as control_notus
 from testbed.control import notus_env
 from testbed.emulator import Harness
 from testbed.openai_stub import StubConfig, running_stub
+from testbed.serving import README_EXAMPLE, notus_serve
 from tests.test_bench_honesty import bench_run
 from tests.test_lb_gateway import ANSWER, lb_command
-from tests.test_serve_cli import README_EXAMPLE
-from tests.test_serve_cli import _read_json as read_serve_json
 
 SHORT = ("-s", "temperature=0", "-s", "max_tokens=12", "--no-think")
 SAVE_ENDPOINT = "mutation($input: EndpointInput!) { saveEndpoint(input: $input) { id type } }"
@@ -236,17 +232,8 @@ def test_the_stacks_own_endpoint_by_id_is_typed_from_its_connection_file(
 def test_serve_type_lb_answers_chat_a_native_request_and_bench(tmp_path: Path) -> None:
     """`notus serve --tiny --type lb` as a user runs it (real vLLM on the CPU, real LB workers behind the
     emulator's gateway): chat and bench find it with --local, and the native route answers a bearer key."""
-    errors = (tmp_path / "stderr.txt").open("w")
-    serve = subprocess.Popen(
-        notus_command("serve", "--tiny", "--type", "lb", "--port", "0", "--json"),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        info = read_serve_json(serve)
+    with notus_serve("--tiny", "--type", "lb", cwd=tmp_path) as served:
+        info = served.info
         key = info["api_key"]
         chat = run_notus("chat", "--local", "--once", "What is wisdom?", *SHORT, cwd=tmp_path, timeout=180)
         with httpx.Client(base_url=info["lb_url"], timeout=300) as http:
@@ -263,12 +250,6 @@ def test_serve_type_lb_answers_chat_a_native_request_and_bench(tmp_path: Path) -
             "--output-len", "8", "--num-prompts", "2", "--concurrency", "1", "--out", str(tmp_path / "native"),
             cwd=tmp_path, timeout=300,
         )  # fmt: skip
-    finally:
-        serve.send_signal(signal.SIGINT)
-        code = serve.wait(120)
-        errors.close()
-        if serve.stdout is not None:
-            serve.stdout.close()
     assert (info["endpoint_type"], info["lb_url"]) == ("lb", f"{info['url']}/lb/{info['endpoint_id']}")
     assert info["openai_base_url"] == f"{info['lb_url']}/v1"
     assert chat.returncode == 0, chat.stderr
@@ -292,8 +273,8 @@ def test_serve_type_lb_answers_chat_a_native_request_and_bench(tmp_path: Path) -
     native_target = native_run["settings"]["target"]
     assert (native_target["route"], native_target["base_url"]) == ("native", info["lb_url"])
     assert [(lv["summary"]["completed"], lv["summary"]["output_tokens"]) for lv in native_run["levels"]] == [(2, 16)]
-    assert code == 0
-    assert "stopped" in (tmp_path / "stderr.txt").read_text()
+    assert served.code == 0
+    assert "stopped" in served.stderr.read_text()
 
 
 def test_serve_shows_an_lb_endpoint_whole_at_80_columns(project: Path) -> None:

@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import stat
-import subprocess
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from notus_cli.serve.connection import connection_file
 from testbed.common import notus as run_notus
-from testbed.common import notus_command
 from testbed.procs import descendants, running
-
-README_EXAMPLE = {
-    "input": {
-        "messages": [
-            {"role": "system", "content": "You are a wise counselor guided by KJV scripture."},
-            {"role": "user", "content": "What does the Bible say about wisdom?"},
-        ],
-        "temperature": 0.7,
-        "max_tokens": 2048,
-        "top_p": 0.9,
-    }
-}
-
+from testbed.serving import README_EXAMPLE, notus_serve
 
 notus = partial(run_notus, timeout=120)
 
@@ -70,18 +54,9 @@ def test_a_port_in_use_fails_before_anything_starts(tmp_path: Path) -> None:
 
 @pytest.mark.vllm
 def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
-    errors = (tmp_path / "stderr.txt").open("w")
-    serve = subprocess.Popen(
-        notus_command("serve", "--tiny", "--port", "0", "--workers", "2", "--json", "--faults", "429:cancel:1x"),
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        info = _read_json(serve)
-        children = descendants(serve.pid)
+    with notus_serve("--tiny", "--workers", "2", "--faults", "429:cancel:1x", cwd=tmp_path) as served:
+        info = served.info
+        children = descendants(served.process.pid)
         connection = connection_file()
         assert stat.S_IMODE(connection.stat().st_mode) == 0o600
         assert json.loads(connection.read_text())["api_key"] == info["api_key"]
@@ -93,12 +68,6 @@ def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_pat
             health = client.get("/health").json()
             refused = client.post("/cancel/no-such-job")  # the one injected fault
             after = client.post("/cancel/no-such-job")
-    finally:
-        serve.send_signal(signal.SIGINT)
-        code = serve.wait(120)
-        errors.close()
-        if serve.stdout is not None:
-            serve.stdout.close()
     assert answer["status"] == "COMPLETED"
     completion = answer["output"][0]
     assert completion["object"] == "chat.completion"
@@ -109,19 +78,7 @@ def test_serve_tiny_answers_the_readme_request_and_ctrl_c_leaves_nothing(tmp_pat
     assert (refused.status_code, refused.headers["retry-after"]) == (429, "1")
     assert after.status_code == 404
     assert len(children) >= 3, "vLLM and two workers ran under notus serve"
-    assert code == 0
+    assert served.code == 0
     assert not [pid for pid in children if running(pid)], "every child process ended"
     assert not connection.exists()
-    assert "stopped" in (tmp_path / "stderr.txt").read_text()
-
-
-def _read_json(serve: subprocess.Popen[str]) -> dict[str, Any]:
-    """The connection JSON `notus serve --json` prints once everything is ready."""
-    assert serve.stdout is not None
-    text = ""
-    for line in serve.stdout:
-        text += line
-        if line.rstrip() == "}":
-            result: dict[str, Any] = json.loads(text)
-            return result
-    raise AssertionError(f"notus serve exited with {serve.wait()} before it was ready")
+    assert "stopped" in served.stderr.read_text()
