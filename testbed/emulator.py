@@ -14,6 +14,7 @@ import httpx
 
 from notus_cli.emulator import Emulator, EmulatorConfig, EmulatorServer, Endpoint, LocalWorkers, WorkerCommand, new_key
 from testbed.common import ROOT, wait_for
+from testbed.openai_stub import MODEL
 
 
 def echo_command(log_dir: Path, *, concurrency: int = 8) -> WorkerCommand:
@@ -23,6 +24,13 @@ def echo_command(log_dir: Path, *, concurrency: int = 8) -> WorkerCommand:
         log_dir=log_dir,
         cwd=ROOT,
     )
+
+
+def lb_command(log_dir: Path, vllm_url: str) -> WorkerCommand:
+    """`python -m worker` as the image runs it (the emulator adds the LB env); only its vLLM is a stand-in,
+    testbed.openai_stub at `vllm_url`, a real HTTP server of its own."""
+    env = {"NOTUS_VLLM_URL": vllm_url, "NOTUS_SERVED_MODEL_NAME": MODEL, "NOTUS_MAX_NUM_SEQS": "16"}
+    return WorkerCommand(argv=(sys.executable, "-m", "worker"), env=env, log_dir=log_dir, cwd=ROOT)
 
 
 @dataclass

@@ -20,9 +20,8 @@ import pytest
 from notus_cli.emulator import EmulatorConfig
 from notus_cli.emulator.scaler import command_factory
 from testbed.control import Session, notus_env, pushed_project
-from testbed.emulator import Harness
+from testbed.emulator import Harness, lb_command
 from testbed.openai_stub import MODEL, StubConfig, running_stub
-from tests.test_lb_gateway import lb_command
 
 DIGEST = "sha256:" + "1b" * 32
 SAVE_TEMPLATE = "mutation($input: SaveTemplateInput) { saveTemplate(input: $input) { id } }"

@@ -39,15 +39,15 @@ from notus_cli.serve.connection import remove_connection, write_connection
 from notus_cli.serve.stack import StackInfo, StackSnapshot, WorkerView
 from notus_cli.settings import load_settings
 from notus_cli.targets import RunPodAddress, TargetFlags, deployment_endpoint, resolve_address
+from testbed.bench_runs import bench_run
 from testbed.common import notus as run_notus
 from testbed.control import notus as control_notus
 from testbed.control import notus_env
-from testbed.emulator import Harness
+from testbed.emulator import Harness, lb_command
 from testbed.openai_stub import StubConfig, running_stub
 from testbed.serving import README_EXAMPLE, notus_serve
-from tests.test_bench_honesty import bench_run
-from tests.test_lb_gateway import ANSWER, lb_command
 
+ANSWER = "Blessed is the man that findeth wisdom, and the man that getteth understanding. "
 SHORT = ("-s", "temperature=0", "-s", "max_tokens=12", "--no-think")
 SAVE_ENDPOINT = "mutation($input: EndpointInput!) { saveEndpoint(input: $input) { id type } }"
 

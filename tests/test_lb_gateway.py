@@ -30,7 +30,7 @@ from notus_cli.errors import ConfigError
 from notus_cli.runpod.protocol import lb
 from notus_cli.settings import load_settings
 from testbed.common import ROOT, wait_for
-from testbed.emulator import Harness
+from testbed.emulator import Harness, lb_command
 from testbed.openai_stub import MODEL, StubConfig, running_stub
 from testbed.vllm import free_port
 
@@ -106,12 +106,6 @@ def slow_stub() -> Iterator[str]:
 def failing_stub() -> Iterator[str]:
     with running_stub(StubConfig(fail_every=1)) as url:
         yield url
-
-
-def lb_command(log_dir: Path, vllm_url: str) -> WorkerCommand:
-    """`python -m worker` as the image runs it; only its vLLM is the stub, a real HTTP server of its own."""
-    env = {"NOTUS_VLLM_URL": vllm_url, "NOTUS_SERVED_MODEL_NAME": MODEL, "NOTUS_MAX_NUM_SEQS": "16"}
-    return WorkerCommand(argv=(sys.executable, "-m", "worker"), env=env, log_dir=log_dir, cwd=ROOT)
 
 
 def lb_endpoint(
