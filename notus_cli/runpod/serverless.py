@@ -36,6 +36,7 @@ from notus_cli.runpod.protocol.follow import (
     Retrying,
     StreamedItems,
     StreamGap,
+    answer_lost,
     call,
 )
 from notus_cli.runpod.protocol.limits import RUNSYNC_DEFAULT_WAIT_MS, RetryPolicy
@@ -229,10 +230,11 @@ class ServerlessClient(EndpointOpenAIRoute):
                 response = await self._send(sent, read_timeout=read_timeout)
             except httpx.HTTPError as exc:
                 connected = not isinstance(exc, httpx.ConnectError)
+                how = "timed out" if isinstance(exc, httpx.TimeoutException) else "the connection broke"
+                lost = answer_lost(sent, connected=connected, cause=f"{how}: {type(exc).__name__}")
+                if lost is not None:  # a /runsync may have queued its job
+                    raise lost.to_error(self.base_url) from None
                 again = retrying.after_failure(sent, connected=connected)
-                if again is None and connected and not sent.idempotent:  # a /runsync may have queued its job
-                    how = "timed out" if isinstance(exc, httpx.TimeoutException) else "the connection broke"
-                    raise AnswerLost(sent.asked, f"{how}: {type(exc).__name__}").to_error(self.base_url) from None
                 if again is None:
                     raise unreachable(self.base_url, exc) from None
                 await asyncio.sleep(again.wait)

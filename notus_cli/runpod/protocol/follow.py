@@ -134,6 +134,12 @@ class AnswerLost:
         )
 
 
+def answer_lost(sent: Call, *, connected: bool, cause: str = "") -> AnswerLost | None:
+    """The AnswerLost for a call whose connection opened and then failed, when sending it again could
+    repeat its work (/run, /runsync, /retry); None when it is safe to retry or was never sent."""
+    return AnswerLost(sent.asked, cause) if connected and not sent.idempotent else None
+
+
 @dataclass(frozen=True)
 class StreamGap:
     """The job ended, but items after the first `delivered` were lost with a /stream answer and its
@@ -262,8 +268,9 @@ class JobFollower:
             self.recovering = True  # the poll may have taken items: read the rest from the final output
             self._next = call(routes.STATUS, job_id=self.job_id)
             return []
-        if connected and not sent.idempotent:
-            return [AnswerLost(sent.asked)]
+        lost = answer_lost(sent, connected=connected)
+        if lost is not None:
+            return [lost]
         retry = self.retrying.after_failure(sent, connected=connected)
         if retry is None:
             return []
